@@ -1,0 +1,153 @@
+"""Timing of a case's providers, and of the machine's copy bandwidth and matmul rate, in the same run.
+
+Providers: ``eager`` (the reference), ``compile`` (``torch.compile(reference, fullgraph=True)``), and the
+fused backends ``native`` and ``triton`` (the public op with ``backend=``). Times are medians of
+``torch.utils.benchmark.Timer.blocked_autorange``, which synchronizes CUDA around every block.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch.utils import benchmark
+
+from cycleisp_fast import backend
+from cycleisp_fast.bench.registry import Case, Size, make_generator
+
+PROVIDERS = ("eager", "compile", "native", "triton")
+FUSED = ("native", "triton")
+COPY_BYTES = 256 << 20
+"""Bytes of each buffer of the copy-bandwidth probe: far beyond any cache it could sit in."""
+MATMUL_SIZES = {"cpu": 1024, "cuda": 2048}
+WARMUP_CALLS = 3
+
+
+@dataclass(frozen=True)
+class Rates:
+    """What the machine does at best: ``dst.copy_(src)`` in GB/s (read + write) and fp32 ``torch.mm`` in GFLOP/s."""
+
+    copy_gb_per_s: float
+    matmul_gflop_per_s: float | None
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The median time of one provider of one case at one mode, size and dtype, with its minimum work."""
+
+    case: str
+    provider: str
+    mode: str
+    size: Size
+    dtype: torch.dtype
+    seconds: float
+    min_bytes: int
+    flops: int | None
+
+
+def note(message: str) -> None:
+    """Progress and skipped providers go to stderr, so stdout holds just the table."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def median_seconds(fn: Callable[[], object], min_run_time: float) -> float:
+    """Median seconds of ``fn()`` over blocks of calls lasting ``min_run_time`` in all, on every CPU thread."""
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_run_time).median
+
+
+def measure_rates(device: torch.device, min_run_time: float, matmul: bool) -> Rates:
+    """The copy bandwidth of ``device``, and its fp32 matmul rate when ``matmul``."""
+    src = torch.ones(COPY_BYTES // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # touches every page before timing
+    copy_seconds = median_seconds(lambda: dst.copy_(src), min_run_time)
+    del src, dst
+    matmul_rate = None
+    if matmul:
+        n = MATMUL_SIZES[device.type]
+        generator = make_generator(device)
+        a, b = (torch.randn(n, n, device=device, generator=generator) for _ in range(2))
+        matmul_rate = 2 * n**3 / median_seconds(lambda: torch.mm(a, b), min_run_time) / 1e9
+    return Rates(copy_gb_per_s=2 * COPY_BYTES / copy_seconds / 1e9, matmul_gflop_per_s=matmul_rate)
+
+
+def unavailable_reason(case: Case, provider: str, device: torch.device) -> str | None:
+    """Why ``provider`` cannot be timed for ``case`` on ``device``, or None when it can."""
+    if provider not in FUSED:
+        return None
+    if provider == "triton" and device.type == "cpu":
+        return "the Triton interpreter (TRITON_INTERPRET=1) is not a performance path"
+    try:
+        backend.resolve(case.kernel, device.type, provider)
+    except RuntimeError as error:
+        return str(error)
+    return None
+
+
+def provider_callables(case: Case, providers: Sequence[str], device: torch.device) -> dict[str, Callable]:
+    """``inputs -> output`` of each provider that can run ``case``'s first variant on ``device``."""
+    kwargs = case.variants[0].kwargs
+    reference = functools.partial(case.reference, **kwargs)
+    callables = {}
+    for provider in providers:
+        reason = unavailable_reason(case, provider, device)
+        if reason is not None:
+            note(f"skipped {provider} for {case.name} on {device.type}: {reason}")
+        elif provider == "eager":
+            callables[provider] = reference
+        elif provider == "compile":
+            callables[provider] = torch.compile(reference, fullgraph=True, dynamic=False)
+        else:
+            callables[provider] = functools.partial(case.op, **kwargs, backend=provider)
+    return callables
+
+
+def _step(fn: Callable, inputs: tuple[torch.Tensor, ...], grad_output: torch.Tensor | None) -> Callable[[], object]:
+    """One timed call: the forward, or the forward and the gradients of the inputs that require grad."""
+    if grad_output is None:
+        return lambda: fn(*inputs)
+    wrt = [t for t in inputs if t.requires_grad]
+    return lambda: torch.autograd.grad(fn(*inputs), wrt, grad_output)
+
+
+def _mode_inputs(inputs: tuple[torch.Tensor, ...], mode: str) -> tuple[torch.Tensor, ...]:
+    """The inputs, requiring grad for the backward where they are floating."""
+    if mode == "forward":
+        return inputs
+    return tuple(t.detach().requires_grad_(t.is_floating_point()) for t in inputs)
+
+
+def measure_case(case: Case, size: Size, dtype: torch.dtype, device: torch.device, providers: Sequence[str],
+                 modes: Sequence[str], min_run_time: float) -> list[Timing]:
+    """Times every provider of ``case`` at ``size`` and ``dtype``, for each mode, one provider after the other."""
+    torch.compiler.reset()  # one compiled graph per case: no recompile limit across sizes and dtypes
+    generator = make_generator(device)
+    inputs = case.make_inputs(size, dtype, device, generator)
+    callables = provider_callables(case, providers, device)
+    timings = []
+    for mode in modes:
+        if mode != "forward" and not any(t.is_floating_point() for t in inputs):
+            note(f"skipped {mode} for {case.name}: no floating input to differentiate")
+            continue
+        args = _mode_inputs(inputs, mode)
+        output = case.reference(*args, **case.variants[0].kwargs)
+        grad_output = None if mode == "forward" else torch.randn(
+            output.shape, dtype=output.dtype, device=device, generator=generator)
+        min_bytes = case.min_bytes(args, output, mode)
+        flops = case.flops(args, output, mode) if case.flops is not None else None
+        for provider, fn in callables.items():
+            step = _step(fn, args, grad_output)
+            try:
+                for _ in range(WARMUP_CALLS):  # compiles (torch.compile, Triton JIT) before timing
+                    step()
+            except Exception as error:  # e.g. no C++ compiler for torch.compile, a dtype inductor lacks
+                first_line = str(error).partition("\n")[0]
+                note(f"skipped {provider} for {case.name} {mode}: {type(error).__name__}: {first_line}")
+                continue
+            seconds = median_seconds(step, min_run_time)
+            timings.append(Timing(case.name, provider, mode, size, dtype, seconds, min_bytes, flops))
+    return timings

@@ -1,0 +1,103 @@
+"""The case registry shared by the benchmarks and the selftest: one module of cases per op.
+
+A case is one public op at one setting: how to make its inputs, its plain-PyTorch reference, the public op
+(called with ``backend="native"`` or ``backend="triton"``), and the minimum bytes (and optionally FLOPs) of
+a call. To add an op ``foo``, write ``cycleisp_fast/bench/foo.py`` with a tuple ``CASES`` of :class:`Case`
+and add ``"foo"`` to :data:`OP_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import torch
+
+OP_MODULES = ("bayer",)
+"""Modules of ``cycleisp_fast.bench`` that define ``CASES``."""
+
+MODES = ("forward", "forward+backward")
+
+Size = tuple[int, ...]
+"""The shape of a case's first input, e.g. ``(4, 1, 1024, 1024)``."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Keyword arguments of one call of a case's op, and whether every backend must equal the reference
+    bit for bit (pure data movement) or within ``torch.testing.assert_close``'s default tolerances."""
+
+    kwargs: Mapping[str, object]
+    exact: bool = True
+
+    def __str__(self) -> str:
+        return ", ".join(f"{key}={_short(value)}" for key, value in self.kwargs.items())
+
+
+def _short(value: object) -> str:
+    """``"RGGB"`` -> ``RGGB``; ``(0.05, 0.06)`` -> ``(0.05,0.06)``: compact enough for one table cell."""
+    if isinstance(value, (tuple, list)):
+        return "(" + ",".join(f"{v:g}" for v in value) + ")"
+    return str(value)
+
+
+def io_bytes(inputs: Sequence[torch.Tensor], output: torch.Tensor, mode: str) -> int:
+    """Minimum bytes of a call: every input read once and the output written once; with the backward,
+    also grad_output read once and one gradient written per floating input."""
+    forward = sum(t.nelement() * t.element_size() for t in inputs) + output.nelement() * output.element_size()
+    if mode == "forward":
+        return forward
+    grads = sum(t.nelement() * t.element_size() for t in inputs if t.is_floating_point())
+    return forward + output.nelement() * output.element_size() + grads
+
+
+@dataclass(frozen=True)
+class Case:
+    """One op at one setting, for the benchmarks and the selftest.
+
+    Attributes:
+        name: unique name, chosen with ``--ops``.
+        kernel: the registered operator behind ``op`` (``cycleisp_fast::<kernel>``), for ``backend.resolve``.
+        op: the public op, ``op(*inputs, **variant.kwargs, backend=name) -> Tensor``.
+        reference: the plain-PyTorch reference, ``reference(*inputs, **variant.kwargs) -> Tensor``.
+        make_inputs: ``(size, dtype, device, generator) -> tuple of input tensors``, the first of shape ``size``.
+        size_doc: the sizes the case takes, e.g. ``"N x 3 x H x W, H and W even"``.
+        fits: whether the case takes a size.
+        default_sizes, quick_sizes, selftest_sizes: sizes for a full run, ``--quick`` and the selftest.
+        variants: keyword arguments to check in the selftest; the benchmarks time the first.
+        dtype: the input dtype when the case has one of its own (RAW samples), else ``--dtypes`` picks.
+        min_bytes: ``(inputs, output, mode) -> bytes`` a call must move at least.
+        flops: ``(inputs, output, mode) -> FLOPs`` of a call, for compute-bound ops.
+    """
+
+    name: str
+    kernel: str
+    op: Callable[..., torch.Tensor]
+    reference: Callable[..., torch.Tensor]
+    make_inputs: Callable[[Size, torch.dtype, torch.device, torch.Generator], tuple[torch.Tensor, ...]]
+    size_doc: str
+    fits: Callable[[Size], bool]
+    default_sizes: tuple[Size, ...]
+    quick_sizes: tuple[Size, ...]
+    selftest_sizes: tuple[Size, ...]
+    variants: tuple[Variant, ...]
+    dtype: torch.dtype | None = None
+    min_bytes: Callable[[Sequence[torch.Tensor], torch.Tensor, str], int] = io_bytes
+    flops: Callable[[Sequence[torch.Tensor], torch.Tensor, str], int] | None = None
+
+
+def all_cases() -> dict[str, Case]:
+    """Every registered case by name, in registration order."""
+    cases: dict[str, Case] = {}
+    for module_name in OP_MODULES:
+        for case in importlib.import_module(f"cycleisp_fast.bench.{module_name}").CASES:
+            if case.name in cases:
+                raise ValueError(f"bench case {case.name!r} is registered twice (second time by {module_name}.py)")
+            cases[case.name] = case
+    return cases
+
+
+def make_generator(device: torch.device, seed: int = 0) -> torch.Generator:
+    """A seeded generator on ``device``, so every run draws the same inputs."""
+    return torch.Generator(device=device).manual_seed(seed)

@@ -1,0 +1,158 @@
+"""The benchmark's outputs: one row of numbers per timing, a markdown table, a CSV and a bar plot.
+
+Every ratio compares timings of the same run: speedups against ``eager`` and ``compile`` of the same case,
+mode, size and dtype, and the roofline fractions against the copy bandwidth and matmul rate measured in it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+from typing import Callable, Sequence
+
+import torch
+
+from cycleisp_fast.bench.measure import Rates, Timing
+
+COLUMNS = (
+    "case", "mode", "size", "dtype", "device", "provider", "time_ms", "speedup_vs_eager", "speedup_vs_compile",
+    "min_bytes", "gb_per_s", "copy_gb_per_s", "copy_fraction", "flops", "gflop_per_s", "matmul_gflop_per_s",
+    "matmul_fraction", "device_name", "torch_version",
+)
+"""The CSV's columns, one row per case, provider, mode, size, dtype and device."""
+
+Row = dict[str, object]
+
+
+def format_size(size: Sequence[int]) -> str:
+    """``(4, 1, 1024, 1024)`` -> ``"4x1x1024x1024"``, the form ``--sizes`` takes."""
+    return "x".join(str(extent) for extent in size)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``"float32"``, the form ``--dtypes`` takes."""
+    return str(dtype).removeprefix("torch.")
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+    except OSError:
+        models = []
+    return models[0] if models else platform.processor() or platform.machine()
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return None if numerator is None or denominator is None else numerator / denominator
+
+
+def make_rows(timings: Sequence[Timing], rates: Rates, device: torch.device) -> list[Row]:
+    """One CSV row (:data:`COLUMNS`) per timing: speedups, achieved rates and roofline fractions."""
+    baselines = {(t.case, t.mode, t.size, t.dtype, t.provider): t.seconds for t in timings}
+    name = device_name(device)
+    rows = []
+    for t in timings:
+        group = (t.case, t.mode, t.size, t.dtype)
+        gb_per_s = t.min_bytes / t.seconds / 1e9
+        gflop_per_s = None if t.flops is None else t.flops / t.seconds / 1e9
+        rows.append({
+            "case": t.case, "mode": t.mode, "size": format_size(t.size), "dtype": dtype_name(t.dtype),
+            "device": device.type, "provider": t.provider, "time_ms": t.seconds * 1e3,
+            "speedup_vs_eager": _ratio(baselines.get((*group, "eager")), t.seconds),
+            "speedup_vs_compile": _ratio(baselines.get((*group, "compile")), t.seconds),
+            "min_bytes": t.min_bytes, "gb_per_s": gb_per_s, "copy_gb_per_s": rates.copy_gb_per_s,
+            "copy_fraction": gb_per_s / rates.copy_gb_per_s, "flops": t.flops, "gflop_per_s": gflop_per_s,
+            "matmul_gflop_per_s": rates.matmul_gflop_per_s,
+            "matmul_fraction": _ratio(gflop_per_s, rates.matmul_gflop_per_s),
+            "device_name": name, "torch_version": torch.__version__,
+        })
+    return rows
+
+
+def _number(spec: str, suffix: str = "", scale: float = 1.0) -> Callable[[object], str]:
+    """A cell formatter: ``None`` -> ``"-"``, else ``value * scale`` in ``spec`` followed by ``suffix``."""
+    return lambda value: "-" if value is None else f"{value * scale:{spec}}{suffix}"
+
+
+TABLE_COLUMNS = (
+    ("case", "case", str), ("mode", "mode", str), ("size", "size", str), ("dtype", "dtype", str),
+    ("provider", "provider", str), ("time (ms)", "time_ms", _number(".4g")),
+    ("vs eager", "speedup_vs_eager", _number(".2f", "x")), ("vs compile", "speedup_vs_compile", _number(".2f", "x")),
+    ("GB/s", "gb_per_s", _number(".1f")), ("% copy BW", "copy_fraction", _number(".0f", "%", 100)),
+)
+FLOP_COLUMNS = (("GFLOP/s", "gflop_per_s", _number(".1f")), ("% matmul", "matmul_fraction", _number(".0f", "%", 100)))
+TEXT_COLUMNS = 5
+"""The first columns hold text (left-aligned), the others numbers (right-aligned)."""
+
+
+def format_table(rows: Sequence[Row], rates: Rates) -> str:
+    """A markdown pipe table of ``rows`` (at least one) with aligned columns, under a line naming the machine
+    and its rates."""
+    columns = TABLE_COLUMNS + (FLOP_COLUMNS if any(row["flops"] is not None for row in rows) else ())
+    cells = [[header for header, _, _ in columns]]
+    cells += [[fmt(row[key]) for _, key, fmt in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+
+    def line(values: Sequence[str]) -> str:
+        padded = [v.ljust(w) if i < TEXT_COLUMNS else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths))]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = ["-" * w if i < TEXT_COLUMNS else "-" * (w - 1) + ":" for i, w in enumerate(widths)]
+    rates_text = f"copy bandwidth {rates.copy_gb_per_s:.1f} GB/s"
+    if rates.matmul_gflop_per_s is not None:
+        rates_text += f", fp32 matmul {rates.matmul_gflop_per_s:.1f} GFLOP/s"
+    first = rows[0]
+    header = f"{first['device_name']} ({first['device']}), torch {first['torch_version']}: {rates_text}"
+    return "\n".join([header, "", line(cells[0]), line(rule)] + [line(values) for values in cells[1:]])
+
+
+def write_csv(rows: Sequence[Row], path: str) -> None:
+    """Writes ``rows`` to ``path`` (:data:`COLUMNS`; empty cells where a number does not apply)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
+
+
+def write_plot(rows: Sequence[Row], path: str) -> bool:
+    """Bar plot of ``rows`` (at least one): speedup vs eager and % of copy bandwidth, one bar per provider,
+    grouped by case, mode, size and dtype.
+
+    Returns False (and says so) when matplotlib is missing.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        print("plot skipped: matplotlib is not installed (pip install 'cycleisp_fast[bench]')")
+        return False
+    groups = list(dict.fromkeys((row["case"], row["mode"], row["size"], row["dtype"]) for row in rows))
+    providers = list(dict.fromkeys(row["provider"] for row in rows))
+    figure = Figure(figsize=(max(6.0, 1.6 * len(groups)), 7.0), layout="constrained")
+    FigureCanvasAgg(figure)
+    speedup_axes, roofline_axes = figure.subplots(2, 1, sharex=True)
+    width = 0.8 / len(providers)
+    for index, provider in enumerate(providers):
+        by_group = {(r["case"], r["mode"], r["size"], r["dtype"]): r for r in rows if r["provider"] == provider}
+        xs = [g + (index - (len(providers) - 1) / 2) * width for g, key in enumerate(groups) if key in by_group]
+        present = [by_group[key] for key in groups if key in by_group]
+        speedup_axes.bar(xs, [r["speedup_vs_eager"] or 0.0 for r in present], width, label=provider)
+        roofline_axes.bar(xs, [100 * r["copy_fraction"] for r in present], width, label=provider)
+    speedup_axes.axhline(1.0, color="black", linewidth=0.8)
+    speedup_axes.set_ylabel("speedup vs eager (x)")
+    speedup_axes.legend()
+    roofline_axes.set_ylabel("% of copy bandwidth")
+    roofline_axes.set_xticks(range(len(groups)), ["\n".join(key[:2]) + f"\n{key[2]} {key[3]}" for key in groups],
+                             fontsize=8)
+    first = rows[0]
+    speedup_axes.set_title(f"cycleisp_fast kernels on {first['device_name']} ({first['device']}), "
+                           f"torch {first['torch_version']}")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    figure.savefig(path, dpi=120)
+    return True

@@ -1,0 +1,5 @@
+"""Functional API of the fused ops; each picks its backend per call (see :mod:`cycleisp_fast.backend`)."""
+
+from cycleisp_fast.ops.bayer import bayer_mosaic, bayer_pack, bayer_unpack, rgb_to_packed_bayer
+
+__all__ = ["bayer_mosaic", "bayer_pack", "bayer_unpack", "rgb_to_packed_bayer"]

@@ -1,0 +1,84 @@
+"""Build of cycleisp_fast and its compiled extension cycleisp_fast._C.
+
+The CPU kernels are always built. The CUDA kernels are built when a CUDA toolkit and a CUDA build of
+torch are present (no GPU needed), and never when CYCLEISP_FAST_SKIP_CUDA=1. FORCE_CUDA=1 makes a
+missing toolkit an error instead of a silent CPU-only build. TORCH_CUDA_ARCH_LIST picks the GPU
+architectures; without it and without a visible GPU, DEFAULT_CUDA_ARCHS is used.
+"""
+
+import glob
+import os
+import sys
+
+from setuptools import find_packages, setup
+
+DEFAULT_CUDA_ARCHS = "8.0;9.0"
+
+
+def _flag(name):
+    return os.environ.get(name, "0").lower() in ("1", "true", "yes", "on")
+
+
+# torch guesses CUDA_HOME from nvcc's location, which is wrong where nvcc is a wrapper script: prefer
+# the toolkit root when it exists and the user has not chosen one.
+if "CUDA_HOME" not in os.environ and os.path.isdir("/usr/local/cuda"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+import torch  # noqa: E402
+from torch.utils import cpp_extension  # noqa: E402
+
+
+def _want_cuda():
+    if _flag("CYCLEISP_FAST_SKIP_CUDA"):
+        return False
+    have_toolkit = cpp_extension.CUDA_HOME is not None and torch.version.cuda is not None
+    if _flag("FORCE_CUDA") and not have_toolkit:
+        sys.exit(
+            "FORCE_CUDA=1 but no CUDA build is possible: torch.version.cuda="
+            f"{torch.version.cuda!r}, CUDA_HOME={cpp_extension.CUDA_HOME!r}. Install a CUDA build of torch "
+            "and a CUDA toolkit, or set CUDA_HOME."
+        )
+    return have_toolkit
+
+
+def _extension():
+    with_cuda = _want_cuda()
+    sources = sorted(
+        glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/ops/cpu/*.cpp")
+    )
+    cxx_flags = ["-O3", "-fopenmp", "-DCYCLEISP_FAST_CPU_KERNELS"]
+    include_dirs = [os.path.abspath("csrc")]
+    if not with_cuda:
+        return cpp_extension.CppExtension(
+            "cycleisp_fast._C",
+            sources,
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx_flags},
+            extra_link_args=["-fopenmp"],
+        )
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
+    # Some headers that torch's CUDA headers include (cusparse.h, ...) ship only in the pip NVIDIA packages.
+    for site in sys.path:
+        pip_cuda = os.path.join(site, "nvidia", "cu13", "include")
+        if os.path.isdir(pip_cuda):
+            include_dirs.append(pip_cuda)
+            break
+    sources += sorted(glob.glob("csrc/ops/cuda/*.cu"))
+    return cpp_extension.CUDAExtension(
+        "cycleisp_fast._C",
+        sources,
+        include_dirs=include_dirs,
+        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
+        extra_link_args=["-fopenmp"],
+    )
+
+
+setup(
+    packages=find_packages(include=["cycleisp_fast", "cycleisp_fast.*"]) + ["cycleisp_fast.triton_kernels"],
+    package_dir={"cycleisp_fast.triton_kernels": "triton_kernels"},
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    # The extension is ABI-bound to the torch it was compiled against.
+    install_requires=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+)

@@ -1,0 +1,28 @@
+"""Test set-up: Triton runs in its CPU interpreter unless the caller chose otherwise. This must happen
+before triton is first imported, so it sits at the top of the first file pytest loads."""
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from cycleisp_fast import backend as backend_mod  # noqa: E402
+
+
+def fused_backends(device_type: str = "cpu") -> list[str]:
+    """The fused backends (native, triton) that can run on ``device_type`` here."""
+    names = []
+    for name in ("native", "triton"):
+        try:
+            if backend_mod.resolve("bayer_remap", device_type, name) == name:
+                names.append(name)
+        except RuntimeError:
+            pass
+    return names
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
