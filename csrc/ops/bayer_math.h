@@ -36,6 +36,13 @@ CYCLEISP_HOST_DEVICE int channel_at(int dy, int dx, int red_site) {
 // Colour plane (0 R, 1 G, 2 B) of a canonical channel.
 CYCLEISP_HOST_DEVICE int colour_of_channel(int c) { return (c + 1) >> 1; }
 
+// values[c] for c in 0..3 by selects, so a GPU keeps a by-value parameter array in registers instead of
+// copying it to local memory for a dynamic index.
+template <typename T>
+CYCLEISP_HOST_DEVICE T select_channel(const T* values, int c) {
+  return c == 0 ? values[0] : c == 1 ? values[1] : c == 2 ? values[2] : values[3];
+}
+
 // Elements between consecutive block columns bx and bx + 1 in one row of the layout.
 template <Layout L>
 struct BlockStep {
@@ -83,8 +90,8 @@ CYCLEISP_HOST_DEVICE RowJob<in_t, out_t, acc_t> make_row_job(const in_t* src, ou
     const int c = channel_at(dy, dx, red_site);
     job.src[dx] = src + row_offset<S>(n, y, dx, c, H, W);
     job.dst[dx] = dst + row_offset<D>(n, y, dx, c, H, W);
-    job.black[dx] = black[c];
-    job.white[dx] = white[c];
+    job.black[dx] = select_channel(black, c);
+    job.white[dx] = select_channel(white, c);
     const int k = colour_of_channel(c);
     const int64_t plane = H * W;
     job.zero[dx][0] = job.dst[dx] + (((k + 1) % 3) - k) * plane;
