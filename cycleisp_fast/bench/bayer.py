@@ -9,14 +9,14 @@ from __future__ import annotations
 import torch
 
 from cycleisp_fast import ops
-from cycleisp_fast.bench.registry import Case, Size, Variant
+from cycleisp_fast.bench.registry import Case, Size, Variant, io_bytes
 from cycleisp_fast.ops.bayer import LAYOUT_CHANNELS, OP_NAME, PATTERNS
 from cycleisp_fast.reference import bayer as reference
 
 DEFAULT_IMAGES = ((4, 1024, 1024),)
 QUICK_IMAGES = ((1, 64, 64),)
-SELFTEST_IMAGES = ((2, 6, 10), (1, 2, 2), (3, 32, 64))
-"""Full-resolution (N, H, W) of the images behind each size."""
+SELFTEST_IMAGES = ((2, 6, 10), (1, 2, 2), (1, 4, 1030))
+"""Full-resolution (N, H, W) of the images behind each size; 1030 columns span several GPU blocks."""
 
 FLOAT_LEVELS = {"black_level": (0.05, 0.06, 0.07, 0.08), "white_level": (0.9, 0.95, 0.97, 1.0)}
 RAW_LEVELS = {"black_level": (64.0, 60.0, 62.0, 66.0), "white_level": (1023.0, 1020.0, 1021.0, 1022.0)}
@@ -59,6 +59,14 @@ def _random_raw(size: Size, dtype: torch.dtype, device: torch.device, generator:
     return (samples.to(dtype),)
 
 
+def rgb_sampling_bytes(inputs, output, mode: str) -> int:
+    """Minimum bytes of an op that samples an RGB image through the CFA: it must read one colour per site
+    (a third of the input); its backward writes the whole RGB gradient, zeros included."""
+    (rgb,) = inputs
+    unread = rgb.nelement() * rgb.element_size() * 2 // 3
+    return io_bytes(inputs, output, mode) - unread
+
+
 def _variants(levels: dict | None = None) -> tuple[Variant, ...]:
     """Every CFA pattern, plain (bit-exact) or with black/white levels (float rounding)."""
     if levels is None:
@@ -82,6 +90,7 @@ def _case(name, op, ref, layout: str, variants: tuple[Variant, ...], dtype: torc
         selftest_sizes=tuple(_shape(layout, *image) for image in SELFTEST_IMAGES),
         variants=variants,
         dtype=dtype,
+        min_bytes=rgb_sampling_bytes if layout == "rgb" else io_bytes,
     )
 
 

@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-from torch.utils import benchmark
 
 from cycleisp_fast import backend
-from cycleisp_fast.bench.registry import Case, Size, make_generator
+from cycleisp_fast.bench.registry import Case, Size, grad_leaves, make_generator
 
 PROVIDERS = ("eager", "compile", "native", "triton")
 FUSED = ("native", "triton")
 COPY_BYTES = 256 << 20
-"""Bytes of each buffer of the copy-bandwidth probe: far beyond any cache it could sit in."""
+"""Bytes of each buffer of the machine-wide copy-bandwidth probe: beyond most caches (printed for context)."""
 MATMUL_SIZES = {"cpu": 1024, "cuda": 2048}
 WARMUP_CALLS = 3
 
@@ -45,6 +44,9 @@ class Timing:
     dtype: torch.dtype
     seconds: float
     min_bytes: int
+    copy_seconds: float
+    """The roofline: ``dst.copy_(src)`` moving the same ``min_bytes`` (read + write), timed in the same run, so
+    the op and its bound see the same caches."""
     flops: int | None
 
 
@@ -55,6 +57,8 @@ def note(message: str) -> None:
 
 def median_seconds(fn: Callable[[], object], min_run_time: float) -> float:
     """Median seconds of ``fn()`` over blocks of calls lasting ``min_run_time`` in all, on every CPU thread."""
+    from torch.utils import benchmark  # here: importing it warns on a CUDA build of torch without a GPU
+
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
@@ -75,12 +79,20 @@ def measure_rates(device: torch.device, min_run_time: float, matmul: bool) -> Ra
     return Rates(copy_gb_per_s=2 * COPY_BYTES / copy_seconds / 1e9, matmul_gflop_per_s=matmul_rate)
 
 
+def copy_seconds(min_bytes: int, device: torch.device, min_run_time: float) -> float:
+    """Seconds of a copy that reads and writes ``min_bytes`` in all (two buffers of ``min_bytes / 2``)."""
+    src = torch.ones(max(1, min_bytes // 2), dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # touches every page before timing
+    return median_seconds(lambda: dst.copy_(src), min_run_time)
+
+
 def unavailable_reason(case: Case, provider: str, device: torch.device) -> str | None:
     """Why ``provider`` cannot be timed for ``case`` on ``device``, or None when it can."""
     if provider not in FUSED:
         return None
     if provider == "triton" and device.type == "cpu":
-        return "the Triton interpreter (TRITON_INTERPRET=1) is not a performance path"
+        return "Triton runs CPU tensors only in its interpreter (TRITON_INTERPRET=1), not a performance path"
     try:
         backend.resolve(case.kernel, device.type, provider)
     except RuntimeError as error:
@@ -118,7 +130,7 @@ def _mode_inputs(inputs: tuple[torch.Tensor, ...], mode: str) -> tuple[torch.Ten
     """The inputs, requiring grad for the backward where they are floating."""
     if mode == "forward":
         return inputs
-    return tuple(t.detach().requires_grad_(t.is_floating_point()) for t in inputs)
+    return grad_leaves(inputs)
 
 
 def measure_case(case: Case, size: Size, dtype: torch.dtype, device: torch.device, providers: Sequence[str],
@@ -139,6 +151,7 @@ def measure_case(case: Case, size: Size, dtype: torch.dtype, device: torch.devic
             output.shape, dtype=output.dtype, device=device, generator=generator)
         min_bytes = case.min_bytes(args, output, mode)
         flops = case.flops(args, output, mode) if case.flops is not None else None
+        roofline = copy_seconds(min_bytes, device, min_run_time)
         for provider, fn in callables.items():
             step = _step(fn, args, grad_output)
             try:
@@ -149,5 +162,5 @@ def measure_case(case: Case, size: Size, dtype: torch.dtype, device: torch.devic
                 note(f"skipped {provider} for {case.name} {mode}: {type(error).__name__}: {first_line}")
                 continue
             seconds = median_seconds(step, min_run_time)
-            timings.append(Timing(case.name, provider, mode, size, dtype, seconds, min_bytes, flops))
+            timings.append(Timing(case.name, provider, mode, size, dtype, seconds, min_bytes, roofline, flops))
     return timings

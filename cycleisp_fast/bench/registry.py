@@ -38,7 +38,7 @@ class Variant:
 def _short(value: object) -> str:
     """``"RGGB"`` -> ``RGGB``; ``(0.05, 0.06)`` -> ``(0.05,0.06)``: compact enough for one table cell."""
     if isinstance(value, (tuple, list)):
-        return "(" + ",".join(f"{v:g}" for v in value) + ")"
+        return "(" + ",".join(format(v, "g") if isinstance(v, float) else str(v) for v in value) + ")"
     return str(value)
 
 
@@ -86,6 +86,10 @@ class Case:
     min_bytes: Callable[[Sequence[torch.Tensor], torch.Tensor, str], int] = io_bytes
     flops: Callable[[Sequence[torch.Tensor], torch.Tensor, str], int] | None = None
 
+    def dtypes(self, requested: Sequence[torch.dtype]) -> tuple[torch.dtype, ...]:
+        """The input dtypes to run: the case's own, else the ``requested`` ones."""
+        return (self.dtype,) if self.dtype is not None else tuple(requested)
+
 
 def all_cases() -> dict[str, Case]:
     """Every registered case by name, in registration order."""
@@ -96,6 +100,11 @@ def all_cases() -> dict[str, Case]:
                 raise ValueError(f"bench case {case.name!r} is registered twice (second time by {module_name}.py)")
             cases[case.name] = case
     return cases
+
+
+def grad_leaves(inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """The inputs as fresh autograd leaves, requiring grad where they are floating."""
+    return tuple(t.detach().requires_grad_(t.is_floating_point()) for t in inputs)
 
 
 def make_generator(device: torch.device, seed: int = 0) -> torch.Generator:

@@ -1,7 +1,8 @@
 """The benchmark's outputs: one row of numbers per timing, a markdown table, a CSV and a bar plot.
 
 Every ratio compares timings of the same run: speedups against ``eager`` and ``compile`` of the same case,
-mode, size and dtype, and the roofline fractions against the copy bandwidth and matmul rate measured in it.
+mode, size and dtype; the copy roofline is a copy of the same number of bytes (so both see the same
+caches), and the FLOP roofline the fp32 matmul rate, both measured in that run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from cycleisp_fast.bench.measure import Rates, Timing
+from cycleisp_fast.bench.measure import COPY_BYTES, Rates, Timing
 
 COLUMNS = (
     "case", "mode", "size", "dtype", "device", "provider", "time_ms", "speedup_vs_eager", "speedup_vs_compile",
@@ -65,8 +66,8 @@ def make_rows(timings: Sequence[Timing], rates: Rates, device: torch.device) -> 
             "device": device.type, "provider": t.provider, "time_ms": t.seconds * 1e3,
             "speedup_vs_eager": _ratio(baselines.get((*group, "eager")), t.seconds),
             "speedup_vs_compile": _ratio(baselines.get((*group, "compile")), t.seconds),
-            "min_bytes": t.min_bytes, "gb_per_s": gb_per_s, "copy_gb_per_s": rates.copy_gb_per_s,
-            "copy_fraction": gb_per_s / rates.copy_gb_per_s, "flops": t.flops, "gflop_per_s": gflop_per_s,
+            "min_bytes": t.min_bytes, "gb_per_s": gb_per_s, "copy_gb_per_s": t.min_bytes / t.copy_seconds / 1e9,
+            "copy_fraction": t.copy_seconds / t.seconds, "flops": t.flops, "gflop_per_s": gflop_per_s,
             "matmul_gflop_per_s": rates.matmul_gflop_per_s,
             "matmul_fraction": _ratio(gflop_per_s, rates.matmul_gflop_per_s),
             "device_name": name, "torch_version": torch.__version__,
@@ -83,32 +84,42 @@ TABLE_COLUMNS = (
     ("case", "case", str), ("mode", "mode", str), ("size", "size", str), ("dtype", "dtype", str),
     ("provider", "provider", str), ("time (ms)", "time_ms", _number(".4g")),
     ("vs eager", "speedup_vs_eager", _number(".2f", "x")), ("vs compile", "speedup_vs_compile", _number(".2f", "x")),
-    ("GB/s", "gb_per_s", _number(".1f")), ("% copy BW", "copy_fraction", _number(".0f", "%", 100)),
+    ("GB/s", "gb_per_s", _number(".1f")), ("copy GB/s", "copy_gb_per_s", _number(".1f")),
+    ("% copy", "copy_fraction", _number(".0f", "%", 100)),
 )
 FLOP_COLUMNS = (("GFLOP/s", "gflop_per_s", _number(".1f")), ("% matmul", "matmul_fraction", _number(".0f", "%", 100)))
 TEXT_COLUMNS = 5
 """The first columns hold text (left-aligned), the others numbers (right-aligned)."""
 
 
-def format_table(rows: Sequence[Row], rates: Rates) -> str:
-    """A markdown pipe table of ``rows`` (at least one) with aligned columns, under a line naming the machine
-    and its rates."""
-    columns = TABLE_COLUMNS + (FLOP_COLUMNS if any(row["flops"] is not None for row in rows) else ())
-    cells = [[header for header, _, _ in columns]]
-    cells += [[fmt(row[key]) for _, key, fmt in columns] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+def markdown_table(cells: Sequence[Sequence[str]], text_columns: int | None = None) -> list[str]:
+    """The lines of a markdown pipe table, header ``cells[0]``, every column padded to one width.
+
+    Columns from index ``text_columns`` on hold numbers and are right-aligned (all are left-aligned if None).
+    """
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    numeric = [text_columns is not None and i >= text_columns for i in range(len(widths))]
 
     def line(values: Sequence[str]) -> str:
-        padded = [v.ljust(w) if i < TEXT_COLUMNS else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths))]
-        return "| " + " | ".join(padded) + " |"
+        return "| " + " | ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, numeric)) + " |"
 
-    rule = ["-" * w if i < TEXT_COLUMNS else "-" * (w - 1) + ":" for i, w in enumerate(widths)]
-    rates_text = f"copy bandwidth {rates.copy_gb_per_s:.1f} GB/s"
+    rule = ["-" * (w - 1) + ":" if r else "-" * w for w, r in zip(widths, numeric)]
+    return [line(cells[0]), line(rule)] + [line(values) for values in cells[1:]]
+
+
+def format_table(rows: Sequence[Row], rates: Rates) -> str:
+    """A markdown pipe table of ``rows`` (at least one), under a line naming the machine and its rates."""
+    columns = TABLE_COLUMNS + (FLOP_COLUMNS if any(row["flops"] is not None for row in rows) else ())
+    cells = [[header for header, _, _ in columns]] + [[fmt(row[key]) for _, key, fmt in columns] for row in rows]
+    rates_text = f"copy bandwidth {rates.copy_gb_per_s:.1f} GB/s (2 x {COPY_BYTES >> 20} MiB)"
     if rates.matmul_gflop_per_s is not None:
         rates_text += f", fp32 matmul {rates.matmul_gflop_per_s:.1f} GFLOP/s"
     first = rows[0]
     header = f"{first['device_name']} ({first['device']}), torch {first['torch_version']}: {rates_text}"
-    return "\n".join([header, "", line(cells[0]), line(rule)] + [line(values) for values in cells[1:]])
+    table = [header, ""] + markdown_table(cells, TEXT_COLUMNS)
+    table.append("\nGB/s: the op's minimum bytes (inputs read once, outputs written once) over its time. copy GB/s "
+                 "and % copy: the roofline, a copy of those same bytes timed in the same run.")
+    return "\n".join(table)
 
 
 def write_csv(rows: Sequence[Row], path: str) -> None:
@@ -147,7 +158,7 @@ def write_plot(rows: Sequence[Row], path: str) -> bool:
     speedup_axes.axhline(1.0, color="black", linewidth=0.8)
     speedup_axes.set_ylabel("speedup vs eager (x)")
     speedup_axes.legend()
-    roofline_axes.set_ylabel("% of copy bandwidth")
+    roofline_axes.set_ylabel("% of same-size copy speed")
     roofline_axes.set_xticks(range(len(groups)), ["\n".join(key[:2]) + f"\n{key[2]} {key[3]}" for key in groups],
                              fontsize=8)
     first = rows[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 from cycleisp_fast import _extension, backend as _backend
@@ -55,9 +56,14 @@ def _fake_remap(src, src_layout, dst_layout, pattern, black=None, white=None):
 
 
 def _setup_context(ctx, inputs, output):
-    _, ctx.src_layout, ctx.dst_layout, ctx.pattern, black, white = inputs
-    # d/dx of (x - black) / (white - black) is 1 / (white - black): the reverse remap with levels (0, white - black).
-    ctx.levels = None if black is None else ([0.0] * 4, [w - b for b, w in zip(black, white)])
+    src, ctx.src_layout, ctx.dst_layout, ctx.pattern, black, white = inputs
+    ctx.levels = None
+    if black is not None:
+        # d/dx of (x - black) / (white - black) is 1 / (white - black): the reverse remap with levels
+        # (0, white - black), the span rounded as the forward's compute dtype rounds it.
+        acc_dtype = np.float64 if src.dtype == torch.float64 else np.float32
+        span = np.asarray(white, dtype=acc_dtype) - np.asarray(black, dtype=acc_dtype)
+        ctx.levels = ([0.0] * 4, span.tolist())
 
 
 def _register(op) -> None:

@@ -1,0 +1,77 @@
+"""The ``cycleisp-fast`` command: selftest on the CPU, a quick benchmark's CSV, and bad arguments."""
+
+import csv
+
+import pytest
+
+from cycleisp_fast import _extension, cli
+from cycleisp_fast.bench.report import COLUMNS
+from cycleisp_fast.bench.measure import FUSED
+
+QUICK_PACK = ["bench", "--quick", "--ops", "bayer_pack", "--min-run-time", "0.01"]
+
+
+def read_csv(path):
+    with open(path, newline="") as file:
+        reader = csv.DictReader(file)
+        return reader.fieldnames, list(reader)
+
+
+def test_selftest_passes_on_the_cpu_and_names_each_backend(capsys):
+    assert cli.main(["selftest"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out
+    for name in FUSED:
+        assert f"| {name} " in out, f"the selftest table does not name backend {name}:\n{out}"
+
+
+def test_bench_quick_writes_a_csv_of_every_provider(tmp_path, capsys):
+    csv_path, plot_path = tmp_path / "bench.csv", tmp_path / "bench.png"
+    argv = QUICK_PACK + ["--modes", "forward", "--csv", str(csv_path), "--plot", str(plot_path)]
+    assert cli.main(argv) == 0  # torch.compile: one tiny case, forward only
+    columns, rows = read_csv(csv_path)
+    assert tuple(columns) == COLUMNS
+    expected = {"eager", "compile"} | ({"native"} if _extension.LOADED else set())
+    assert {row["provider"] for row in rows} == expected
+    for row in rows:
+        assert (row["case"], row["mode"], row["size"], row["dtype"], row["device"]) == (
+            "bayer_pack", "forward", "1x1x64x64", "float32", "cpu")
+        assert float(row["time_ms"]) > 0 and float(row["gb_per_s"]) > 0 and float(row["copy_fraction"]) > 0
+        assert float(row["speedup_vs_eager"]) > 0 and float(row["speedup_vs_compile"]) > 0
+        assert row["torch_version"] and row["device_name"]
+    out = capsys.readouterr().out
+    assert out.startswith(rows[0]["device_name"]) and "| bayer_pack | forward" in out
+    assert plot_path.exists() or "plot skipped" in out
+
+
+def test_bench_forward_backward_without_compile(tmp_path):
+    csv_path = tmp_path / "bench.csv"
+    argv = QUICK_PACK + ["--providers", "eager", "native", "--modes", "forward+backward", "--csv", str(csv_path),
+                         "--plot", str(tmp_path / "bench.png")]
+    assert cli.main(argv) == 0
+    _, rows = read_csv(csv_path)
+    assert {row["mode"] for row in rows} == {"forward+backward"}
+    assert {row["provider"] for row in rows} == {"eager"} | ({"native"} if _extension.LOADED else set())
+    assert all(row["speedup_vs_compile"] == "" for row in rows)
+
+
+@pytest.mark.parametrize("argv, argument", [
+    (["bench", "--ops", "no_such_op"], "--ops"),
+    (["bench", "--sizes", "4x1xbig"], "--sizes"),
+    (["bench", "--ops", "bayer_mosaic", "--sizes", "1x1x64x64"], "--sizes"),
+    (["bench", "--dtypes", "float8"], "--dtypes"),
+    (["bench", "--min-run-time", "-1"], "--min-run-time"),
+    (["selftest", "--devices", "tpu"], "--devices"),
+])
+def test_bad_arguments_exit_nonzero_naming_the_argument(argv, argument, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code != 0
+    assert f"argument {argument}" in capsys.readouterr().err
+
+
+def test_a_command_is_required(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([])
+    assert exit_info.value.code != 0
+    assert "COMMAND" in capsys.readouterr().err
