@@ -68,10 +68,9 @@ def rgb_sampling_bytes(inputs, output, mode: str) -> int:
 
 
 def _variants(levels: dict | None = None) -> tuple[Variant, ...]:
-    """Every CFA pattern, plain (bit-exact) or with black/white levels (float rounding)."""
-    if levels is None:
-        return tuple(Variant({"pattern": pattern}) for pattern in PATTERNS)
-    return tuple(Variant({"pattern": pattern, **levels}, exact=False) for pattern in PATTERNS)
+    """Every CFA pattern, plain or with black/white levels: bit-exact either way (every backend computes
+    (x - black) / (white - black) in the same precision with IEEE division and rounds once)."""
+    return tuple(Variant({"pattern": pattern, **(levels or {})}) for pattern in PATTERNS)
 
 
 def _case(name, op, ref, layout: str, variants: tuple[Variant, ...], dtype: torch.dtype | None = None,
