@@ -46,7 +46,7 @@ def _extension():
     sources = sorted(
         glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/ops/cpu/*.cpp")
     )
-    cxx_flags = ["-O3", "-fopenmp", "-DCYCLEISP_FAST_CPU_KERNELS"]
+    cxx_flags = ["-O3", "-fopenmp"]
     include_dirs = [os.path.abspath("csrc")]
     if not with_cuda:
         return cpp_extension.CppExtension(

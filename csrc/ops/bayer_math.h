@@ -13,13 +13,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define CYCLEISP_HOST_DEVICE __host__ __device__ __forceinline__
-#define CYCLEISP_UNROLL _Pragma("unroll")
-#else
-#define CYCLEISP_HOST_DEVICE inline
-#define CYCLEISP_UNROLL _Pragma("GCC unroll 2")
-#endif
+#include "host_device.h"
 
 namespace cycleisp_fast {
 namespace bayer {

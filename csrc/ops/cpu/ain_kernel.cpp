@@ -1,0 +1,172 @@
+// CPU kernels of cycleisp_fast::ain_forward / ain_backward: one task per (plane, chunk), two phases each
+// (partial reductions, then the element-wise pass), over the shared math of ain_math.h. Chunk sums use
+// independent lanes so the compiler vectorises them without reassociating a single accumulator.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+#include "../ain.h"
+
+namespace cycleisp_fast {
+namespace ain {
+namespace {
+
+constexpr int kLanes = 16;
+
+// Sum over i in [0, n) of term(i), accumulated in kLanes independent lanes; `plus` adds two values.
+template <typename V, typename Term, typename Plus>
+V lane_sum(int64_t n, const Term& term, const Plus& plus) {
+  V lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lanes[j] = plus(lanes[j], term(i + j));
+  }
+  for (; i < n; ++i) lanes[0] = plus(lanes[0], term(i));
+  V total = {};
+  for (int j = 0; j < kLanes; ++j) total = plus(total, lanes[j]);
+  return total;
+}
+
+template <typename acc_t, typename Term>
+acc_t lane_sum(int64_t n, const Term& term) {
+  return lane_sum<acc_t>(n, term, [](acc_t a, acc_t b) { return a + b; });
+}
+
+// Two-pass statistics of one chunk (it stays in cache between the passes).
+template <typename scalar_t, typename acc_t>
+Moments<acc_t> chunk_moments(const scalar_t* x, int64_t n) {
+  if (n == 0) return {acc_t(0), acc_t(0), acc_t(0)};
+  const acc_t mean = lane_sum<acc_t>(n, [&](int64_t i) { return static_cast<acc_t>(x[i]); }) / acc_t(n);
+  const acc_t m2 = lane_sum<acc_t>(n, [&](int64_t i) {
+    const acc_t d = static_cast<acc_t>(x[i]) - mean;
+    return d * d;
+  });
+  return {acc_t(n), mean, m2};
+}
+
+struct Chunk {
+  int64_t plane, begin, size;
+};
+
+Chunk chunk_of(int64_t task, const PlaneShape& shape) {
+  const int64_t plane = task / shape.chunks;
+  const int64_t begin = (task % shape.chunks) * kChunk;
+  return {plane, begin, std::min(kChunk, shape.plane_size - begin)};
+}
+
+// Runs fn(chunk) for every (plane, chunk) task in parallel.
+template <typename Fn>
+void for_each_chunk(const PlaneShape& shape, const Fn& fn) {
+  at::parallel_for(0, shape.planes * shape.chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) fn(task, chunk_of(task, shape));
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_forward_cpu(const at::Tensor& x_in, const at::Tensor& gamma_in,
+                                                               const at::Tensor& beta_in, double eps,
+                                                               std::optional<double> negative_slope) {
+  const PlaneShape shape = check_inputs("ain_forward", x_in, gamma_in, beta_in);
+  const at::Tensor x = x_in.contiguous(), gamma = gamma_in.contiguous(), beta = beta_in.contiguous();
+  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
+  const auto stats_options = x.options().dtype(stats_dtype(x.scalar_type()));
+  at::Tensor mean = at::empty({x.size(0), x.size(1)}, stats_options);
+  at::Tensor rstd = at::empty({x.size(0), x.size(1)}, stats_options);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "ain_forward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* gp = gamma.const_data_ptr<scalar_t>();
+    const scalar_t* bp = beta.const_data_ptr<scalar_t>();
+    scalar_t* yp = out.mutable_data_ptr<scalar_t>();
+    acc_t* mean_p = mean.mutable_data_ptr<acc_t>();
+    acc_t* rstd_p = rstd.mutable_data_ptr<acc_t>();
+    const bool leaky = negative_slope.has_value();
+    const acc_t slope = static_cast<acc_t>(negative_slope.value_or(0.0));
+    std::vector<Moments<acc_t>> partial(shape.planes * shape.chunks);
+    for_each_chunk(shape, [&](int64_t task, Chunk c) {
+      partial[task] = chunk_moments<scalar_t, acc_t>(xp + c.plane * shape.plane_size + c.begin, c.size);
+    });
+    for_each_chunk(shape, [&](int64_t task, Chunk c) {
+      Moments<acc_t> plane = partial[c.plane * shape.chunks];
+      for (int64_t k = 1; k < shape.chunks; ++k) plane = merge(plane, partial[c.plane * shape.chunks + k]);
+      const acc_t m = plane.mean, r = inverse_std(plane, static_cast<acc_t>(eps));
+      if (task % shape.chunks == 0) {
+        mean_p[c.plane] = m;
+        rstd_p[c.plane] = r;
+      }
+      const int64_t offset = c.plane * shape.plane_size + c.begin;
+      for (int64_t i = offset; i < offset + c.size; ++i) {
+        yp[i] = static_cast<scalar_t>(modulate<acc_t>(xp[i], m, r, gp[i], bp[i], leaky, slope));
+      }
+    });
+  });
+  return {out, mean, rstd};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in,
+                                                                const at::Tensor& gamma_in, const at::Tensor& beta_in,
+                                                                const at::Tensor& mean_in, const at::Tensor& rstd_in,
+                                                                std::optional<double> negative_slope) {
+  const PlaneShape shape = check_inputs("ain_backward", x_in, gamma_in, beta_in, grad_in);
+  check_stats("ain_backward", mean_in, rstd_in, x_in, shape);
+  const at::Tensor grad = grad_in.contiguous(), x = x_in.contiguous(), gamma = gamma_in.contiguous(),
+                   beta = beta_in.contiguous(), mean = mean_in.contiguous(), rstd = rstd_in.contiguous();
+  at::Tensor grad_x = at::empty_like(x, at::MemoryFormat::Contiguous);
+  at::Tensor grad_gamma = at::empty_like(x, at::MemoryFormat::Contiguous);
+  at::Tensor grad_beta = at::empty_like(x, at::MemoryFormat::Contiguous);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "ain_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* dyp = grad.const_data_ptr<scalar_t>();
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* gp = gamma.const_data_ptr<scalar_t>();
+    const scalar_t* bp = beta.const_data_ptr<scalar_t>();
+    const acc_t* mean_p = mean.const_data_ptr<acc_t>();
+    const acc_t* rstd_p = rstd.const_data_ptr<acc_t>();
+    scalar_t* dxp = grad_x.mutable_data_ptr<scalar_t>();
+    scalar_t* dgp = grad_gamma.mutable_data_ptr<scalar_t>();
+    scalar_t* dbp = grad_beta.mutable_data_ptr<scalar_t>();
+    const bool leaky = negative_slope.has_value();
+    const acc_t slope = static_cast<acc_t>(negative_slope.value_or(0.0));
+    auto element = [&](int64_t i, int64_t plane) {
+      return element_grad<acc_t>(dyp[i], xp[i], mean_p[plane], rstd_p[plane], gp[i], bp[i], leaky, slope);
+    };
+    std::vector<GradSums<acc_t>> partial(shape.planes * shape.chunks);
+    for_each_chunk(shape, [&](int64_t task, Chunk c) {
+      const int64_t offset = c.plane * shape.plane_size + c.begin;
+      partial[task] = lane_sum<GradSums<acc_t>>(
+          c.size,
+          [&](int64_t j) {
+            const int64_t i = offset + j;
+            const ElementGrad<acc_t> e = element(i, c.plane);
+            dgp[i] = static_cast<scalar_t>(e.grad_gamma);
+            dbp[i] = static_cast<scalar_t>(e.grad_beta);
+            return GradSums<acc_t>{e.grad_xhat, e.grad_xhat * e.xhat};
+          },
+          [](GradSums<acc_t> a, GradSums<acc_t> b) { return add(a, b); });
+    });
+    for_each_chunk(shape, [&](int64_t, Chunk c) {
+      GradSums<acc_t> plane = partial[c.plane * shape.chunks];
+      for (int64_t k = 1; k < shape.chunks; ++k) plane = add(plane, partial[c.plane * shape.chunks + k]);
+      const acc_t count = static_cast<acc_t>(shape.plane_size);
+      const int64_t offset = c.plane * shape.plane_size + c.begin;
+      for (int64_t i = offset; i < offset + c.size; ++i) {
+        dxp[i] = static_cast<scalar_t>(input_grad(element(i, c.plane), rstd_p[c.plane], plane, count));
+      }
+    });
+  });
+  return {grad_x, grad_gamma, grad_beta};
+}
+
+}  // namespace
+}  // namespace ain
+}  // namespace cycleisp_fast
+
+TORCH_LIBRARY_IMPL(cycleisp_fast, CPU, m) {
+  m.impl("ain_forward", &cycleisp_fast::ain::ain_forward_cpu);
+  m.impl("ain_backward", &cycleisp_fast::ain::ain_backward_cpu);
+}
