@@ -10,6 +10,8 @@ import torch
 import triton
 import triton.language as tl
 
+from cycleisp_fast._dtypes import accumulation_dtype
+
 LAYOUT_CODES = {"rgb": 0, "cfa": 1, "packed": 2}
 BLOCK = 256
 
@@ -77,7 +79,7 @@ def bayer_remap(
     batch = src.shape[0]
     if dst.numel() == 0:
         return
-    level_dtype = torch.float64 if dst.dtype == torch.float64 else torch.float32
+    level_dtype = accumulation_dtype(dst.dtype)
     levels = black is not None
     black_t = torch.tensor(black if levels else [0.0] * 4, dtype=level_dtype, device=src.device)
     white_t = torch.tensor(white if levels else [1.0] * 4, dtype=level_dtype, device=src.device)

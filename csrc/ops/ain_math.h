@@ -61,7 +61,8 @@ template <typename acc_t>
 CYCLEISP_HOST_DEVICE acc_t modulate(acc_t x, acc_t mean, acc_t rstd, acc_t gamma, acc_t beta, bool leaky,
                                     acc_t negative_slope) {
   const acc_t z = (x - mean) * rstd * (acc_t(1) + gamma) + beta;
-  return leaky && !(z > acc_t(0)) ? z * negative_slope : z;
+  const acc_t leaked = z * negative_slope;  // unconditionally, so that the select vectorises
+  return leaky && !(z > acc_t(0)) ? leaked : z;
 }
 
 // What the backward needs of one element: the gradients of gamma and beta, and of x_hat = (x - mean) * rstd.
@@ -78,7 +79,8 @@ CYCLEISP_HOST_DEVICE ElementGrad<acc_t> element_grad(acc_t grad_out, acc_t x, ac
                                                      acc_t beta, bool leaky, acc_t negative_slope) {
   const acc_t xhat = (x - mean) * rstd;
   const acc_t z = xhat * (acc_t(1) + gamma) + beta;
-  const acc_t grad_z = leaky && !(z > acc_t(0)) ? grad_out * negative_slope : grad_out;
+  const acc_t leaked = grad_out * negative_slope;
+  const acc_t grad_z = leaky && !(z > acc_t(0)) ? leaked : grad_out;
   return {grad_z * xhat, grad_z, grad_z * (acc_t(1) + gamma), xhat};
 }
 

@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-OP_MODULES = ("bayer",)
+OP_MODULES = ("bayer", "ain")
 """Modules of ``cycleisp_fast.bench`` that define ``CASES``."""
 
 MODES = ("forward", "forward+backward")

@@ -1,5 +1,6 @@
 """Functional API of the fused ops; each picks its backend per call (see :mod:`cycleisp_fast.backend`)."""
 
+from cycleisp_fast.ops.ain import adaptive_instance_norm
 from cycleisp_fast.ops.bayer import bayer_mosaic, bayer_pack, bayer_unpack, rgb_to_packed_bayer
 
-__all__ = ["bayer_mosaic", "bayer_pack", "bayer_unpack", "rgb_to_packed_bayer"]
+__all__ = ["adaptive_instance_norm", "bayer_mosaic", "bayer_pack", "bayer_unpack", "rgb_to_packed_bayer"]

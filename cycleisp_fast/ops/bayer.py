@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from cycleisp_fast import _extension, backend as _backend
+from cycleisp_fast._dtypes import accumulation_dtype
 from cycleisp_fast.ops._checks import check_choice, check_tensor
 from cycleisp_fast.reference import bayer as reference
 
@@ -61,7 +62,7 @@ def _setup_context(ctx, inputs, output):
     if black is not None:
         # d/dx of (x - black) / (white - black) is 1 / (white - black): the reverse remap with levels
         # (0, white - black), the span rounded as the forward's compute dtype rounds it.
-        acc_dtype = np.float64 if src.dtype == torch.float64 else np.float32
+        acc_dtype = np.float64 if accumulation_dtype(src.dtype) == torch.float64 else np.float32
         span = np.asarray(white, dtype=acc_dtype) - np.asarray(black, dtype=acc_dtype)
         ctx.levels = ([0.0] * 4, span.tolist())
 

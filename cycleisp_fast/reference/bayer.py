@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from cycleisp_fast._dtypes import accumulation_dtype
+
 PACKED_COLOURS = (0, 1, 1, 2)
 """Colour plane (0 R, 1 G, 2 B) of each packed plane R, Gr, Gb, B."""
 
@@ -43,7 +45,7 @@ def bayer_pack(cfa: torch.Tensor, pattern: str = "RGGB", black_level=None, white
         planes = planes.float()
     if black_level is None:
         return planes
-    acc_dtype = torch.float64 if planes.dtype == torch.float64 else torch.float32
+    acc_dtype = accumulation_dtype(planes.dtype)
     # levels are rounded once, from float64 to the compute dtype
     black = torch.as_tensor(black_level, dtype=torch.float64).expand(4).to(planes.device, acc_dtype).view(1, 4, 1, 1)
     white = torch.as_tensor(white_level, dtype=torch.float64).expand(4).to(planes.device, acc_dtype).view(1, 4, 1, 1)

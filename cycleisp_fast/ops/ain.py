@@ -1,0 +1,117 @@
+"""Adaptive instance normalization (AINDNet's AIN) with pixel-wise scale and shift, fused.
+
+``y = act((x - mu) / sqrt(var + eps) * (1 + gamma) + beta)``, mu and the biased var per (sample, channel)
+over H x W, act a LeakyReLU when ``negative_slope`` is given (AINDNet applies LeakyReLU(0.02) after every
+AIN). Registered operators: ``cycleisp_fast::ain_forward`` -> (out, mean, rstd) and
+``cycleisp_fast::ain_backward`` -> (grad_x, grad_gamma, grad_beta) (native C++/CUDA), and their Triton
+twins ``ain_forward_triton`` / ``ain_backward_triton``. The forward saves only the per-plane mean and
+rstd; the backward recomputes x_hat from x. Double backward is not supported by the fused backends.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from cycleisp_fast import _extension, backend as _backend
+from cycleisp_fast._dtypes import accumulation_dtype
+from cycleisp_fast.ops._checks import check_tensor
+from cycleisp_fast.reference import ain as reference
+
+OP_NAME = "ain_forward"
+
+
+@torch.library.custom_op("cycleisp_fast::ain_forward_triton", mutates_args=())
+def _ain_forward_triton(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
+                        negative_slope: Optional[float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from cycleisp_fast.triton_kernels import ain as kernels
+
+    return kernels.ain_forward(x.contiguous(), gamma.contiguous(), beta.contiguous(), eps, negative_slope)
+
+
+@torch.library.custom_op("cycleisp_fast::ain_backward_triton", mutates_args=())
+def _ain_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                         mean: torch.Tensor, rstd: torch.Tensor, negative_slope: Optional[float]
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from cycleisp_fast.triton_kernels import ain as kernels
+
+    return kernels.ain_backward(grad_out.contiguous(), x.contiguous(), gamma.contiguous(), beta.contiguous(),
+                                mean.contiguous(), rstd.contiguous(), negative_slope)
+
+
+def _fake_forward(x, gamma, beta, eps, negative_slope):
+    stats = x.new_empty(x.shape[:2], dtype=accumulation_dtype(x.dtype))
+    return torch.empty_like(x, memory_format=torch.contiguous_format), stats, torch.empty_like(stats)
+
+
+def _fake_backward(grad_out, x, gamma, beta, mean, rstd, negative_slope):
+    return tuple(torch.empty_like(x, memory_format=torch.contiguous_format) for _ in range(3))
+
+
+def _setup_context(ctx, inputs, output):
+    x, gamma, beta, _, ctx.negative_slope = inputs
+    _, mean, rstd = output
+    ctx.save_for_backward(x, gamma, beta, mean, rstd)
+    ctx.mark_non_differentiable(mean, rstd)
+
+
+def _register(forward_op, backward_op) -> None:
+    def backward(ctx, grad_out, _grad_mean, _grad_rstd):
+        x, gamma, beta, mean, rstd = ctx.saved_tensors
+        grad_x, grad_gamma, grad_beta = backward_op(grad_out.contiguous(), x, gamma, beta, mean, rstd,
+                                                    ctx.negative_slope)
+        return grad_x, grad_gamma, grad_beta, None, None
+
+    torch.library.register_autograd(forward_op, backward, setup_context=_setup_context)
+
+
+_FORWARD_OPS = {"triton": torch.ops.cycleisp_fast.ain_forward_triton}
+_ain_forward_triton.register_fake(_fake_forward)
+_ain_backward_triton.register_fake(_fake_backward)
+_register(torch.ops.cycleisp_fast.ain_forward_triton.default, torch.ops.cycleisp_fast.ain_backward_triton.default)
+if _extension.LOADED:
+    torch.library.register_fake("cycleisp_fast::ain_forward")(_fake_forward)
+    torch.library.register_fake("cycleisp_fast::ain_backward")(_fake_backward)
+    _FORWARD_OPS["native"] = torch.ops.cycleisp_fast.ain_forward
+    _register(torch.ops.cycleisp_fast.ain_forward.default, torch.ops.cycleisp_fast.ain_backward.default)
+
+
+def _check_like(value, name: str, x: torch.Tensor) -> None:
+    check_tensor(value, name, shape_doc="(N, C, H, W) like x")
+    if value.shape != x.shape:
+        raise ValueError(f"{name} must have x's shape {tuple(x.shape)} (pixel-wise), got {tuple(value.shape)}")
+    if value.dtype != x.dtype:
+        raise TypeError(f"{name} must have x's dtype {x.dtype}, got {value.dtype}")
+    if value.device != x.device:
+        raise ValueError(f"{name} must be on x's device {x.device}, got {value.device}")
+
+
+def adaptive_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5,
+                           negative_slope: float | None = None, *, backend: str | None = None) -> torch.Tensor:
+    """Instance-normalizes ``x`` and modulates it pixel-wise: ``x_hat * (1 + gamma) + beta``, then LeakyReLU.
+
+    Args:
+        x: ``(N, C, H, W)`` floating features.
+        gamma, beta: ``(N, C, H, W)`` pixel-wise scale (applied as ``1 + gamma``) and shift, x's dtype and device.
+        eps: added to the biased variance inside the square root (AINDNet: 1e-5).
+        negative_slope: if given, a LeakyReLU with this slope is fused on the output (AINDNet: 0.02).
+        backend: overrides the backend in force (see :mod:`cycleisp_fast.backend`).
+    Returns:
+        ``(N, C, H, W)`` of x's dtype. Statistics are computed in float32 (float64 for float64), stably when
+        ``|mean| >> std``; an H x W = 1 plane (variance 0) gives ``beta`` (through the activation), no NaN.
+    """
+    check_tensor(x, "x", shape_doc="(N, C, H, W)")
+    _check_like(gamma, "gamma", x)
+    _check_like(beta, "beta", x)
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+    if negative_slope is not None and not (isinstance(negative_slope, (int, float)) and math.isfinite(negative_slope)):
+        raise ValueError(f"negative_slope must be None or a finite number, got {negative_slope!r}")
+    eps = float(eps)
+    negative_slope = None if negative_slope is None else float(negative_slope)
+    impl = _backend.resolve(OP_NAME, x.device.type, backend)
+    if impl == "reference":
+        return reference.adaptive_instance_norm(x, gamma, beta, eps, negative_slope)
+    return _FORWARD_OPS[impl](x, gamma, beta, eps, negative_slope)[0]
