@@ -11,12 +11,12 @@ import torch  # noqa: E402
 from cycleisp_fast import backend as backend_mod  # noqa: E402
 
 
-def fused_backends(device_type: str = "cpu") -> list[str]:
-    """The fused backends (native, triton) that can run on ``device_type`` here."""
+def fused_backends(op_name: str, device_type: str = "cpu") -> list[str]:
+    """The fused backends (native, triton) that can run ``cycleisp_fast::<op_name>`` on ``device_type`` here."""
     names = []
     for name in ("native", "triton"):
         try:
-            if backend_mod.resolve("bayer_remap", device_type, name) == name:
+            if backend_mod.resolve(op_name, device_type, name) == name:
                 names.append(name)
         except RuntimeError:
             pass

@@ -9,6 +9,7 @@ resolution; default 1x64x128x128, float32).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from cycleisp_fast import ops
@@ -22,6 +23,13 @@ MODULATION_STD = 0.1
 """The std of the random gamma and beta: small, like those of a trained conditioning network."""
 VARIANTS = (Variant({"negative_slope": LEAKY_SLOPE}, exact=False), Variant({}, exact=False))
 """With AINDNet's fused LeakyReLU (timed) and without; float rounding differs between backends."""
+
+
+def instance_norm_composite(x: Tensor, gamma: Tensor, beta: Tensor, negative_slope: float | None = None) -> Tensor:
+    """The eager composite a user writes, timed as ``eager`` / ``compile``: ``F.instance_norm(x) * (1 + gamma)
+    + beta``, then ``F.leaky_relu``. x, gamma, beta ``(N, C, H, W)`` with H * W > 1."""
+    out = F.instance_norm(x) * (1 + gamma) + beta
+    return out if negative_slope is None else F.leaky_relu(out, negative_slope)
 
 
 def _fits_features(size: Size) -> bool:
@@ -95,6 +103,7 @@ CASES = (
         kernel=OP_NAME,
         op=ops.adaptive_instance_norm,
         reference=reference.adaptive_instance_norm,
+        baseline=instance_norm_composite,
         make_inputs=_random_modulation,
         size_doc="N x C x H x W (x, gamma, beta)",
         fits=_fits_features,

@@ -1,7 +1,7 @@
 """Timing of a case's providers, and of the machine's copy bandwidth and matmul rate, in the same run.
 
-Providers: ``eager`` (the reference), ``compile`` (``torch.compile(reference, fullgraph=True)``), and the
-fused backends ``native`` and ``triton`` (the public op with ``backend=``). Times are medians of
+Providers: ``eager`` (the case's baseline, by default its reference), ``compile`` (``torch.compile`` of it,
+fullgraph), and the fused backends ``native`` and ``triton`` (the public op with ``backend=``). Times are medians of
 ``torch.utils.benchmark.Timer.blocked_autorange``, which synchronizes CUDA around every block.
 """
 
@@ -103,7 +103,7 @@ def unavailable_reason(case: Case, provider: str, device: torch.device) -> str |
 def provider_callables(case: Case, providers: Sequence[str], device: torch.device) -> dict[str, Callable]:
     """``inputs -> output`` of each provider that can run ``case``'s first variant on ``device``."""
     kwargs = case.variants[0].kwargs
-    reference = functools.partial(case.reference, **kwargs)
+    reference = functools.partial(case.baseline or case.reference, **kwargs)
     callables = {}
     for provider in providers:
         reason = unavailable_reason(case, provider, device)

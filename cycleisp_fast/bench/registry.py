@@ -61,6 +61,8 @@ class Case:
         kernel: the registered operator behind ``op`` (``cycleisp_fast::<kernel>``), for ``backend.resolve``.
         op: the public op, ``op(*inputs, **variant.kwargs, backend=name) -> Tensor``.
         reference: the plain-PyTorch reference, ``reference(*inputs, **variant.kwargs) -> Tensor``.
+        baseline: what ``eager`` and ``compile`` time, same signature; the reference when None (set it when
+            the usual eager composite differs from the reference, e.g. ``F.instance_norm`` for AIN).
         make_inputs: ``(size, dtype, device, generator) -> tuple of input tensors``, the first of shape ``size``.
         size_doc: the sizes the case takes, e.g. ``"N x 3 x H x W, H and W even"``.
         fits: whether the case takes a size.
@@ -83,6 +85,7 @@ class Case:
     selftest_sizes: tuple[Size, ...]
     variants: tuple[Variant, ...]
     dtype: torch.dtype | None = None
+    baseline: Callable[..., torch.Tensor] | None = None
     min_bytes: Callable[[Sequence[torch.Tensor], torch.Tensor, str], int] = io_bytes
     flops: Callable[[Sequence[torch.Tensor], torch.Tensor, str], int] | None = None
 

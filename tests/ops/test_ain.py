@@ -13,7 +13,7 @@ from cycleisp_fast import ops
 from cycleisp_fast.reference.ain import adaptive_instance_norm as reference
 from conftest import fused_backends
 
-BACKENDS = fused_backends("cpu")
+BACKENDS = fused_backends("ain_forward")
 LOW_PRECISION = {torch.float16: dict(atol=1e-2, rtol=1e-2), torch.bfloat16: dict(atol=2e-2, rtol=2e-2)}
 
 

@@ -16,7 +16,7 @@ from cycleisp_fast.ops.bayer import PATTERNS
 from cycleisp_fast.reference import bayer as reference
 from conftest import fused_backends
 
-BACKENDS = fused_backends("cpu")
+BACKENDS = fused_backends("bayer_remap")
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 
 # (public op, reference, input channels, input is full resolution)
