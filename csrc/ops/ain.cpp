@@ -16,10 +16,8 @@ void check_like(const char* op, const char* name, const at::Tensor& t, const at:
                     t.device());
 }
 
-}  // namespace
-
 PlaneShape check_inputs(const char* op, const at::Tensor& x, const at::Tensor& gamma, const at::Tensor& beta,
-                        const at::Tensor& grad_out) {
+                        const at::Tensor& grad_out = at::Tensor()) {
   TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D (N, C, H, W), got ", x.dim(), "-D");
   TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), op, ": x must be floating, got ", x.scalar_type());
   check_like(op, "gamma", gamma, x);
@@ -29,17 +27,44 @@ PlaneShape check_inputs(const char* op, const at::Tensor& x, const at::Tensor& g
   return {x.size(0) * x.size(1), plane_size, chunks_per_plane(plane_size)};
 }
 
-void check_stats(const char* op, const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& x,
-                 const PlaneShape& shape) {
-  const auto dtype = stats_dtype(x.scalar_type());
-  for (const auto* t : {&mean, &rstd}) {
-    TORCH_CHECK_VALUE(t->numel() == shape.planes && t->scalar_type() == dtype && t->device() == x.device(), op,
-                      ": mean and rstd must hold N*C = ", shape.planes, " values of dtype ", dtype, " on ", x.device(),
-                      ", got ", t->numel(), " of ", t->scalar_type(), " on ", t->device());
-  }
+at::ScalarType stats_dtype(at::ScalarType input) { return input == at::kDouble ? at::kDouble : at::kFloat; }
+
+}  // namespace
+
+ForwardTensors prepare_forward(const at::Tensor& x, const at::Tensor& gamma, const at::Tensor& beta) {
+  ForwardTensors t;
+  t.shape = check_inputs("ain_forward", x, gamma, beta);
+  t.x = x.contiguous();
+  t.gamma = gamma.contiguous();
+  t.beta = beta.contiguous();
+  t.out = at::empty_like(t.x, at::MemoryFormat::Contiguous);
+  const auto stats_options = x.options().dtype(stats_dtype(x.scalar_type()));
+  t.mean = at::empty({x.size(0), x.size(1)}, stats_options);
+  t.rstd = at::empty({x.size(0), x.size(1)}, stats_options);
+  return t;
 }
 
-at::ScalarType stats_dtype(at::ScalarType input) { return input == at::kDouble ? at::kDouble : at::kFloat; }
+BackwardTensors prepare_backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& gamma,
+                                 const at::Tensor& beta, const at::Tensor& mean, const at::Tensor& rstd) {
+  BackwardTensors t;
+  t.shape = check_inputs("ain_backward", x, gamma, beta, grad);
+  const auto dtype = stats_dtype(x.scalar_type());
+  for (const auto* stats : {&mean, &rstd}) {
+    TORCH_CHECK_VALUE(stats->numel() == t.shape.planes && stats->scalar_type() == dtype && stats->device() == x.device(),
+                      "ain_backward: mean and rstd must hold N*C = ", t.shape.planes, " values of dtype ", dtype, " on ",
+                      x.device(), ", got ", stats->numel(), " of ", stats->scalar_type(), " on ", stats->device());
+  }
+  t.grad = grad.contiguous();
+  t.x = x.contiguous();
+  t.gamma = gamma.contiguous();
+  t.beta = beta.contiguous();
+  t.mean = mean.contiguous();
+  t.rstd = rstd.contiguous();
+  t.grad_x = at::empty_like(t.x, at::MemoryFormat::Contiguous);
+  t.grad_gamma = at::empty_like(t.x, at::MemoryFormat::Contiguous);
+  t.grad_beta = at::empty_like(t.x, at::MemoryFormat::Contiguous);
+  return t;
+}
 
 }  // namespace ain
 }  // namespace cycleisp_fast

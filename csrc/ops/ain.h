@@ -14,17 +14,23 @@ struct PlaneShape {
   int64_t chunks;      // chunks per plane
 };
 
-// Checks that x, gamma, beta (and grad_out, when defined) are 4-D floating tensors of one shape, dtype and
-// device; returns the plane decomposition.
-PlaneShape check_inputs(const char* op, const at::Tensor& x, const at::Tensor& gamma, const at::Tensor& beta,
-                        const at::Tensor& grad_out = at::Tensor());
+// The checked, contiguous inputs of ain_forward and its allocated outputs (out like x; mean, rstd (N, C) in
+// float32, float64 for float64 input).
+struct ForwardTensors {
+  PlaneShape shape;
+  at::Tensor x, gamma, beta;
+  at::Tensor out, mean, rstd;
+};
+ForwardTensors prepare_forward(const at::Tensor& x, const at::Tensor& gamma, const at::Tensor& beta);
 
-// Checks the saved statistics handed to ain_backward: N*C values each, of stats_dtype(x).
-void check_stats(const char* op, const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& x,
-                 const PlaneShape& shape);
-
-// The dtype of the statistics (mean, rstd): float64 for float64 input, else float32.
-at::ScalarType stats_dtype(at::ScalarType input);
+// The checked, contiguous inputs of ain_backward and its allocated outputs (each like x).
+struct BackwardTensors {
+  PlaneShape shape;
+  at::Tensor grad, x, gamma, beta, mean, rstd;
+  at::Tensor grad_x, grad_gamma, grad_beta;
+};
+BackwardTensors prepare_backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& gamma,
+                                 const at::Tensor& beta, const at::Tensor& mean, const at::Tensor& rstd);
 
 }  // namespace ain
 }  // namespace cycleisp_fast

@@ -49,6 +49,14 @@ CYCLEISP_HOST_DEVICE Moments<acc_t> merge(Moments<acc_t> a, Moments<acc_t> b) {
   return {count, a.mean + delta * b_share, a.m2 + b.m2 + delta * delta * a.count * b_share};
 }
 
+// A plane's statistics from the partials of its `chunks` chunks (stored plane-major).
+template <typename acc_t>
+CYCLEISP_HOST_DEVICE Moments<acc_t> plane_moments(const Moments<acc_t>* partial, int64_t plane, int64_t chunks) {
+  Moments<acc_t> total = partial[plane * chunks];
+  for (int64_t k = 1; k < chunks; ++k) total = merge(total, partial[plane * chunks + k]);
+  return total;
+}
+
 // 1 / sqrt(biased variance + eps) of a whole plane's statistics.
 template <typename acc_t>
 CYCLEISP_HOST_DEVICE acc_t inverse_std(Moments<acc_t> plane, acc_t eps) {
@@ -94,6 +102,14 @@ struct GradSums {
 template <typename acc_t>
 CYCLEISP_HOST_DEVICE GradSums<acc_t> add(GradSums<acc_t> a, GradSums<acc_t> b) {
   return {a.grad_xhat + b.grad_xhat, a.grad_xhat_xhat + b.grad_xhat_xhat};
+}
+
+// A plane's backward sums from the partials of its `chunks` chunks (stored plane-major).
+template <typename acc_t>
+CYCLEISP_HOST_DEVICE GradSums<acc_t> plane_grad_sums(const GradSums<acc_t>* partial, int64_t plane, int64_t chunks) {
+  GradSums<acc_t> total = partial[plane * chunks];
+  for (int64_t k = 1; k < chunks; ++k) total = add(total, partial[plane * chunks + k]);
+  return total;
 }
 
 // d loss / d x of one element, from its grad_xhat and x_hat and its plane's sums over `count` elements.

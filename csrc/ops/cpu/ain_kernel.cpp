@@ -129,23 +129,19 @@ void for_each_chunk(const PlaneShape& shape, const Fn& fn) {
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_forward_cpu(const at::Tensor& x_in, const at::Tensor& gamma_in,
-                                                               const at::Tensor& beta_in, double eps,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_forward_cpu(const at::Tensor& x, const at::Tensor& gamma,
+                                                               const at::Tensor& beta, double eps,
                                                                std::optional<double> negative_slope) {
-  const PlaneShape shape = check_inputs("ain_forward", x_in, gamma_in, beta_in);
-  const at::Tensor x = x_in.contiguous(), gamma = gamma_in.contiguous(), beta = beta_in.contiguous();
-  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
-  const auto stats_options = x.options().dtype(stats_dtype(x.scalar_type()));
-  at::Tensor mean = at::empty({x.size(0), x.size(1)}, stats_options);
-  at::Tensor rstd = at::empty({x.size(0), x.size(1)}, stats_options);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "ain_forward_cpu", [&] {
+  const ForwardTensors t = prepare_forward(x, gamma, beta);
+  const PlaneShape& shape = t.shape;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "ain_forward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    const scalar_t* gp = gamma.const_data_ptr<scalar_t>();
-    const scalar_t* bp = beta.const_data_ptr<scalar_t>();
-    scalar_t* yp = out.mutable_data_ptr<scalar_t>();
-    acc_t* mean_p = mean.mutable_data_ptr<acc_t>();
-    acc_t* rstd_p = rstd.mutable_data_ptr<acc_t>();
+    const scalar_t* xp = t.x.const_data_ptr<scalar_t>();
+    const scalar_t* gp = t.gamma.const_data_ptr<scalar_t>();
+    const scalar_t* bp = t.beta.const_data_ptr<scalar_t>();
+    scalar_t* yp = t.out.mutable_data_ptr<scalar_t>();
+    acc_t* mean_p = t.mean.mutable_data_ptr<acc_t>();
+    acc_t* rstd_p = t.rstd.mutable_data_ptr<acc_t>();
     const bool leaky = negative_slope.has_value();
     const acc_t slope = static_cast<acc_t>(negative_slope.value_or(0.0));
     std::vector<Moments<acc_t>> partial(shape.planes * shape.chunks);
@@ -153,8 +149,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_forward_cpu(const at::Tensor&
       partial[task] = chunk_moments<scalar_t, acc_t>(xp + c.plane * shape.plane_size + c.begin, c.size);
     });
     for_each_chunk(shape, [&](int64_t task, Chunk c) {
-      Moments<acc_t> plane = partial[c.plane * shape.chunks];
-      for (int64_t k = 1; k < shape.chunks; ++k) plane = merge(plane, partial[c.plane * shape.chunks + k]);
+      const Moments<acc_t> plane = plane_moments(partial.data(), c.plane, shape.chunks);
       const acc_t m = plane.mean, r = inverse_std(plane, static_cast<acc_t>(eps));
       if (task % shape.chunks == 0) {
         mean_p[c.plane] = m;
@@ -164,54 +159,50 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_forward_cpu(const at::Tensor&
       modulate_chunk(xp + offset, gp + offset, bp + offset, yp + offset, c.size, m, r, leaky, slope);
     });
   });
-  return {out, mean, rstd};
+  return {t.out, t.mean, t.rstd};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_backward_cpu(const at::Tensor& grad_in, const at::Tensor& x_in,
-                                                                const at::Tensor& gamma_in, const at::Tensor& beta_in,
-                                                                const at::Tensor& mean_in, const at::Tensor& rstd_in,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
+                                                                const at::Tensor& gamma, const at::Tensor& beta,
+                                                                const at::Tensor& mean, const at::Tensor& rstd,
                                                                 std::optional<double> negative_slope) {
-  const PlaneShape shape = check_inputs("ain_backward", x_in, gamma_in, beta_in, grad_in);
-  check_stats("ain_backward", mean_in, rstd_in, x_in, shape);
-  const at::Tensor grad = grad_in.contiguous(), x = x_in.contiguous(), gamma = gamma_in.contiguous(),
-                   beta = beta_in.contiguous(), mean = mean_in.contiguous(), rstd = rstd_in.contiguous();
-  at::Tensor grad_x = at::empty_like(x, at::MemoryFormat::Contiguous);
-  at::Tensor grad_gamma = at::empty_like(x, at::MemoryFormat::Contiguous);
-  at::Tensor grad_beta = at::empty_like(x, at::MemoryFormat::Contiguous);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "ain_backward_cpu", [&] {
+  const BackwardTensors t = prepare_backward(grad, x, gamma, beta, mean, rstd);
+  const PlaneShape& shape = t.shape;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "ain_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* dyp = grad.const_data_ptr<scalar_t>();
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    const scalar_t* gp = gamma.const_data_ptr<scalar_t>();
-    const scalar_t* bp = beta.const_data_ptr<scalar_t>();
-    const acc_t* mean_p = mean.const_data_ptr<acc_t>();
-    const acc_t* rstd_p = rstd.const_data_ptr<acc_t>();
-    scalar_t* dxp = grad_x.mutable_data_ptr<scalar_t>();
-    scalar_t* dgp = grad_gamma.mutable_data_ptr<scalar_t>();
-    scalar_t* dbp = grad_beta.mutable_data_ptr<scalar_t>();
+    const scalar_t* dyp = t.grad.const_data_ptr<scalar_t>();
+    const scalar_t* xp = t.x.const_data_ptr<scalar_t>();
+    const scalar_t* gp = t.gamma.const_data_ptr<scalar_t>();
+    const scalar_t* bp = t.beta.const_data_ptr<scalar_t>();
+    const acc_t* mean_p = t.mean.const_data_ptr<acc_t>();
+    const acc_t* rstd_p = t.rstd.const_data_ptr<acc_t>();
+    scalar_t* dxp = t.grad_x.mutable_data_ptr<scalar_t>();
+    scalar_t* dgp = t.grad_gamma.mutable_data_ptr<scalar_t>();
+    scalar_t* dbp = t.grad_beta.mutable_data_ptr<scalar_t>();
     const bool leaky = negative_slope.has_value();
     const acc_t slope = static_cast<acc_t>(negative_slope.value_or(0.0));
+    auto chunk_inputs = [&](Chunk c) {
+      const int64_t o = c.plane * shape.plane_size + c.begin;
+      return ChunkInputs<scalar_t, acc_t>{dyp + o, xp + o, gp + o, bp + o, mean_p[c.plane], rstd_p[c.plane], slope};
+    };
     std::vector<GradSums<acc_t>> partial(shape.planes * shape.chunks);
     for_each_chunk(shape, [&](int64_t task, Chunk c) {
       const int64_t o = c.plane * shape.plane_size + c.begin;
-      const ChunkInputs<scalar_t, acc_t> in{dyp + o, xp + o, gp + o, bp + o, mean_p[c.plane], rstd_p[c.plane], slope};
-      partial[task] = leaky ? param_grads_chunk<true>(in, dgp + o, dbp + o, c.size)
-                            : param_grads_chunk<false>(in, dgp + o, dbp + o, c.size);
+      partial[task] = leaky ? param_grads_chunk<true>(chunk_inputs(c), dgp + o, dbp + o, c.size)
+                            : param_grads_chunk<false>(chunk_inputs(c), dgp + o, dbp + o, c.size);
     });
+    const acc_t count = static_cast<acc_t>(shape.plane_size);
     for_each_chunk(shape, [&](int64_t, Chunk c) {
-      GradSums<acc_t> plane = partial[c.plane * shape.chunks];
-      for (int64_t k = 1; k < shape.chunks; ++k) plane = add(plane, partial[c.plane * shape.chunks + k]);
-      const int64_t o = c.plane * shape.plane_size + c.begin;
-      const ChunkInputs<scalar_t, acc_t> in{dyp + o, xp + o, gp + o, bp + o, mean_p[c.plane], rstd_p[c.plane], slope};
-      const acc_t count = static_cast<acc_t>(shape.plane_size);
+      const GradSums<acc_t> plane = plane_grad_sums(partial.data(), c.plane, shape.chunks);
+      scalar_t* out = dxp + c.plane * shape.plane_size + c.begin;
       if (leaky) {
-        input_grad_chunk<true>(in, plane, count, dxp + o, c.size);
+        input_grad_chunk<true>(chunk_inputs(c), plane, count, out, c.size);
       } else {
-        input_grad_chunk<false>(in, plane, count, dxp + o, c.size);
+        input_grad_chunk<false>(chunk_inputs(c), plane, count, out, c.size);
       }
     });
   });
-  return {grad_x, grad_gamma, grad_beta};
+  return {t.grad_x, t.grad_gamma, t.grad_beta};
 }
 
 }  // namespace

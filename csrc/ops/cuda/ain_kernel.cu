@@ -65,8 +65,7 @@ __global__ void __launch_bounds__(kThreads) ain_modulate_kernel(
   const ChunkRange c = this_chunk(plane_size, chunks);
   __shared__ acc_t plane_mean, plane_rstd;
   if (threadIdx.x == 0) {
-    Moments<acc_t> plane = partial[c.plane * chunks];
-    for (int64_t k = 1; k < chunks; ++k) plane = merge(plane, partial[c.plane * chunks + k]);
+    const Moments<acc_t> plane = plane_moments(partial, c.plane, chunks);
     plane_mean = plane.mean;
     plane_rstd = inverse_std(plane, eps);
     if (blockIdx.x % chunks == 0) {
@@ -111,11 +110,7 @@ __global__ void __launch_bounds__(kThreads) ain_input_grad_kernel(
     bool leaky, acc_t slope) {
   const ChunkRange c = this_chunk(plane_size, chunks);
   __shared__ GradSums<acc_t> plane;
-  if (threadIdx.x == 0) {
-    GradSums<acc_t> total = partial[c.plane * chunks];
-    for (int64_t k = 1; k < chunks; ++k) total = add(total, partial[c.plane * chunks + k]);
-    plane = total;
-  }
+  if (threadIdx.x == 0) plane = plane_grad_sums(partial, c.plane, chunks);
   __syncthreads();
   const int64_t offset = c.plane * plane_size;
   const acc_t m = mean[c.plane], r = rstd[c.plane], count = static_cast<acc_t>(plane_size);
@@ -133,70 +128,59 @@ at::Tensor scratch(int64_t count, const at::Tensor& like) {
                    like.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_forward_cuda(const at::Tensor& x_in, const at::Tensor& gamma_in,
-                                                                const at::Tensor& beta_in, double eps,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_forward_cuda(const at::Tensor& x, const at::Tensor& gamma,
+                                                                const at::Tensor& beta, double eps,
                                                                 std::optional<double> negative_slope) {
-  const c10::cuda::OptionalCUDAGuard guard(x_in.device());
-  const PlaneShape shape = check_inputs("ain_forward", x_in, gamma_in, beta_in);
-  const at::Tensor x = x_in.contiguous(), gamma = gamma_in.contiguous(), beta = beta_in.contiguous();
-  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
-  const auto stats_options = x.options().dtype(stats_dtype(x.scalar_type()));
-  at::Tensor mean = at::empty({x.size(0), x.size(1)}, stats_options);
-  at::Tensor rstd = at::empty({x.size(0), x.size(1)}, stats_options);
-  const int64_t tasks = shape.planes * shape.chunks;
-  if (tasks == 0) return {out, mean, rstd};
+  const c10::cuda::OptionalCUDAGuard guard(x.device());
+  const ForwardTensors t = prepare_forward(x, gamma, beta);
+  const int64_t tasks = t.shape.planes * t.shape.chunks;
+  if (tasks == 0) return {t.out, t.mean, t.rstd};
   const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "ain_forward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "ain_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    at::Tensor partial = scratch<Moments<acc_t>, acc_t>(tasks, x);
+    at::Tensor partial = scratch<Moments<acc_t>, acc_t>(tasks, t.x);
     auto* partial_p = reinterpret_cast<Moments<acc_t>*>(partial.mutable_data_ptr<acc_t>());
-    ain_stats_kernel<scalar_t, acc_t><<<tasks, kThreads, 0, stream>>>(x.const_data_ptr<scalar_t>(), partial_p,
-                                                                      shape.plane_size, shape.chunks);
+    ain_stats_kernel<scalar_t, acc_t><<<tasks, kThreads, 0, stream>>>(t.x.const_data_ptr<scalar_t>(), partial_p,
+                                                                      t.shape.plane_size, t.shape.chunks);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     ain_modulate_kernel<scalar_t, acc_t><<<tasks, kThreads, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), gamma.const_data_ptr<scalar_t>(), beta.const_data_ptr<scalar_t>(),
-        out.mutable_data_ptr<scalar_t>(), partial_p, mean.mutable_data_ptr<acc_t>(), rstd.mutable_data_ptr<acc_t>(),
-        shape.plane_size, shape.chunks, static_cast<acc_t>(eps), negative_slope.has_value(),
-        static_cast<acc_t>(negative_slope.value_or(0.0)));
+        t.x.const_data_ptr<scalar_t>(), t.gamma.const_data_ptr<scalar_t>(), t.beta.const_data_ptr<scalar_t>(),
+        t.out.mutable_data_ptr<scalar_t>(), partial_p, t.mean.mutable_data_ptr<acc_t>(),
+        t.rstd.mutable_data_ptr<acc_t>(), t.shape.plane_size, t.shape.chunks, static_cast<acc_t>(eps),
+        negative_slope.has_value(), static_cast<acc_t>(negative_slope.value_or(0.0)));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {out, mean, rstd};
+  return {t.out, t.mean, t.rstd};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_backward_cuda(const at::Tensor& grad_in, const at::Tensor& x_in,
-                                                                 const at::Tensor& gamma_in, const at::Tensor& beta_in,
-                                                                 const at::Tensor& mean_in, const at::Tensor& rstd_in,
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_backward_cuda(const at::Tensor& grad, const at::Tensor& x,
+                                                                 const at::Tensor& gamma, const at::Tensor& beta,
+                                                                 const at::Tensor& mean, const at::Tensor& rstd,
                                                                  std::optional<double> negative_slope) {
-  const c10::cuda::OptionalCUDAGuard guard(x_in.device());
-  const PlaneShape shape = check_inputs("ain_backward", x_in, gamma_in, beta_in, grad_in);
-  check_stats("ain_backward", mean_in, rstd_in, x_in, shape);
-  const at::Tensor grad = grad_in.contiguous(), x = x_in.contiguous(), gamma = gamma_in.contiguous(),
-                   beta = beta_in.contiguous(), mean = mean_in.contiguous(), rstd = rstd_in.contiguous();
-  at::Tensor grad_x = at::empty_like(x, at::MemoryFormat::Contiguous);
-  at::Tensor grad_gamma = at::empty_like(x, at::MemoryFormat::Contiguous);
-  at::Tensor grad_beta = at::empty_like(x, at::MemoryFormat::Contiguous);
-  const int64_t tasks = shape.planes * shape.chunks;
-  if (tasks == 0) return {grad_x, grad_gamma, grad_beta};
+  const c10::cuda::OptionalCUDAGuard guard(x.device());
+  const BackwardTensors t = prepare_backward(grad, x, gamma, beta, mean, rstd);
+  const int64_t tasks = t.shape.planes * t.shape.chunks;
+  if (tasks == 0) return {t.grad_x, t.grad_gamma, t.grad_beta};
   const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "ain_backward_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "ain_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    at::Tensor partial = scratch<GradSums<acc_t>, acc_t>(tasks, x);
+    at::Tensor partial = scratch<GradSums<acc_t>, acc_t>(tasks, t.x);
     auto* partial_p = reinterpret_cast<GradSums<acc_t>*>(partial.mutable_data_ptr<acc_t>());
     const bool leaky = negative_slope.has_value();
     const acc_t slope = static_cast<acc_t>(negative_slope.value_or(0.0));
     ain_grad_sums_kernel<scalar_t, acc_t><<<tasks, kThreads, 0, stream>>>(
-        grad.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), gamma.const_data_ptr<scalar_t>(),
-        beta.const_data_ptr<scalar_t>(), mean.const_data_ptr<acc_t>(), rstd.const_data_ptr<acc_t>(),
-        grad_gamma.mutable_data_ptr<scalar_t>(), grad_beta.mutable_data_ptr<scalar_t>(), partial_p, shape.plane_size,
-        shape.chunks, leaky, slope);
+        t.grad.const_data_ptr<scalar_t>(), t.x.const_data_ptr<scalar_t>(), t.gamma.const_data_ptr<scalar_t>(),
+        t.beta.const_data_ptr<scalar_t>(), t.mean.const_data_ptr<acc_t>(), t.rstd.const_data_ptr<acc_t>(),
+        t.grad_gamma.mutable_data_ptr<scalar_t>(), t.grad_beta.mutable_data_ptr<scalar_t>(), partial_p,
+        t.shape.plane_size, t.shape.chunks, leaky, slope);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     ain_input_grad_kernel<scalar_t, acc_t><<<tasks, kThreads, 0, stream>>>(
-        grad.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), gamma.const_data_ptr<scalar_t>(),
-        beta.const_data_ptr<scalar_t>(), mean.const_data_ptr<acc_t>(), rstd.const_data_ptr<acc_t>(), partial_p,
-        grad_x.mutable_data_ptr<scalar_t>(), shape.plane_size, shape.chunks, leaky, slope);
+        t.grad.const_data_ptr<scalar_t>(), t.x.const_data_ptr<scalar_t>(), t.gamma.const_data_ptr<scalar_t>(),
+        t.beta.const_data_ptr<scalar_t>(), t.mean.const_data_ptr<acc_t>(), t.rstd.const_data_ptr<acc_t>(), partial_p,
+        t.grad_x.mutable_data_ptr<scalar_t>(), t.shape.plane_size, t.shape.chunks, leaky, slope);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {grad_x, grad_gamma, grad_beta};
+  return {t.grad_x, t.grad_gamma, t.grad_beta};
 }
 
 }  // namespace
