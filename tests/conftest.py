@@ -2,6 +2,9 @@
 before triton is first imported, so it sits at the top of the first file pytest loads."""
 
 import os
+import subprocess
+import sys
+import tempfile
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
@@ -26,3 +29,11 @@ def fused_backends(op_name: str, device_type: str = "cpu") -> list[str]:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def run_python(code: str, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs ``python -c code args`` in a fresh interpreter, from an empty folder: so that it imports the
+    installed package, not the source tree of the working directory (which has no _C, no triton_kernels)."""
+    with tempfile.TemporaryDirectory() as folder:
+        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=folder,
+                              env=os.environ if env is None else env, timeout=timeout)

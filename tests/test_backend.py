@@ -2,8 +2,6 @@
 (with one warning) when the compiled extension is missing."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,6 +9,7 @@ import torch
 import cycleisp_fast
 from cycleisp_fast import _extension, backend, ops
 from cycleisp_fast.nn import BayerPack
+from conftest import run_python
 
 
 def test_default_is_auto_and_auto_prefers_native_on_cpu():
@@ -71,8 +70,7 @@ def test_backend_that_cannot_serve_the_device_says_what_can(monkeypatch):
 
 
 def _run_python(code, **env):
-    full_env = {**os.environ, **env}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=300)
+    return run_python(code, env={**os.environ, **env})
 
 
 def test_environment_variable_sets_the_default():

@@ -6,10 +6,10 @@ plain slicing.
 """
 
 import os
-import subprocess
-import sys
 
 import pytest
+
+from conftest import run_python
 
 LIBRARY = os.environ.get("CYCLEISP_FAST_CMAKE_LIBRARY")
 
@@ -28,6 +28,6 @@ print("ok")
 
 @pytest.mark.skipif(not LIBRARY, reason="CYCLEISP_FAST_CMAKE_LIBRARY not set (scripts/test.sh builds and sets it)")
 def test_cmake_built_library_runs_the_ops():
-    result = subprocess.run([sys.executable, "-c", CHECK, LIBRARY], capture_output=True, text=True, timeout=300)
+    result = run_python(CHECK, LIBRARY)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"

@@ -7,11 +7,11 @@ each kernel ahead of time with ``triton.compile`` for both targets, in a fresh i
 """
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from conftest import run_python
 
 pytest.importorskip("triton")
 
@@ -81,6 +81,6 @@ CHECK = textwrap.dedent(
 
 def test_triton_kernels_compile_for_sm80_and_sm90_without_spills():
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    result = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, env=env, timeout=900)
+    result = run_python(CHECK, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") >= 60

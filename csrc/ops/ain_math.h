@@ -41,20 +41,12 @@ CYCLEISP_HOST_DEVICE Moments<acc_t> push(Moments<acc_t> a, acc_t value) {
 
 // Chan et al.'s merge of two partial statistics (exact in exact arithmetic, stable when |mean| >> std).
 template <typename acc_t>
-CYCLEISP_HOST_DEVICE Moments<acc_t> merge(Moments<acc_t> a, Moments<acc_t> b) {
+CYCLEISP_HOST_DEVICE Moments<acc_t> combine(Moments<acc_t> a, Moments<acc_t> b) {
   const acc_t count = a.count + b.count;
   if (count == acc_t(0)) return a;
   const acc_t delta = b.mean - a.mean;
   const acc_t b_share = b.count / count;
   return {count, a.mean + delta * b_share, a.m2 + b.m2 + delta * delta * a.count * b_share};
-}
-
-// A plane's statistics from the partials of its `chunks` chunks (stored plane-major).
-template <typename acc_t>
-CYCLEISP_HOST_DEVICE Moments<acc_t> plane_moments(const Moments<acc_t>* partial, int64_t plane, int64_t chunks) {
-  Moments<acc_t> total = partial[plane * chunks];
-  for (int64_t k = 1; k < chunks; ++k) total = merge(total, partial[plane * chunks + k]);
-  return total;
 }
 
 // 1 / sqrt(biased variance + eps) of a whole plane's statistics.
@@ -100,15 +92,15 @@ struct GradSums {
 };
 
 template <typename acc_t>
-CYCLEISP_HOST_DEVICE GradSums<acc_t> add(GradSums<acc_t> a, GradSums<acc_t> b) {
+CYCLEISP_HOST_DEVICE GradSums<acc_t> combine(GradSums<acc_t> a, GradSums<acc_t> b) {
   return {a.grad_xhat + b.grad_xhat, a.grad_xhat_xhat + b.grad_xhat_xhat};
 }
 
-// A plane's backward sums from the partials of its `chunks` chunks (stored plane-major).
-template <typename acc_t>
-CYCLEISP_HOST_DEVICE GradSums<acc_t> plane_grad_sums(const GradSums<acc_t>* partial, int64_t plane, int64_t chunks) {
-  GradSums<acc_t> total = partial[plane * chunks];
-  for (int64_t k = 1; k < chunks; ++k) total = add(total, partial[plane * chunks + k]);
+// A plane's total (Moments or GradSums) from the partials of its `chunks` chunks, stored plane-major.
+template <typename Partial>
+CYCLEISP_HOST_DEVICE Partial plane_total(const Partial* partial, int64_t plane, int64_t chunks) {
+  Partial total = partial[plane * chunks];
+  for (int64_t k = 1; k < chunks; ++k) total = combine(total, partial[plane * chunks + k]);
   return total;
 }
 

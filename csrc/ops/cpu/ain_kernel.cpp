@@ -98,7 +98,7 @@ CYCLEISP_CPU_CLONES GradSums<acc_t> param_grads_chunk(const ChunkInputs<scalar_t
         grad_beta[i] = static_cast<scalar_t>(e.grad_beta);
         return GradSums<acc_t>{e.grad_xhat, e.grad_xhat * e.xhat};
       },
-      [](GradSums<acc_t> a, GradSums<acc_t> b) { return add(a, b); });
+      [](GradSums<acc_t> a, GradSums<acc_t> b) { return combine(a, b); });
 }
 
 template <bool kLeaky, typename scalar_t, typename acc_t>
@@ -149,7 +149,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_forward_cpu(const at::Tensor&
       partial[task] = chunk_moments<scalar_t, acc_t>(xp + c.plane * shape.plane_size + c.begin, c.size);
     });
     for_each_chunk(shape, [&](int64_t task, Chunk c) {
-      const Moments<acc_t> plane = plane_moments(partial.data(), c.plane, shape.chunks);
+      const Moments<acc_t> plane = plane_total(partial.data(), c.plane, shape.chunks);
       const acc_t m = plane.mean, r = inverse_std(plane, static_cast<acc_t>(eps));
       if (task % shape.chunks == 0) {
         mean_p[c.plane] = m;
@@ -193,7 +193,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_backward_cpu(const at::Tensor
     });
     const acc_t count = static_cast<acc_t>(shape.plane_size);
     for_each_chunk(shape, [&](int64_t, Chunk c) {
-      const GradSums<acc_t> plane = plane_grad_sums(partial.data(), c.plane, shape.chunks);
+      const GradSums<acc_t> plane = plane_total(partial.data(), c.plane, shape.chunks);
       scalar_t* out = dxp + c.plane * shape.plane_size + c.begin;
       if (leaky) {
         input_grad_chunk<true>(chunk_inputs(c), plane, count, out, c.size);

@@ -19,17 +19,11 @@ namespace {
 
 constexpr int kThreads = 256;
 
-struct MergeMoments {
-  template <typename acc_t>
-  __device__ Moments<acc_t> operator()(const Moments<acc_t>& a, const Moments<acc_t>& b) const {
-    return merge(a, b);
-  }
-};
-
-struct AddGradSums {
-  template <typename acc_t>
-  __device__ GradSums<acc_t> operator()(const GradSums<acc_t>& a, const GradSums<acc_t>& b) const {
-    return add(a, b);
+// The CUB reduction operator of both partials (Moments, GradSums).
+struct Combine {
+  template <typename Partial>
+  __device__ Partial operator()(const Partial& a, const Partial& b) const {
+    return combine(a, b);
   }
 };
 
@@ -53,7 +47,7 @@ __global__ void __launch_bounds__(kThreads) ain_stats_kernel(const scalar_t* __r
   for (int64_t i = c.begin + threadIdx.x; i < c.end; i += kThreads) m = push(m, static_cast<acc_t>(xp[i]));
   using Reduce = cub::BlockReduce<Moments<acc_t>, kThreads>;
   __shared__ typename Reduce::TempStorage storage;
-  m = Reduce(storage).Reduce(m, MergeMoments{});
+  m = Reduce(storage).Reduce(m, Combine{});
   if (threadIdx.x == 0) partial[blockIdx.x] = m;
 }
 
@@ -65,7 +59,7 @@ __global__ void __launch_bounds__(kThreads) ain_modulate_kernel(
   const ChunkRange c = this_chunk(plane_size, chunks);
   __shared__ acc_t plane_mean, plane_rstd;
   if (threadIdx.x == 0) {
-    const Moments<acc_t> plane = plane_moments(partial, c.plane, chunks);
+    const Moments<acc_t> plane = plane_total(partial, c.plane, chunks);
     plane_mean = plane.mean;
     plane_rstd = inverse_std(plane, eps);
     if (blockIdx.x % chunks == 0) {
@@ -94,11 +88,11 @@ __global__ void __launch_bounds__(kThreads) ain_grad_sums_kernel(
     const ElementGrad<acc_t> e = element_grad<acc_t>(grad[i], x[i], m, r, gamma[i], beta[i], leaky, slope);
     grad_gamma[i] = static_cast<scalar_t>(e.grad_gamma);
     grad_beta[i] = static_cast<scalar_t>(e.grad_beta);
-    sums = add(sums, GradSums<acc_t>{e.grad_xhat, e.grad_xhat * e.xhat});
+    sums = combine(sums, GradSums<acc_t>{e.grad_xhat, e.grad_xhat * e.xhat});
   }
   using Reduce = cub::BlockReduce<GradSums<acc_t>, kThreads>;
   __shared__ typename Reduce::TempStorage storage;
-  sums = Reduce(storage).Reduce(sums, AddGradSums{});
+  sums = Reduce(storage).Reduce(sums, Combine{});
   if (threadIdx.x == 0) partial[blockIdx.x] = sums;
 }
 
@@ -110,7 +104,7 @@ __global__ void __launch_bounds__(kThreads) ain_input_grad_kernel(
     bool leaky, acc_t slope) {
   const ChunkRange c = this_chunk(plane_size, chunks);
   __shared__ GradSums<acc_t> plane;
-  if (threadIdx.x == 0) plane = plane_grad_sums(partial, c.plane, chunks);
+  if (threadIdx.x == 0) plane = plane_total(partial, c.plane, chunks);
   __syncthreads();
   const int64_t offset = c.plane * plane_size;
   const acc_t m = mean[c.plane], r = rstd[c.plane], count = static_cast<acc_t>(plane_size);
