@@ -27,6 +27,15 @@ struct Combine {
   }
 };
 
+// Reduces the threads' partials (Moments or GradSums) over the block; thread 0 stores this block's partial.
+template <typename Partial>
+__device__ void store_block_partial(Partial value, Partial* __restrict__ partial) {
+  using Reduce = cub::BlockReduce<Partial, kThreads>;
+  __shared__ typename Reduce::TempStorage storage;
+  value = Reduce(storage).Reduce(value, Combine{});
+  if (threadIdx.x == 0) partial[blockIdx.x] = value;
+}
+
 struct ChunkRange {
   int64_t plane, begin, end;
 };
@@ -45,10 +54,7 @@ __global__ void __launch_bounds__(kThreads) ain_stats_kernel(const scalar_t* __r
   const scalar_t* xp = x + c.plane * plane_size;
   Moments<acc_t> m{acc_t(0), acc_t(0), acc_t(0)};
   for (int64_t i = c.begin + threadIdx.x; i < c.end; i += kThreads) m = push(m, static_cast<acc_t>(xp[i]));
-  using Reduce = cub::BlockReduce<Moments<acc_t>, kThreads>;
-  __shared__ typename Reduce::TempStorage storage;
-  m = Reduce(storage).Reduce(m, Combine{});
-  if (threadIdx.x == 0) partial[blockIdx.x] = m;
+  store_block_partial(m, partial);
 }
 
 template <typename scalar_t, typename acc_t>
@@ -90,10 +96,7 @@ __global__ void __launch_bounds__(kThreads) ain_grad_sums_kernel(
     grad_beta[i] = static_cast<scalar_t>(e.grad_beta);
     sums = combine(sums, GradSums<acc_t>{e.grad_xhat, e.grad_xhat * e.xhat});
   }
-  using Reduce = cub::BlockReduce<GradSums<acc_t>, kThreads>;
-  __shared__ typename Reduce::TempStorage storage;
-  sums = Reduce(storage).Reduce(sums, Combine{});
-  if (threadIdx.x == 0) partial[blockIdx.x] = sums;
+  store_block_partial(sums, partial);
 }
 
 template <typename scalar_t, typename acc_t>
