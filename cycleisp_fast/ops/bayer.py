@@ -27,15 +27,19 @@ OP_NAME = "bayer_remap"
 Level = Union[float, Sequence[float], torch.Tensor, None]
 
 
+def full_resolution(src: torch.Tensor, src_layout: str) -> tuple[int, int]:
+    """(H, W) of the CFA grid behind ``src`` in ``src_layout``."""
+    height, width = src.shape[2], src.shape[3]
+    return (2 * height, 2 * width) if src_layout == "packed" else (height, width)
+
+
 def remap_output(src: torch.Tensor, src_layout: str, dst_layout: str) -> torch.Tensor:
     """An empty tensor of the remap's output shape and dtype (float32 for integer RAW input)."""
-    batch, _, height, width = src.shape
-    if src_layout == "packed":
-        height, width = 2 * height, 2 * width
+    height, width = full_resolution(src, src_layout)
     if dst_layout == "packed":
         height, width = height // 2, width // 2
     dtype = src.dtype if src.is_floating_point() else torch.float32
-    return src.new_empty((batch, LAYOUT_CHANNELS[dst_layout], height, width), dtype=dtype)
+    return src.new_empty((src.shape[0], LAYOUT_CHANNELS[dst_layout], height, width), dtype=dtype)
 
 
 @torch.library.custom_op("cycleisp_fast::bayer_remap_triton", mutates_args=())
@@ -43,12 +47,9 @@ def _bayer_remap_triton(src: torch.Tensor, src_layout: str, dst_layout: str, pat
                         black: Optional[List[float]] = None, white: Optional[List[float]] = None) -> torch.Tensor:
     from cycleisp_fast.triton_kernels import bayer as kernels
 
-    full_height, full_width = src.shape[2], src.shape[3]
-    if src_layout == "packed":
-        full_height, full_width = 2 * full_height, 2 * full_width
     dst = remap_output(src, src_layout, dst_layout)
     kernels.bayer_remap(src.contiguous(), dst, src_layout, dst_layout, pattern.index("R"), black, white,
-                        full_height, full_width)
+                        *full_resolution(src, src_layout))
     return dst
 
 

@@ -308,6 +308,8 @@ def test_bad_input_names_the_argument(backend):
         (lambda: ops.bayer_pack(rgb[:, :1], "RGGB", [0, 0], 1, backend=backend), ValueError, "black_level must be"),
         (lambda: ops.bayer_pack(rgb[:, :1], "RGGB", 0, float("inf"), backend=backend), ValueError, "white_level must be finite"),
         (lambda: ops.bayer_pack(rgb[:, :1].to(torch.int64), backend=backend), TypeError, "uint16"),
+        (lambda: ops.bayer_pack(rgb[:, :1], "RGGB", torch.zeros(4, device="meta"), 1.0, backend=backend),
+         ValueError, "black_level is on meta but the image is on cpu"),
         (lambda: ops.bayer_pack(rgb[:, :1], backend="cuda"), ValueError, "backend must be one of"),
     ]
     for call, error, message in cases:
