@@ -46,8 +46,10 @@ def _extension():
     sources = sorted(
         glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/ops/cpu/*.cpp")
     )
-    # -fno-trapping-math lets GCC if-convert (and so vectorise) selects such as LeakyReLU; results unchanged.
-    cxx_flags = ["-O3", "-fopenmp", "-fno-trapping-math"]
+    # -fno-trapping-math lets GCC if-convert (and so vectorise) selects such as LeakyReLU, -fno-math-errno
+    # loops that take square roots (no errno branch); results unchanged, and no kernel reads errno.
+    # -ffp-contract=off: no fused multiply-adds in the AVX-512 clones (csrc/ops/cpu/vectorize.h).
+    cxx_flags = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno", "-ffp-contract=off"]
     include_dirs = [os.path.abspath("csrc")]
     if not with_cuda:
         return cpp_extension.CppExtension(

@@ -123,7 +123,7 @@ def _step(fn: Callable, inputs: tuple[torch.Tensor, ...], grad_output: torch.Ten
     if grad_output is None:
         return lambda: fn(*inputs)
     wrt = [t for t in inputs if t.requires_grad]
-    return lambda: torch.autograd.grad(fn(*inputs), wrt, grad_output)
+    return lambda: torch.autograd.grad(fn(*inputs), wrt, grad_output, allow_unused=True, materialize_grads=True)
 
 
 def _mode_inputs(inputs: tuple[torch.Tensor, ...], mode: str) -> tuple[torch.Tensor, ...]:

@@ -2,5 +2,14 @@
 
 from cycleisp_fast.ops.ain import adaptive_instance_norm
 from cycleisp_fast.ops.bayer import bayer_mosaic, bayer_pack, bayer_unpack, rgb_to_packed_bayer
+from cycleisp_fast.ops.noise import heteroscedastic_gaussian_noise, poisson_gaussian_noise
 
-__all__ = ["adaptive_instance_norm", "bayer_mosaic", "bayer_pack", "bayer_unpack", "rgb_to_packed_bayer"]
+__all__ = [
+    "adaptive_instance_norm",
+    "bayer_mosaic",
+    "bayer_pack",
+    "bayer_unpack",
+    "heteroscedastic_gaussian_noise",
+    "poisson_gaussian_noise",
+    "rgb_to_packed_bayer",
+]

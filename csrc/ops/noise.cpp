@@ -1,0 +1,54 @@
+// Schema of cycleisp_fast::noise_sample and its host-side argument checks.
+#include "noise.h"
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+namespace cycleisp_fast {
+namespace noise {
+
+SampleTensors prepare_sample(const at::Tensor& x, const at::Tensor& shot, const at::Tensor& read, int64_t seed,
+                             int64_t offset, int64_t model, std::optional<double> clip_min,
+                             std::optional<double> clip_max) {
+  constexpr const char* op = "noise_sample";
+  TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), op, ": x must be floating, got ", x.scalar_type());
+  const auto compute = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  for (const auto& [name, t] : {std::pair<const char*, const at::Tensor&>{"shot", shot}, {"read", read}}) {
+    TORCH_CHECK_VALUE(t.dim() == 1 && t.numel() >= 1, op, ": ", name,
+                      " must be a 1-D tensor of per-plane values, got shape ", t.sizes());
+    TORCH_CHECK_TYPE(t.scalar_type() == compute, op, ": ", name, " must have dtype ", compute, " (x is ",
+                     x.scalar_type(), "), got ", t.scalar_type());
+    TORCH_CHECK_VALUE(t.device() == x.device(), op, ": ", name, " must be on x's device ", x.device(), ", got ",
+                      t.device());
+  }
+  TORCH_CHECK_VALUE(shot.numel() == read.numel(), op, ": shot and read must hold as many values, got ", shot.numel(),
+                    " and ", read.numel());
+  TORCH_CHECK_VALUE(x.numel() % shot.numel() == 0, op, ": the number of (shot, read) values ", shot.numel(),
+                    " must divide x.numel() = ", x.numel());
+  TORCH_CHECK_VALUE(seed >= 0, op, ": seed must be in [0, 2**63), got ", seed);
+  TORCH_CHECK_VALUE(offset >= 0 && offset <= 0xFFFFFFFFLL, op, ": offset must be in [0, 2**32), got ", offset);
+  TORCH_CHECK_VALUE(model == 0 || model == 1, op,
+                    ": model must be 0 (heteroscedastic Gaussian) or 1 (Poisson-Gaussian), got ", model);
+  SampleTensors t;
+  t.x = x.contiguous();
+  t.shot = shot.contiguous();
+  t.read = read.contiguous();
+  t.out = at::empty_like(t.x, at::MemoryFormat::Contiguous);
+  t.plane_size = x.numel() / shot.numel();
+  t.stream = make_stream(seed, offset);
+  t.model = static_cast<Model>(model);
+  t.has_min = clip_min.has_value();
+  t.has_max = clip_max.has_value();
+  t.clip_min = clip_min.value_or(0.0);
+  t.clip_max = clip_max.value_or(0.0);
+  return t;
+}
+
+}  // namespace noise
+}  // namespace cycleisp_fast
+
+TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m) {
+  m.def(
+      "noise_sample(Tensor x, Tensor shot, Tensor read, int seed, int offset, int model, float? clip_min, "
+      "float? clip_max) -> Tensor");
+}
