@@ -9,4 +9,3 @@
 #define CYCLEISP_HOST_DEVICE inline
 #define CYCLEISP_UNROLL _Pragma("GCC unroll 2")
 #endif
-
