@@ -3,7 +3,9 @@
 The interpreter (how the kernels run in CI) executes their logic but never compiles them, and it accepts
 code that the compiler rejects (e.g. a loop-carried variable whose type changes). So this test compiles
 each kernel ahead of time with ``triton.compile`` for both targets, in a fresh interpreter without
-``TRITON_INTERPRET``, and reads the cubin's resource usage with the cuobjdump that Triton bundles.
+``TRITON_INTERPRET``, and reads the cubin's resource usage with the cuobjdump that Triton bundles. A spec
+may carry compile options as its launcher passes them (the noise kernel: ``enable_fp_fusion=False``); without
+FMA contraction, no float32 ``fma`` may appear in the PTX.
 """
 
 import os
@@ -21,7 +23,7 @@ CHECK = textwrap.dedent(
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-    from cycleisp_fast.triton_kernels import ain, bayer
+    from cycleisp_fast.triton_kernels import ain, bayer, noise
 
     def ptr(dtype):
         return "*" + dtype
@@ -49,16 +51,30 @@ CHECK = textwrap.dedent(
                     slope="fp64"), dict(sizes, LEAKY=leaky)
                 yield ain._ain_input_grad_kernel, dict(
                     **grads, partial_ptr=ptr(acc), grad_x_ptr=ptr(io), **stats, slope="fp64"), with_partials
+        # noise: every io dtype under both models, clipping off, on, and one-sided; int64 scalars (the
+        # kernel's widest), options as noise_sample launches it
+        for io, acc, model, has_min, has_max in (
+                ("fp32", "fp32", 0, True, True), ("fp32", "fp32", 1, False, False),
+                ("bf16", "fp32", 0, False, False), ("bf16", "fp32", 1, True, True),
+                ("fp16", "fp32", 0, True, False), ("fp16", "fp32", 1, False, True),
+                ("fp64", "fp64", 0, False, False), ("fp64", "fp64", 1, True, True)):
+            yield noise.noise_sample_kernel, dict(
+                x_ptr=ptr(io), shot_ptr=ptr(acc), read_ptr=ptr(acc), out_ptr=ptr(io), numel="i64",
+                plane_size="i64", seed="i64", offset="i64", clip_min="fp64", clip_max="fp64"), dict(
+                MODEL=model, HAS_MIN=has_min, HAS_MAX=has_max, TILE_COUNTERS=noise.TILE_COUNTERS,
+                MAX_ROUNDS=noise.MAX_POISSON_ROUNDS), dict(enable_fp_fusion=False)
 
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     failures = 0
     for capability in (80, 90):
         target = GPUTarget("cuda", capability, 32)
-        for kernel, signature, constexprs in specs():
+        for kernel, signature, constexprs, *options in specs():
+            options = dict(*options)
             signature = dict(signature, **{name: "constexpr" for name in constexprs})
-            label = f"sm_{capability} {kernel.fn.__name__} {signature}"
+            label = f"sm_{capability} {kernel.fn.__name__} {signature} {options}"
             try:
-                compiled = triton.compile(ASTSource(kernel, signature=signature, constexprs=constexprs), target=target)
+                compiled = triton.compile(ASTSource(kernel, signature=signature, constexprs=constexprs), target=target,
+                                          options=options)
             except Exception as error:
                 failures += 1
                 print("FAIL compile", label, type(error).__name__, str(error)[-800:])
@@ -69,7 +85,10 @@ CHECK = textwrap.dedent(
                 usage = subprocess.run([cuobjdump, "--dump-resource-usage", cubin.name], capture_output=True,
                                        text=True, check=True).stdout
             local = re.search(r"LOCAL:(\\d+)", usage)
-            if local is None or int(local.group(1)) != 0:
+            if options.get("enable_fp_fusion") is False and "fma.rn.f32" in compiled.asm["ptx"]:
+                failures += 1
+                print("FAIL float32 fma without fp fusion", label)
+            elif local is None or int(local.group(1)) != 0:
                 failures += 1
                 print("FAIL local memory (register spills)", label, usage.strip()[-300:])
             else:
@@ -83,4 +102,5 @@ def test_triton_kernels_compile_for_sm80_and_sm90_without_spills():
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     result = run_python(CHECK, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") >= 60
+    assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") >= 80
+    assert result.stdout.count(" noise_sample_kernel ") >= 16

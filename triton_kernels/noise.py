@@ -7,7 +7,7 @@ that the words belong to (word w of counter 256 t + r is element 1024 t + 256 w 
 
 - model 0 (heteroscedastic Gaussian): ``y = x + sqrt(max(shot x + read, 0)) z``.
 - model 1 (Poisson-Gaussian): ``y = shot K + sqrt(read) z`` with K ~ Poisson(x / shot) drawn in float64
-  from counter index j = i (rounds >= 1): inversion below INVERSION_LIMIT with a 53-bit uniform of words
+  from counter index j = i (rounds >= 1): inversion below INVERSION_LIMIT with a 52-bit uniform of words
   (0, 1) of round 1, Hormann's PTRS above (attempt a uses words (2 (a % 2), 2 (a % 2) + 1) of round
   1 + a / 2). ``shot == 0`` or NaN x gives ``x + sqrt(read) z``; a rate <= 0 gives K = 0.
 
@@ -82,10 +82,10 @@ def _uniform_double(w):
 
 
 @triton.jit
-def _uniform53(w0, w1):
-    """((w0 2^32 + w1) >> 11 + 0.5) 2^-53: a float64 uniform in (0, 1) from two words (exact)."""
-    bits = ((w0.to(tl.uint64) << 32) | w1.to(tl.uint64)) >> 11
-    return (bits.to(tl.float64) + 0.5) * 1.1102230246251565e-16
+def _uniform52(w0, w1):
+    """((w0 2^32 + w1) >> 12 + 0.5) 2^-52: a float64 uniform in (0, 1) from two words (exact)."""
+    bits = ((w0.to(tl.uint64) << 32) | w1.to(tl.uint64)) >> 12
+    return (bits.to(tl.float64) + 0.5) * 2.220446049250313e-16
 
 
 @triton.jit
@@ -218,7 +218,7 @@ def _poisson(rate, mask, index, k0, k1, offset, MAX_ROUNDS: tl.constexpr):
     <= 0 or NaN gives 0, an infinite rate infinity."""
     w0, w1, _, _ = _draw(k0, k1, index, 1, offset)
     small = mask & (rate > 0.0) & (rate < 10.0)  # 10.0: INVERSION_LIMIT
-    k = _poisson_inversion(tl.where(small, rate, 1.0), _uniform53(w0, w1), small)
+    k = _poisson_inversion(tl.where(small, rate, 1.0), _uniform52(w0, w1), small)
     infinite = mask & (rate == float("inf"))
     large = mask & (rate >= 10.0) & ~infinite
     k = tl.where(large, _poisson_ptrs(rate, large, index, k0, k1, offset, MAX_ROUNDS), k)

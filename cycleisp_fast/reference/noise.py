@@ -69,10 +69,10 @@ def standard_normal(numel: int, seed: int, offset: int, dtype: torch.dtype, devi
     return z.reshape(-1)[:numel].to(dtype)
 
 
-def _uniform53(words: torch.Tensor) -> torch.Tensor:
-    """(w0 * 2^32 + w1) >> 11 (53 bits), plus one half, times 2^-53."""
-    bits = (words[..., 0] << 21) | (words[..., 1] >> 11)
-    return (bits.to(torch.float64) + 0.5) * 2.0**-53
+def _uniform52(words: torch.Tensor) -> torch.Tensor:
+    """(w0 * 2^32 + w1) >> 12 (52 bits), plus one half, times 2^-52: exact in float64, in (0, 1)."""
+    bits = (words[..., 0] << 20) | (words[..., 1] >> 12)
+    return (bits.to(torch.float64) + 0.5) * 2.0**-52
 
 
 def log_factorial(k: torch.Tensor) -> torch.Tensor:
@@ -143,7 +143,7 @@ def poisson(rate: torch.Tensor, seed: int, offset: int) -> torch.Tensor:
     small = (rate > 0) & (rate < INVERSION_LIMIT)
     if bool(small.any()):
         words = draw(seed, offset, index[small], 1)
-        k[small] = _poisson_inversion(rate[small], _uniform53(words))
+        k[small] = _poisson_inversion(rate[small], _uniform52(words))
     k[rate == math.inf] = math.inf
     large = (rate >= INVERSION_LIMIT) & (rate < math.inf)
     if bool(large.any()):

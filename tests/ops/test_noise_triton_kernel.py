@@ -170,13 +170,13 @@ def test_gaussian_stream_moments():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_inversion_draws_match_numpy(dtype):
-    """Rates below 10: K is the smallest k with u <= P(K <= k), u the 53-bit uniform of words (0, 1) of
+    """Rates below 10: K is the smallest k with u <= P(K <= k), u the 52-bit uniform of words (0, 1) of
     round 1 at counter index i (numpy's CDF, away from ties)."""
     rates = np.repeat([1e-3, 0.05, 0.5, 2.0, 5.0, 9.99], 170)
     k = sample(torch.from_numpy(rates).to(dtype), [1.0], [0.0], seed=5, offset=11, model=1).double().numpy()
     rates = rates.astype(np.float32).astype(np.float64) if dtype == torch.float32 else rates
     w = np_words(5, 11, np.arange(rates.size), 1)
-    u = (((w[0] << np.uint64(32)) | w[1]) >> np.uint64(11)).astype(np.float64) * 2.0**-53 + 2.0**-54
+    u = (((w[0] << np.uint64(32)) | w[1]) >> np.uint64(12)).astype(np.float64) * 2.0**-52 + 2.0**-53
     grid = np.arange(64)
     log_pmf = grid[None, :] * np.log(rates[:, None]) - rates[:, None] - np.array(
         [math.lgamma(n + 1.0) for n in grid])[None, :]

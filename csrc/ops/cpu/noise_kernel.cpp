@@ -112,12 +112,17 @@ struct Gathered {
   uint32_t wu[kTile], wv[kTile];
   uint8_t accepted[kTile];
 
-  void push(int64_t i, double r, uint32_t u_word, uint32_t v_word) {
+  // Appends element i when `keep`, without a branch (the slot is overwritten otherwise): the conditions are
+  // random, so a branch would be mispredicted about as often as it is taken.
+  void push_if(bool keep, int64_t i, double r, uint32_t u_word, uint32_t v_word, double candidate = 0.0,
+               double u_s = 0.0) {
     index[size] = i;
     rate[size] = r;
     wu[size] = u_word;
     wv[size] = v_word;
-    ++size;
+    k[size] = candidate;
+    us[size] = u_s;
+    size += keep;
   }
 };
 
@@ -140,24 +145,24 @@ void poisson_gaussian_run(const Stream& stream, int64_t first, const scalar_t* x
                           int64_t n, Plane<acc_t> p) {
   uint32_t w[4][kTile];
   double rate[kTile], count[kTile], us[kTile];
-  uint8_t done[kTile];
+  uint8_t done[kTile];  // accepted by attempt 0's squeeze
   philox_block(stream, first, 1, n, w[0], w[1], w[2], w[3]);
   poisson_rates(x, p.shot, n, rate);
   ptrs_candidates(rate, w[0], w[1], n, count, us, done);  // attempt 0: words 0, 1 of round 1
   Gathered tested;  // attempt 0 past the squeeze
+  int64_t outside[kTile];  // rates outside PTRS's range: small (inversion), 0, negative, NaN or infinite
+  int64_t outside_size = 0;
   for (int64_t i = 0; i < n; ++i) {
-    if (!done[i] && in_ptrs_range(rate[i])) {
-      tested.push(i, rate[i], w[0][i], w[1][i]);
-      tested.k[tested.size - 1] = count[i];
-      tested.us[tested.size - 1] = us[i];
-    }
+    const bool ptrs = in_ptrs_range(rate[i]);
+    tested.push_if(!done[i] & ptrs, i, rate[i], w[0][i], w[1][i], count[i], us[i]);
+    outside[outside_size] = i;
+    outside_size += !ptrs;
   }
   ptrs_tests(tested.rate, tested.k, tested.us, tested.wv, tested.size, tested.accepted);
   Gathered second;  // attempt 1: words 2, 3 of round 1
   for (int64_t j = 0; j < tested.size; ++j) {
-    const int64_t i = tested.index[j];
-    done[i] = 1;
-    if (!tested.accepted[j]) second.push(i, rate[i], w[2][i], w[3][i]);
+    second.push_if(!tested.accepted[j], tested.index[j], tested.rate[j], w[2][tested.index[j]],
+                   w[3][tested.index[j]]);
   }
   ptrs_candidates(second.rate, second.wu, second.wv, second.size, second.k, second.us, second.accepted);
   ptrs_tests(second.rate, second.k, second.us, second.wv, second.size, second.accepted);
@@ -167,8 +172,8 @@ void poisson_gaussian_run(const Stream& stream, int64_t first, const scalar_t* x
                    ? second.k[j]
                    : poisson_ptrs(stream, first + i, ptrs_setup(rate[i]), 2, stream.draw(first + i, 2));
   }
-  for (int64_t i = 0; i < n; ++i) {  // rates outside PTRS's range
-    if (done[i] || poisson_degenerate(static_cast<acc_t>(x[i]), p.shot)) continue;
+  for (int64_t j = 0; j < outside_size; ++j) {  // (where the model is degenerate, the count is unused)
+    const int64_t i = outside[j];
     const Words words = {{w[0][i], w[1][i], w[2][i], w[3][i]}};
     count[i] = poisson_draw(stream, first + i, rate[i], words);
   }

@@ -35,22 +35,25 @@ __global__ void noise_sample_kernel(const scalar_t* __restrict__ x, scalar_t* __
     const Words words = p.stream.draw(j, 0);
     const auto first = box_muller(words.w[0], words.w[1], acc_t(0));
     const auto second = box_muller(words.w[2], words.w[3], acc_t(0));
-    const acc_t z[4] = {first.first, first.second, second.first, second.second};
     const int64_t base = (j / kTileCounters) * kTile + j % kTileCounters;
-#pragma unroll
-    for (int word = 0; word < 4; ++word) {
+    // Element of word w: base + 256 w (named one by one, so that nothing is indexed at run time).
+    const auto emit = [&](int word, acc_t z) {
       const int64_t i = base + word * kTileCounters;
-      if (i >= numel) break;
+      if (i >= numel) return;
       const int64_t plane = i / p.plane_size;
       const acc_t xi = static_cast<acc_t>(x[i]);
       acc_t y;
       if constexpr (kModel == Model::kHeteroscedasticGaussian) {
-        y = heteroscedastic_gaussian(xi, p.shot[plane], p.read[plane], z[word]);
+        y = heteroscedastic_gaussian(xi, p.shot[plane], p.read[plane], z);
       } else {
-        y = poisson_gaussian(p.stream, i, p.stream.draw(i, 1), xi, p.shot[plane], p.read[plane], z[word]);
+        y = poisson_gaussian(p.stream, i, p.stream.draw(i, 1), xi, p.shot[plane], p.read[plane], z);
       }
       out[i] = static_cast<scalar_t>(clip(y, p.has_min, p.clip_min, p.has_max, p.clip_max));
-    }
+    };
+    emit(0, first.first);
+    emit(1, first.second);
+    emit(2, second.first);
+    emit(3, second.second);
   }
 }
 
