@@ -50,6 +50,9 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 
 import torch
 
+from cycleisp_fast.ops import noise as _ops_noise
+from cycleisp_fast.ops._checks import check_choice as _check_choice
+
 __all__ = [
     "NoiseLevels",
     "NoisySample",
@@ -272,8 +275,8 @@ def sample_noise_levels(name: str, n: int, **kwargs) -> NoiseLevels:
 # NoiseModel
 # --------------------------------------------------------------------------------------------------------
 
-NOISE_MODELS = ("heteroscedastic_gaussian", "poisson_gaussian")
-VARIANCE_SOURCES = ("noisy", "clean")
+NOISE_MODELS = tuple(_ops_noise.MODELS)
+VARIANCE_SOURCES = _ops_noise.VARIANCE_SOURCES
 _OP_NAMES = {"heteroscedastic_gaussian": "heteroscedastic_gaussian_noise",
              "poisson_gaussian": "poisson_gaussian_noise"}
 _MASK64 = (1 << 64) - 1
@@ -296,32 +299,6 @@ def _check_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
     return int(value)
-
-
-def _check_clip(clip):
-    if clip is None:
-        return None
-    if not isinstance(clip, (tuple, list)) or len(clip) != 2:
-        raise ValueError(f"clip must be None or a (min, max) pair (either may be None), got {clip!r}")
-    bounds = []
-    for bound in clip:
-        if bound is None:
-            bounds.append(None)
-        elif isinstance(bound, bool) or not isinstance(bound, numbers.Real) or math.isnan(float(bound)):
-            raise TypeError(f"clip bounds must be real numbers or None, got {clip!r}")
-        else:
-            bounds.append(float(bound))
-    if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
-        raise ValueError(f"clip must have min <= max, got {clip!r}")
-    return tuple(bounds)
-
-
-def _check_choice(value, name: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, one of {choices}; got {type(value).__name__}")
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
 
 
 def _as_level_tensor(value, name: str, n: int, channels: int, device, dtype) -> torch.Tensor:
@@ -388,7 +365,7 @@ class NoiseModel:
             )
         self.levels = levels
         self.model = _check_choice(model, "model", NOISE_MODELS)
-        self.clip = _check_clip(clip)
+        self.clip = None if clip is None else _ops_noise.check_clip(clip)
         if not isinstance(return_variance, bool):
             raise TypeError(f"return_variance must be a bool, got {type(return_variance).__name__}")
         self.return_variance = return_variance

@@ -417,7 +417,7 @@ def test_noise_model_bad_arguments():
         NoiseModel(3)
     with pytest.raises(ValueError, match="model must be one of"):
         NoiseModel(model="gaussian")
-    with pytest.raises(ValueError, match="clip"):
+    with pytest.raises(TypeError, match="clip"):
         NoiseModel(clip=(0.0,))
     with pytest.raises(ValueError, match="clip"):
         NoiseModel(clip=(1.0, 0.0))

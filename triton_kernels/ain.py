@@ -23,6 +23,7 @@ import triton
 import triton.language as tl
 
 from cycleisp_fast._dtypes import accumulation_dtype
+from cycleisp_fast.triton_kernels.rounding import divide
 
 CHUNK = 16384  # elements of a plane per program; mirrors kChunk in csrc/ops/ain_math.h
 BLOCK = 1024  # elements a program handles per loop step
@@ -35,24 +36,14 @@ def chunks_per_plane(plane_size: int) -> int:
 
 
 @triton.jit
-def _divide(numerator, denominator):
-    """numerator / denominator rounded to nearest (Triton's float32 ``/`` may be approximate)."""
-    if numerator.dtype == tl.float64:
-        quotient = numerator / denominator
-    else:
-        quotient = tl.math.div_rn(numerator, denominator)
-    return quotient
-
-
-@triton.jit
 def _inverse_std(m2, count, eps):
     """1 / sqrt(m2 / count + eps), with variance 0 for an empty plane (count 0)."""
-    variance = _divide(m2, tl.maximum(count, 1.0))
+    variance = divide(m2, tl.maximum(count, 1.0))
     if variance.dtype == tl.float64:
         root = tl.sqrt(variance + eps)
     else:
         root = tl.sqrt_rn(variance + eps)
-    return _divide(tl.full([], 1.0, variance.dtype), root)
+    return divide(tl.full([], 1.0, variance.dtype), root)
 
 
 @triton.jit
@@ -103,7 +94,7 @@ def _ain_stats_kernel(x_ptr, partial_ptr, plane_size, chunks, CHUNK: tl.constexp
         index = start + tl.arange(0, BLOCK)
         total += tl.load(x_ptr + base + index, mask=index < count, other=0).to(acc_dtype)
     size = tl.maximum(count, 1).to(acc_dtype)
-    shift = _divide(tl.sum(total, axis=0), size)
+    shift = divide(tl.sum(total, axis=0), size)
     deviation = tl.zeros([BLOCK], dtype=acc_dtype)
     square = tl.zeros([BLOCK], dtype=acc_dtype)
     for start in range(0, count, BLOCK):
@@ -115,8 +106,8 @@ def _ain_stats_kernel(x_ptr, partial_ptr, plane_size, chunks, CHUNK: tl.constexp
     sum_d = tl.sum(deviation, axis=0)
     out = partial_ptr + tl.program_id(0).to(tl.int64) * 3
     tl.store(out, count.to(acc_dtype))
-    tl.store(out + 1, shift + _divide(sum_d, size))
-    tl.store(out + 2, tl.maximum(tl.sum(square, axis=0) - _divide(sum_d * sum_d, size), 0))
+    tl.store(out + 1, shift + divide(sum_d, size))
+    tl.store(out + 2, tl.maximum(tl.sum(square, axis=0) - divide(sum_d * sum_d, size), 0))
 
 
 @triton.jit
@@ -138,7 +129,7 @@ def _plane_moments(partial_ptr, plane, chunks, PARTIAL_BLOCK: tl.constexpr):
         count += n_i
         weighted += n_i * (tl.load(first + index * 3 + 1, mask=mask, other=0) - shift)
     total = tl.sum(count, axis=0)
-    mean = shift + _divide(tl.sum(weighted, axis=0), tl.maximum(total, 1.0))
+    mean = shift + divide(tl.sum(weighted, axis=0), tl.maximum(total, 1.0))
     m2 = tl.zeros([PARTIAL_BLOCK], dtype=acc_dtype)
     for start in range(0, chunks, PARTIAL_BLOCK):
         index = start + tl.arange(0, PARTIAL_BLOCK)
@@ -235,8 +226,8 @@ def _ain_input_grad_kernel(
     slope = tl.full([], slope, acc_dtype)
     sum_grad, sum_grad_xhat = _plane_grad_sums(partial_ptr, plane, chunks, PARTIAL_BLOCK)
     size = tl.full([], plane_size, acc_dtype)
-    mean_grad = _divide(sum_grad, size)
-    mean_grad_xhat = _divide(sum_grad_xhat, size)
+    mean_grad = divide(sum_grad, size)
+    mean_grad_xhat = divide(sum_grad_xhat, size)
     for start in range(0, count, BLOCK):
         index = start + tl.arange(0, BLOCK)
         mask = index < count

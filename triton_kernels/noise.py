@@ -26,6 +26,7 @@ import triton.language as tl
 from triton.language.random import philox_impl
 
 from cycleisp_fast._dtypes import accumulation_dtype
+from cycleisp_fast.triton_kernels.rounding import sqrt
 
 TILE = 1024  # elements per program; mirrors kTile in csrc/ops/noise_math.h
 TILE_COUNTERS = 256  # Philox counters per tile (4 words each); mirrors kTileCounters
@@ -47,26 +48,6 @@ def _draw(k0, k1, counter_index, counter_round, offset):
     c1 = (counter_index >> 32).to(tl.uint32)
     zero = c0 * 0
     return _philox(c0, c1, zero + counter_round, zero + offset, k0, k1)
-
-
-@triton.jit
-def _divide(numerator, denominator):
-    """numerator / denominator rounded to nearest (Triton's float32 ``/`` may be approximate)."""
-    if numerator.dtype == tl.float64:
-        quotient = numerator / denominator
-    else:
-        quotient = tl.math.div_rn(numerator, denominator)
-    return quotient
-
-
-@triton.jit
-def _sqrt(value):
-    """The square root rounded to nearest."""
-    if value.dtype == tl.float64:
-        root = tl.sqrt(value)
-    else:
-        root = tl.sqrt_rn(value)
-    return root
 
 
 @triton.jit
@@ -238,9 +219,9 @@ def _write_run(x_ptr, shot_ptr, read_ptr, out_ptr, index, z, numel, plane_size, 
     read = tl.load(read_ptr + plane, mask=mask, other=0)
     if MODEL == 0:
         variance = shot * x + read
-        y = x + _sqrt(tl.where(variance > 0, variance, 0.0)) * z
+        y = x + sqrt(tl.where(variance > 0, variance, 0.0)) * z
     else:
-        gaussian = _sqrt(read) * z
+        gaussian = sqrt(read) * z
         direct = (shot == 0) | (x != x)
         shot64 = shot.to(tl.float64)
         rate = x.to(tl.float64) / tl.where(direct, 1.0, shot64)

@@ -8,20 +8,10 @@
 #include <vector>
 
 #include "ops/ain_math.h"
+#include "tests/expect.h"
 
 namespace ain = cycleisp_fast::ain;
 
-static int failures = 0;
-
-#define EXPECT_NEAR(a, b, tol, what)                                                              \
-  do {                                                                                            \
-    const double a_ = (a), b_ = (b);                                                              \
-    if (!(std::fabs(a_ - b_) <= (tol))) {                                                         \
-      std::printf("FAIL %s:%d: %s: %.17g vs %.17g (tol %g)\n", __FILE__, __LINE__, what, a_, b_, \
-                  static_cast<double>(tol));                                                      \
-      ++failures;                                                                                 \
-    }                                                                                             \
-  } while (0)
 
 static std::vector<double> sample(int n, double offset) {
   std::vector<double> v(n);
@@ -107,10 +97,5 @@ int main() {
   EXPECT_NEAR(ain::chunks_per_plane(0), 1, 0, "chunks of an empty plane");
   EXPECT_NEAR(ain::chunks_per_plane(ain::kChunk), 1, 0, "chunks of one full chunk");
   EXPECT_NEAR(ain::chunks_per_plane(ain::kChunk + 1), 2, 0, "chunks of one chunk and one element");
-  if (failures) {
-    std::printf("%d failure(s)\n", failures);
-    return EXIT_FAILURE;
-  }
-  std::printf("ain_math: all checks passed\n");
-  return EXIT_SUCCESS;
+  return finish("ain_math");
 }

@@ -7,21 +7,11 @@
 #include <vector>
 
 #include "ops/bayer_math.h"
+#include "tests/expect.h"
 
 using cycleisp_fast::bayer::Layout;
 namespace bayer = cycleisp_fast::bayer;
 
-static int failures = 0;
-
-#define EXPECT(cond, ...)                      \
-  do {                                         \
-    if (!(cond)) {                             \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::printf(__VA_ARGS__);                \
-      std::printf("\n");                       \
-      ++failures;                              \
-    }                                          \
-  } while (0)
 
 static const char* kPatterns[4] = {"RGGB", "GRBG", "GBRG", "BGGR"};  // indexed by red site
 
@@ -103,10 +93,5 @@ int main() {
     test_all_pairs<false>(red);
     test_all_pairs<true>(red);
   }
-  if (failures) {
-    std::printf("%d failure(s)\n", failures);
-    return EXIT_FAILURE;
-  }
-  std::printf("bayer_math: all checks passed\n");
-  return EXIT_SUCCESS;
+  return finish("bayer_math");
 }

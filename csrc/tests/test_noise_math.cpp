@@ -12,30 +12,10 @@
 #include <vector>
 
 #include "ops/noise_math.h"
+#include "tests/expect.h"
 
 namespace noise = cycleisp_fast::noise;
 
-static int failures = 0;
-
-#define EXPECT(cond, ...)                              \
-  do {                                                 \
-    if (!(cond)) {                                     \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::printf(__VA_ARGS__);                        \
-      std::printf("\n");                               \
-      ++failures;                                      \
-    }                                                  \
-  } while (0)
-
-#define EXPECT_NEAR(a, b, tol, what)                                                              \
-  do {                                                                                            \
-    const double a_ = (a), b_ = (b);                                                              \
-    if (!(std::fabs(a_ - b_) <= (tol))) {                                                         \
-      std::printf("FAIL %s:%d: %s: %.17g vs %.17g (tol %g)\n", __FILE__, __LINE__, what, a_, b_, \
-                  static_cast<double>(tol));                                                      \
-      ++failures;                                                                                 \
-    }                                                                                             \
-  } while (0)
 
 static void expect_words(const noise::Words& got, uint32_t e0, uint32_t e1, uint32_t e2, uint32_t e3,
                          const char* what) {
@@ -358,10 +338,5 @@ int main() {
   test_poisson_draw_special_rates();
   test_models<float>();
   test_models<double>();
-  if (failures) {
-    std::printf("%d failure(s)\n", failures);
-    return EXIT_FAILURE;
-  }
-  std::printf("noise_math: all checks passed\n");
-  return EXIT_SUCCESS;
+  return finish("noise_math");
 }

@@ -164,7 +164,8 @@ def _check_offset(offset) -> int:
     return int(offset)
 
 
-def _check_clip(clip) -> tuple[Optional[float], Optional[float]]:
+def check_clip(clip) -> tuple[Optional[float], Optional[float]]:
+    """``clip`` as a ``(min, max)`` pair of floats or Nones; None gives ``(None, None)``."""
     if clip is None:
         return None, None
     if not isinstance(clip, (tuple, list)) or len(clip) != 2:
@@ -190,7 +191,7 @@ def _sample(model: str, x, shot, read, seed, offset, generator, clip, return_var
     shot_planes, read_planes = _plane_levels(shot, read, x)
     seed = _check_seed(seed, generator)
     offset = _check_offset(offset)
-    clip_min, clip_max = _check_clip(clip)
+    clip_min, clip_max = check_clip(clip)
     impl = _backend.resolve(OP_NAME, x.device.type, backend)
     code = MODELS[model]
     if x.numel() == 0:  # e.g. an empty batch with per-image levels: no planes to hand to a kernel

@@ -1,0 +1,25 @@
+"""Correctly rounded float32 helpers shared by the Triton kernels (Triton's float32 ``/`` and ``sqrt`` may be
+approximate on the GPU; the C++ kernels and the references round to nearest)."""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def divide(numerator, denominator):
+    """numerator / denominator rounded to nearest."""
+    if numerator.dtype == tl.float64:
+        quotient = numerator / denominator
+    else:
+        quotient = tl.math.div_rn(numerator, denominator)
+    return quotient
+
+
+@triton.jit
+def sqrt(value):
+    """The square root rounded to nearest."""
+    if value.dtype == tl.float64:
+        root = tl.sqrt(value)
+    else:
+        root = tl.sqrt_rn(value)
+    return root
