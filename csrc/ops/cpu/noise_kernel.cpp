@@ -25,7 +25,7 @@ struct WordBlock {
 };
 
 // The Philox words of counters first .. first + count - 1 at `round`, word-major.
-CYCLEISP_CPU_CLONES void philox_block(Stream stream, int64_t first, uint32_t round, int64_t count,
+CYCLEISP_CPU_CLONES_AVX512 void philox_block(Stream stream, int64_t first, uint32_t round, int64_t count,
                                       uint32_t* __restrict__ w0, uint32_t* __restrict__ w1,
                                       uint32_t* __restrict__ w2, uint32_t* __restrict__ w3) {
   for (int64_t l = 0; l < count; ++l) {
@@ -39,7 +39,7 @@ CYCLEISP_CPU_CLONES void philox_block(Stream stream, int64_t first, uint32_t rou
 
 // The 1024 standard normals of one tile of the Gaussian stream, z[word * 256 + lane].
 template <typename acc_t>
-CYCLEISP_CPU_CLONES void tile_normals(const uint32_t* __restrict__ w0, const uint32_t* __restrict__ w1,
+CYCLEISP_CPU_CLONES_AVX512 void tile_normals(const uint32_t* __restrict__ w0, const uint32_t* __restrict__ w1,
                                       const uint32_t* __restrict__ w2, const uint32_t* __restrict__ w3,
                                       acc_t* __restrict__ z) {
   for (int64_t l = 0; l < kTileCounters; ++l) {
@@ -60,7 +60,7 @@ struct Plane {
 };
 
 template <typename scalar_t, typename acc_t>
-CYCLEISP_CPU_CLONES void heteroscedastic_run(const scalar_t* __restrict__ x, const acc_t* __restrict__ z,
+CYCLEISP_CPU_CLONES_AVX512 void heteroscedastic_run(const scalar_t* __restrict__ x, const acc_t* __restrict__ z,
                                              scalar_t* __restrict__ out, int64_t n, Plane<acc_t> p) {
   for (int64_t i = 0; i < n; ++i) {
     const acc_t y = heteroscedastic_gaussian<acc_t>(static_cast<acc_t>(x[i]), p.shot, p.read, z[i]);
@@ -70,7 +70,7 @@ CYCLEISP_CPU_CLONES void heteroscedastic_run(const scalar_t* __restrict__ x, con
 
 // The Poisson rates of a run, in float64.
 template <typename scalar_t, typename acc_t>
-CYCLEISP_CPU_CLONES void poisson_rates(const scalar_t* __restrict__ x, acc_t shot, int64_t n, double* __restrict__ rate) {
+CYCLEISP_CPU_CLONES_AVX512 void poisson_rates(const scalar_t* __restrict__ x, acc_t shot, int64_t n, double* __restrict__ rate) {
   for (int64_t i = 0; i < n; ++i) rate[i] = poisson_rate(static_cast<acc_t>(x[i]), shot);
 }
 
@@ -80,7 +80,7 @@ CYCLEISP_HOST_DEVICE bool in_ptrs_range(double rate) { return (rate >= kInversio
 // ptrs_candidate), and squeezed[i] where the squeeze accepts k at a rate PTRS handles. Lanes outside PTRS's
 // range compute on a stand-in rate. `flatten` inlines the math, which GCC's size heuristics would otherwise
 // call (and so not vectorise).
-CYCLEISP_CPU_CLONES __attribute__((flatten)) void ptrs_candidates(const double* __restrict__ rate,
+CYCLEISP_CPU_CLONES_AVX512 __attribute__((flatten)) void ptrs_candidates(const double* __restrict__ rate,
                                                                   const uint32_t* __restrict__ wu,
                                                                   const uint32_t* __restrict__ wv, int64_t n,
                                                                   double* __restrict__ k, double* __restrict__ us,
@@ -94,7 +94,7 @@ CYCLEISP_CPU_CLONES __attribute__((flatten)) void ptrs_candidates(const double* 
 }
 
 // The full acceptance test of candidates (k, us) with their second words wv, at rates PTRS handles.
-CYCLEISP_CPU_CLONES __attribute__((flatten)) void ptrs_tests(const double* __restrict__ rate,
+CYCLEISP_CPU_CLONES_AVX512 __attribute__((flatten)) void ptrs_tests(const double* __restrict__ rate,
                                                              const double* __restrict__ k,
                                                              const double* __restrict__ us,
                                                              const uint32_t* __restrict__ wv, int64_t n,
@@ -127,7 +127,7 @@ struct Gathered {
 };
 
 template <typename scalar_t, typename acc_t>
-CYCLEISP_CPU_CLONES void poisson_gaussian_outputs(const scalar_t* __restrict__ x, const acc_t* __restrict__ z,
+CYCLEISP_CPU_CLONES_AVX512 void poisson_gaussian_outputs(const scalar_t* __restrict__ x, const acc_t* __restrict__ z,
                                                   const double* __restrict__ count, scalar_t* __restrict__ out,
                                                   int64_t n, Plane<acc_t> p) {
   for (int64_t i = 0; i < n; ++i) {
