@@ -57,7 +57,8 @@ CHECK = textwrap.dedent(
                 ("fp32", "fp32", 0, True, True), ("fp32", "fp32", 1, False, False),
                 ("bf16", "fp32", 0, False, False), ("bf16", "fp32", 1, True, True),
                 ("fp16", "fp32", 0, True, False), ("fp16", "fp32", 1, False, True),
-                ("fp64", "fp64", 0, False, False), ("fp64", "fp64", 1, True, True)):
+                ("fp64", "fp64", 0, False, False), ("fp64", "fp64", 1, True, True),
+                ("fp32", "fp32", 2, False, False)):  # model 2: the Gaussian model's backward
             yield noise.noise_sample_kernel, dict(
                 x_ptr=ptr(io), shot_ptr=ptr(acc), read_ptr=ptr(acc), out_ptr=ptr(io), numel="i64",
                 plane_size="i64", seed="i64", offset="i64", clip_min="fp64", clip_max="fp64"), dict(

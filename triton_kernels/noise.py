@@ -26,7 +26,7 @@ import triton.language as tl
 from triton.language.random import philox_impl
 
 from cycleisp_fast._dtypes import accumulation_dtype
-from cycleisp_fast.triton_kernels.rounding import sqrt
+from cycleisp_fast.triton_kernels.rounding import divide, sqrt
 
 TILE = 1024  # elements per program; mirrors kTile in csrc/ops/noise_math.h
 TILE_COUNTERS = 256  # Philox counters per tile (4 words each); mirrors kTileCounters
@@ -220,6 +220,10 @@ def _write_run(x_ptr, shot_ptr, read_ptr, out_ptr, index, z, numel, plane_size, 
     if MODEL == 0:
         variance = shot * x + read
         y = x + sqrt(tl.where(variance > 0, variance, 0.0)) * z
+    elif MODEL == 2:  # the Gaussian model's d y / d variance, for its backward
+        variance = shot * x + read
+        positive = variance > 0
+        y = tl.where(positive, divide(z, 2.0 * sqrt(tl.where(positive, variance, 1.0))), 0.0)
     else:
         gaussian = sqrt(read) * z
         direct = (shot == 0) | (x != x)

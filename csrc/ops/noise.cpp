@@ -27,8 +27,10 @@ SampleTensors prepare_sample(const at::Tensor& x, const at::Tensor& shot, const 
                     " must divide x.numel() = ", x.numel());
   TORCH_CHECK_VALUE(seed >= 0, op, ": seed must be in [0, 2**63), got ", seed);
   TORCH_CHECK_VALUE(offset >= 0 && offset <= 0xFFFFFFFFLL, op, ": offset must be in [0, 2**32), got ", offset);
-  TORCH_CHECK_VALUE(model == 0 || model == 1, op,
-                    ": model must be 0 (heteroscedastic Gaussian) or 1 (Poisson-Gaussian), got ", model);
+  TORCH_CHECK_VALUE(model >= 0 && model <= 2, op,
+                    ": model must be 0 (heteroscedastic Gaussian), 1 (Poisson-Gaussian) or 2 (the Gaussian model's "
+                    "d y / d variance, for its backward), got ",
+                    model);
   SampleTensors t;
   t.x = x.contiguous();
   t.shot = shot.contiguous();

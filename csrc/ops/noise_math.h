@@ -40,7 +40,8 @@ constexpr int64_t kTileCounters = 256;    // Philox counters per tile (4 words e
 constexpr double kInversionLimit = 10.0;  // rates below it are drawn by inversion, the rest by PTRS
 constexpr uint32_t kMaxPoissonRounds = 1u << 16;  // PTRS gives up after 2^17 attempts (probability ~0)
 
-enum class Model : int { kHeteroscedasticGaussian = 0, kPoissonGaussian = 1 };
+// kHeteroscedasticSensitivity is the backward of the Gaussian model: d y / d variance = z / (2 sigma).
+enum class Model : int { kHeteroscedasticGaussian = 0, kPoissonGaussian = 1, kHeteroscedasticSensitivity = 2 };
 
 struct Words {
   uint32_t w[4];
@@ -337,6 +338,15 @@ template <typename acc_t>
 CYCLEISP_HOST_DEVICE acc_t heteroscedastic_gaussian(acc_t x, acc_t shot, acc_t read, acc_t z) {
   const acc_t variance = shot * x + read;
   return x + std::sqrt(variance > acc_t(0) ? variance : acc_t(0)) * z;
+}
+
+// d y / d variance of the heteroscedastic model, z / (2 sqrt(shot x + read)), 0 where the variance is <= 0:
+// the backward multiplies it by the incoming gradient (times shot for x, x for shot, 1 for read).
+template <typename acc_t>
+CYCLEISP_HOST_DEVICE acc_t heteroscedastic_sensitivity(acc_t x, acc_t shot, acc_t read, acc_t z) {
+  const acc_t variance = shot * x + read;
+  const bool positive = variance > acc_t(0);
+  return positive ? z / (acc_t(2) * std::sqrt(positive ? variance : acc_t(1))) : acc_t(0);
 }
 
 // The Poisson rate of the Poisson-Gaussian model, in float64.

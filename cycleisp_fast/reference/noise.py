@@ -20,7 +20,8 @@ TILE = 1024
 TILE_COUNTERS = 256
 INVERSION_LIMIT = 10.0
 MAX_POISSON_ROUNDS = 1 << 16
-HETEROSCEDASTIC_GAUSSIAN, POISSON_GAUSSIAN = 0, 1
+HETEROSCEDASTIC_GAUSSIAN, POISSON_GAUSSIAN, HETEROSCEDASTIC_SENSITIVITY = 0, 1, 2
+"""The models of ``noise_sample``; the third is the first's d y / d variance, z / (2 sigma), for its backward."""
 
 
 def _mulhilo(a: torch.Tensor, multiplier: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,11 +165,13 @@ def noise_sample(x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, seed: 
     shot_e = shot.to(acc).repeat_interleave(per_plane)
     read_e = read.to(acc).repeat_interleave(per_plane)
     z = standard_normal(flat.numel(), seed, offset, acc, x.device)
+    variance = shot_e * flat + read_e
+    positive = variance > 0
+    sigma = torch.sqrt(torch.where(positive, variance, torch.ones_like(variance)))
+    if model == HETEROSCEDASTIC_SENSITIVITY:
+        return torch.where(positive, z / (2 * sigma), 0.0).to(x.dtype).view(x.shape)
     if model == HETEROSCEDASTIC_GAUSSIAN:
-        variance = shot_e * flat + read_e
-        positive = variance > 0
-        sigma = torch.where(positive, torch.sqrt(torch.where(positive, variance, torch.ones_like(variance))), 0.0)
-        y = flat + sigma * z
+        y = flat + torch.where(positive, sigma, 0.0) * z
     else:
         with torch.no_grad():
             gaussian = torch.sqrt(read_e) * z

@@ -32,6 +32,7 @@ import torch
 from scipy import stats
 
 from cycleisp_fast import ops
+from cycleisp_fast.reference import noise as noise_reference
 from conftest import fused_backends
 
 BACKENDS = fused_backends("noise_sample")
@@ -642,7 +643,7 @@ def test_registered_op_checks_its_arguments():
         ((x, levels[:5], levels[:5], 1, 0, 0, None, None), ValueError, r"must divide x.numel"),
         ((x, levels, levels, -1, 0, 0, None, None), ValueError, r"seed must be in"),
         ((x, levels, levels, 1, 2**32, 0, None, None), ValueError, r"offset must be in"),
-        ((x, levels, levels, 1, 0, 2, None, None), ValueError, r"model must be 0"),
+        ((x, levels, levels, 1, 0, 3, None, None), ValueError, r"model must be 0"),
     ]
     for args, error, message in cases:
         with pytest.raises(error, match=message):
@@ -689,3 +690,23 @@ def test_poisson_with_zero_shot_is_the_gaussian_limit(backend):
     zero = (shot == 0).view(2, 3, 1, 1).expand_as(x)
     assert torch.equal(y[zero], limit[zero])
     assert bool((y[~zero] != limit[~zero]).all())
+
+
+@pytest.mark.parametrize("backend", ["native", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_backward_sensitivity_model(backend, dtype):
+    """Model 2 (what the Gaussian model's backward runs): z / (2 sqrt(shot x + read)), 0 where the variance is
+    <= 0, with z the forward's own normal (model 0 at x = 0, shot = 0, read = 1), equal to the reference's."""
+    op = {"native": torch.ops.cycleisp_fast.noise_sample, "triton": torch.ops.cycleisp_fast.noise_sample_triton}[backend]
+    x = torch.rand(2, 3, 17, 33, dtype=dtype) * 2 - 0.5  # some variances <= 0 (x < -read / shot)
+    shot = torch.tensor([0.5, 0.02, 0.1, 1.0, 0.3, 0.01], dtype=dtype)
+    read = torch.tensor([1e-4, 0.0, 1e-3, 0.0, 2e-2, 1e-6], dtype=dtype)
+    got = op(x, shot, read, 11, 5, 2, None, None)
+    z = op(torch.zeros_like(x), torch.zeros(1, dtype=dtype), torch.ones(1, dtype=dtype), 11, 5, 0, None, None)
+    variance = shot.repeat_interleave(x[0, 0].numel()).view(x.shape) * x + read.repeat_interleave(
+        x[0, 0].numel()).view(x.shape)
+    expected = torch.where(variance > 0, z / (2 * variance.clamp(min=1e-30).sqrt()), torch.zeros_like(z))
+    torch.testing.assert_close(got, expected, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=0)
+    assert bool((got[variance <= 0] == 0).all())
+    torch.testing.assert_close(got, noise_reference.noise_sample(x, shot, read, 11, 5, 2, None, None),
+                               rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6)

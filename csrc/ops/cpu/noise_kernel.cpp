@@ -61,10 +61,18 @@ struct Plane {
 
 template <typename scalar_t, typename acc_t>
 CYCLEISP_CPU_CLONES_AVX512 void heteroscedastic_run(const scalar_t* __restrict__ x, const acc_t* __restrict__ z,
-                                             scalar_t* __restrict__ out, int64_t n, Plane<acc_t> p) {
+                                                    scalar_t* __restrict__ out, int64_t n, Plane<acc_t> p) {
   for (int64_t i = 0; i < n; ++i) {
     const acc_t y = heteroscedastic_gaussian<acc_t>(static_cast<acc_t>(x[i]), p.shot, p.read, z[i]);
     out[i] = static_cast<scalar_t>(clip(y, p.has_min, p.clip_min, p.has_max, p.clip_max));
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+CYCLEISP_CPU_CLONES_AVX512 void sensitivity_run(const scalar_t* __restrict__ x, const acc_t* __restrict__ z,
+                                                scalar_t* __restrict__ out, int64_t n, Plane<acc_t> p) {
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = static_cast<scalar_t>(heteroscedastic_sensitivity<acc_t>(static_cast<acc_t>(x[i]), p.shot, p.read, z[i]));
   }
 }
 
@@ -204,6 +212,8 @@ void sample_cpu_typed(const SampleTensors& t) {
                              static_cast<acc_t>(t.clip_max)};
         if (t.model == Model::kHeteroscedasticGaussian) {
           heteroscedastic_run(x + i, z + (i - tile_begin), out + i, run_end - i, p);
+        } else if (t.model == Model::kHeteroscedasticSensitivity) {
+          sensitivity_run(x + i, z + (i - tile_begin), out + i, run_end - i, p);
         } else {
           poisson_gaussian_run(t.stream, i, x + i, z + (i - tile_begin), out + i, run_end - i, p);
         }

@@ -45,6 +45,9 @@ __global__ void noise_sample_kernel(const scalar_t* __restrict__ x, scalar_t* __
       acc_t y;
       if constexpr (kModel == Model::kHeteroscedasticGaussian) {
         y = heteroscedastic_gaussian(xi, p.shot[plane], p.read[plane], z);
+      } else if constexpr (kModel == Model::kHeteroscedasticSensitivity) {
+        out[i] = static_cast<scalar_t>(heteroscedastic_sensitivity(xi, p.shot[plane], p.read[plane], z));
+        return;
       } else {
         y = poisson_gaussian(p.stream, i, p.stream.draw(i, 1), xi, p.shot[plane], p.read[plane], z);
       }
@@ -74,6 +77,9 @@ at::Tensor noise_sample_cuda(const at::Tensor& x, const at::Tensor& shot, const 
     scalar_t* out = t.out.mutable_data_ptr<scalar_t>();
     if (t.model == Model::kHeteroscedasticGaussian) {
       noise_sample_kernel<Model::kHeteroscedasticGaussian>
+          <<<config.blocks, config.threads, 0, stream>>>(in, out, numel, p);
+    } else if (t.model == Model::kHeteroscedasticSensitivity) {
+      noise_sample_kernel<Model::kHeteroscedasticSensitivity>
           <<<config.blocks, config.threads, 0, stream>>>(in, out, numel, p);
     } else {
       noise_sample_kernel<Model::kPoissonGaussian><<<config.blocks, config.threads, 0, stream>>>(in, out, numel, p);
