@@ -156,7 +156,8 @@ def noise_sample(x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, seed: 
                  clip_min: float | None, clip_max: float | None) -> torch.Tensor:
     """Noisy ``y`` like ``x`` (any shape); ``shot``/``read`` are 1-D per-plane values (P dividing numel,
     element i in plane i // (numel // P)) in the compute dtype. model 0: ``x + sqrt(max(shot x + read, 0)) z``;
-    model 1: ``shot Poisson(max(x, 0) / shot) + sqrt(read) z`` (``x + sqrt(read) z`` where shot == 0).
+    model 1: ``shot Poisson(max(x, 0) / shot) + sqrt(read) z`` (``x + sqrt(read) z`` where shot == 0);
+    model 2: model 0's d y / d variance, ``z / (2 sqrt(shot x + read))`` (0 where the variance is <= 0).
     Differentiable as the fused ops: pathwise for model 0 (0 where the variance is <= 0), the mean's gradient
     (identity in x) for model 1, none where y ends at a clip bound."""
     acc = accumulation_dtype(x.dtype)
@@ -165,12 +166,12 @@ def noise_sample(x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, seed: 
     shot_e = shot.to(acc).repeat_interleave(per_plane)
     read_e = read.to(acc).repeat_interleave(per_plane)
     z = standard_normal(flat.numel(), seed, offset, acc, x.device)
-    variance = shot_e * flat + read_e
-    positive = variance > 0
-    sigma = torch.sqrt(torch.where(positive, variance, torch.ones_like(variance)))
-    if model == HETEROSCEDASTIC_SENSITIVITY:
-        return torch.where(positive, z / (2 * sigma), 0.0).to(x.dtype).view(x.shape)
-    if model == HETEROSCEDASTIC_GAUSSIAN:
+    if model in (HETEROSCEDASTIC_GAUSSIAN, HETEROSCEDASTIC_SENSITIVITY):
+        variance = shot_e * flat + read_e
+        positive = variance > 0
+        sigma = torch.sqrt(torch.where(positive, variance, torch.ones_like(variance)))  # no inf gradient at 0
+        if model == HETEROSCEDASTIC_SENSITIVITY:
+            return torch.where(positive, z / (2 * sigma), 0.0).to(x.dtype).view(x.shape)
         y = flat + torch.where(positive, sigma, 0.0) * z
     else:
         with torch.no_grad():
@@ -185,13 +186,3 @@ def noise_sample(x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, seed: 
         y = torch.where(y >= clip_max, torch.full_like(y, clip_max), y)
     return y.to(x.dtype).view(x.shape)
 
-
-def heteroscedastic_gaussian_official(x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
-    """CycleISP's and Unprocessing's ``add_noise`` with ATen's generator: ``x + N(0, 1) sqrt(shot x + read)``
-    (shot, read broadcastable to x). The eager baseline of the benchmarks; not seeded like the ops."""
-    return x + torch.randn_like(x) * torch.sqrt(shot * x + read)
-
-
-def poisson_gaussian_official(x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
-    """``shot Poisson(x / shot) + N(0, read)`` with ``torch.poisson`` and ``torch.randn`` (eager baseline)."""
-    return shot * torch.poisson(x / shot) + torch.randn_like(x) * torch.sqrt(read)
