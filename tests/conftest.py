@@ -26,6 +26,16 @@ def fused_backends(op_name: str, device_type: str = "cpu") -> list[str]:
     return names
 
 
+def run_with_grads(fn, inputs, grad_out=None):
+    """``([fn(*inputs), grads of every input], grad_out)`` for fresh leaf copies of the inputs; grad_out is
+    drawn (standard normal, in the output's dtype) when None."""
+    leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
+    out = fn(*leaves)
+    if grad_out is None:
+        grad_out = torch.randn(out.shape, dtype=torch.float64).to(out.dtype)
+    return [out, *torch.autograd.grad(out, leaves, grad_out)], grad_out
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

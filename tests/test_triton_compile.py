@@ -23,7 +23,7 @@ CHECK = textwrap.dedent(
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-    from cycleisp_fast.triton_kernels import ain, bayer, noise
+    from cycleisp_fast.triton_kernels import ain, bayer, dual_attention as da, noise
 
     def ptr(dtype):
         return "*" + dtype
@@ -64,6 +64,43 @@ CHECK = textwrap.dedent(
                 plane_size="i64", seed="i64", offset="i64", clip_min="fp64", clip_max="fp64"), dict(
                 MODEL=model, HAS_MIN=has_min, HAS_MAX=has_max, TILE_COUNTERS=noise.TILE_COUNTERS,
                 MAX_ROUNDS=noise.MAX_POISSON_ROUNDS), dict(enable_fp_fusion=False)
+        # dual attention: float32 / bfloat16 / float64 features; C = 8, 64, 96 (CP 16, 64, 128) with R = C / 8;
+        # tile sizes and options as the launchers pick them
+        for io, acc in (("fp32", "fp32"), ("bf16", "fp32"), ("fp64", "fp64")):
+            image = dict(H="i32", W="i32", blocks="i32")
+            pool = dict(pool_ptr=ptr(acc), sa_ptr=ptr(acc))
+            mlp = dict(w1_ptr=ptr(acc), b1_ptr=ptr(acc), w2_ptr=ptr(acc), b2_ptr=ptr(acc))
+            yield da._channel_pool_kernel, dict(
+                res_ptr=ptr(io), pool_ptr=ptr(acc), argmax_ptr="*i32", partial_ptr=ptr(acc), C="i32",
+                plane_size="i32", blocks="i32"), dict(BLOCK_C=da.POOL_BLOCK_C, BLOCK_P=da.BLOCK_P), da.OPTIONS
+            yield da._logit_grad_kernel, dict(
+                grad_s_ptr=ptr(acc), **pool, grad_logit_ptr=ptr(acc), grad_sa_ptr=ptr(acc), **image,
+                row_blocks="i32"), dict(BLOCK_P=da.BLOCK_P, TAPS=da.TAPS), da.OPTIONS
+            for channels in (8, 64, 96):
+                padded = da.padded_channels(channels)
+                reduced = dict(CP=padded, RP=triton.next_power_of_2(max(1, channels // 8)))
+                projection = dict(ROWS=min(padded, da.PROJECTION_ROWS), BLOCK_P=da.PROJECTION_BLOCK_P, KC=da.KC,
+                                  TAPS=da.TAPS)
+                yield da._channel_attention_kernel, dict(
+                    partial_ptr=ptr(acc), **mlp, mean_ptr=ptr(acc), scale_ptr=ptr(acc), C="i32", R="i32",
+                    plane_size="i32", blocks="i32"), dict(reduced, PARTIAL_BLOCK=da.PARTIAL_BLOCK), da.OPTIONS
+                yield da._projection_kernel, dict(
+                    res_ptr=ptr(io), x_ptr=ptr(io), pool_ptr=ptr(acc), scale_ptr=ptr(acc), sa_ptr=ptr(acc),
+                    proj_ptr=ptr(acc), bias_ptr=ptr(acc), out_ptr=ptr(io), C="i32", **image), projection, da.OPTIONS
+                yield da._grad_sums_kernel, dict(
+                    grad_ptr=ptr(io), res_ptr=ptr(io), **pool, proj_ptr=ptr(acc), grad_s_ptr=ptr(acc),
+                    outer_ptr=ptr(acc), grad_bias_ptr=ptr(acc), C="i32", H="i32", W="i32", chunks="i32",
+                    row_blocks="i32"), dict(CHUNK=da.GRAD_CHUNK, CP=padded, ROWS=da.grad_rows(padded),
+                                            BLOCK_P=da.GRAD_BLOCK_P, KC=da.KC, TAPS=da.TAPS), da.OPTIONS
+                yield da._channel_attention_grad_kernel, dict(
+                    outer_ptr=ptr(acc), mean_ptr=ptr(acc), **mlp, proj_ptr=ptr(acc), scale_ptr=ptr(acc),
+                    channel_grad_ptr=ptr(acc), grad_wb_ptr=ptr(acc), grad_w1_ptr=ptr(acc), grad_b1_ptr=ptr(acc),
+                    grad_w2_ptr=ptr(acc), grad_b2_ptr=ptr(acc), C="i32", R="i32", plane_size="i32",
+                    chunks="i32"), dict(reduced, ROWS=da.PARTIAL_BLOCK), da.OPTIONS
+                yield da._input_grad_kernel, dict(
+                    grad_ptr=ptr(io), pool_ptr=ptr(acc), argmax_ptr="*i32", grad_logit_ptr=ptr(acc),
+                    scale_ptr=ptr(acc), channel_grad_ptr=ptr(acc), sa_ptr=ptr(acc), proj_ptr=ptr(acc),
+                    grad_res_ptr=ptr(io), C="i32", **image), projection, da.OPTIONS
 
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     failures = 0

@@ -7,6 +7,7 @@ fullgraph), and the fused backends ``native`` and ``triton`` (the public op with
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import sys
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ class Timing:
     """The roofline: ``dst.copy_(src)`` moving the same ``min_bytes`` (read + write), timed in the same run, so
     the op and its bound see the same caches."""
     flops: int | None
+    peak_bytes: int | None
+    """Memory a call allocates at its peak beyond what was allocated before it (see :func:`peak_memory_bytes`)."""
 
 
 def note(message: str) -> None:
@@ -85,6 +88,57 @@ def copy_seconds(min_bytes: int, device: torch.device, min_run_time: float) -> f
     dst = torch.empty_like(src)
     dst.copy_(src)  # touches every page before timing
     return median_seconds(lambda: dst.copy_(src), min_run_time)
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_MEASURE_MMAP_THRESHOLD = 128 << 10
+_TIMING_MMAP_THRESHOLD = 32 << 20  # the ceiling of glibc's dynamic threshold, where a warmed-up run sits
+
+
+def _proc_status_bytes(key: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no {key} in /proc/self/status")
+
+
+def _cpu_peak_bytes(step: Callable[[], object]) -> int | None:
+    """The growth of the process's peak resident memory during ``step()`` (Linux with glibc, else None).
+
+    While it runs, every allocation of 128 KiB or more is its own mapping, given back to the system when freed,
+    so the resident size follows the live tensors; the peak is read from ``VmHWM``, reset before the call.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, _MEASURE_MMAP_THRESHOLD)
+    except (OSError, AttributeError):
+        return None
+    try:
+        libc.malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")  # resets VmHWM to the current resident size
+        before = _proc_status_bytes("VmRSS:")
+        step()
+        return max(0, _proc_status_bytes("VmHWM:") - before)
+    except OSError:
+        return None
+    finally:
+        libc.mallopt(_M_MMAP_THRESHOLD, _TIMING_MMAP_THRESHOLD)
+
+
+def peak_memory_bytes(step: Callable[[], object], device: torch.device) -> int | None:
+    """Bytes that one ``step()`` allocates at its peak beyond what was allocated before it: activations saved
+    for the backward, outputs, gradients and scratch, not the inputs. CUDA: the caching allocator's peak; CPU:
+    the peak resident memory (:func:`_cpu_peak_bytes`)."""
+    if device.type != "cuda":
+        return _cpu_peak_bytes(step)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    step()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
 
 
 def unavailable_reason(case: Case, provider: str, device: torch.device) -> str | None:
@@ -162,5 +216,6 @@ def measure_case(case: Case, size: Size, dtype: torch.dtype, device: torch.devic
                 note(f"skipped {provider} for {case.name} {mode}: {type(error).__name__}: {first_line}")
                 continue
             seconds = median_seconds(step, min_run_time)
-            timings.append(Timing(case.name, provider, mode, size, dtype, seconds, min_bytes, roofline, flops))
+            timings.append(Timing(case.name, provider, mode, size, dtype, seconds, min_bytes, roofline, flops,
+                                  peak_memory_bytes(step, device)))
     return timings

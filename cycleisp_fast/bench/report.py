@@ -19,7 +19,7 @@ from cycleisp_fast.bench.measure import COPY_BYTES, Rates, Timing
 COLUMNS = (
     "case", "mode", "size", "dtype", "device", "provider", "time_ms", "speedup_vs_eager", "speedup_vs_compile",
     "min_bytes", "gb_per_s", "copy_gb_per_s", "copy_fraction", "flops", "gflop_per_s", "matmul_gflop_per_s",
-    "matmul_fraction", "device_name", "torch_version",
+    "matmul_fraction", "peak_bytes", "peak_vs_eager", "device_name", "torch_version",
 )
 """The CSV's columns, one row per case, provider, mode, size, dtype and device."""
 
@@ -55,6 +55,7 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
 def make_rows(timings: Sequence[Timing], rates: Rates, device: torch.device) -> list[Row]:
     """One CSV row (:data:`COLUMNS`) per timing: speedups, achieved rates and roofline fractions."""
     baselines = {(t.case, t.mode, t.size, t.dtype, t.provider): t.seconds for t in timings}
+    peaks = {(t.case, t.mode, t.size, t.dtype, t.provider): t.peak_bytes for t in timings}
     name = device_name(device)
     rows = []
     for t in timings:
@@ -70,6 +71,7 @@ def make_rows(timings: Sequence[Timing], rates: Rates, device: torch.device) -> 
             "copy_fraction": t.copy_seconds / t.seconds, "flops": t.flops, "gflop_per_s": gflop_per_s,
             "matmul_gflop_per_s": rates.matmul_gflop_per_s,
             "matmul_fraction": _ratio(gflop_per_s, rates.matmul_gflop_per_s),
+            "peak_bytes": t.peak_bytes, "peak_vs_eager": _ratio(t.peak_bytes, peaks.get((*group, "eager")) or None),
             "device_name": name, "torch_version": torch.__version__,
         })
     return rows
@@ -85,7 +87,8 @@ TABLE_COLUMNS = (
     ("provider", "provider", str), ("time (ms)", "time_ms", _number(".4g")),
     ("vs eager", "speedup_vs_eager", _number(".2f", "x")), ("vs compile", "speedup_vs_compile", _number(".2f", "x")),
     ("GB/s", "gb_per_s", _number(".1f")), ("copy GB/s", "copy_gb_per_s", _number(".1f")),
-    ("% copy", "copy_fraction", _number(".0f", "%", 100)),
+    ("% copy", "copy_fraction", _number(".0f", "%", 100)), ("peak MiB", "peak_bytes", _number(".1f", "", 2**-20)),
+    ("mem vs eager", "peak_vs_eager", _number(".0f", "%", 100)),
 )
 FLOP_COLUMNS = (("GFLOP/s", "gflop_per_s", _number(".1f")), ("% matmul", "matmul_fraction", _number(".0f", "%", 100)))
 TEXT_COLUMNS = 5
@@ -118,7 +121,8 @@ def format_table(rows: Sequence[Row], rates: Rates) -> str:
     header = f"{first['device_name']} ({first['device']}), torch {first['torch_version']}: {rates_text}"
     table = [header, ""] + markdown_table(cells, TEXT_COLUMNS)
     table.append("\nGB/s: the op's minimum bytes (inputs read once, outputs written once) over its time. copy GB/s "
-                 "and % copy: the roofline, a copy of those same bytes timed in the same run.")
+                 "and % copy: the roofline, a copy of those same bytes timed in the same run. peak MiB: the memory a call "
+                 "allocates at its peak beyond its inputs (saved activations, outputs, gradients, scratch).")
     return "\n".join(table)
 
 

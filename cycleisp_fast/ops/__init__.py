@@ -2,6 +2,7 @@
 
 from cycleisp_fast.ops.ain import adaptive_instance_norm
 from cycleisp_fast.ops.bayer import bayer_mosaic, bayer_pack, bayer_unpack, rgb_to_packed_bayer
+from cycleisp_fast.ops.dual_attention import dual_attention
 from cycleisp_fast.ops.noise import heteroscedastic_gaussian_noise, poisson_gaussian_noise
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "bayer_mosaic",
     "bayer_pack",
     "bayer_unpack",
+    "dual_attention",
     "heteroscedastic_gaussian_noise",
     "poisson_gaussian_noise",
     "rgb_to_packed_bayer",

@@ -11,7 +11,7 @@ import torch
 
 from cycleisp_fast import ops
 from cycleisp_fast.reference.ain import adaptive_instance_norm as reference
-from conftest import fused_backends
+from conftest import fused_backends, run_with_grads as run
 
 BACKENDS = fused_backends("ain_forward")
 LOW_PRECISION = {torch.float16: dict(atol=1e-2, rtol=1e-2), torch.bfloat16: dict(atol=2e-2, rtol=2e-2)}
@@ -22,14 +22,6 @@ def make_inputs(shape, dtype=torch.float32, scale=0.3):
     gamma = scale * torch.randn(shape, dtype=torch.float64)
     beta = scale * torch.randn(shape, dtype=torch.float64)
     return [t.to(dtype) for t in (x, gamma, beta)]
-
-
-def run(fn, inputs, grad_out=None):
-    leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
-    out = fn(*leaves)
-    if grad_out is None:
-        grad_out = torch.randn(out.shape, dtype=torch.float64).to(out.dtype)
-    return [out, *torch.autograd.grad(out, leaves, grad_out)], grad_out
 
 
 def assert_matches_reference(backend, inputs, negative_slope, eps=1e-5):

@@ -1,0 +1,166 @@
+"""The tail of CycleISP's Dual Attention Block, fused: ``conv1x1(cat([SA(res), CA(res)])) + x``.
+
+The 1x1 projection splits into ``s_sa(p) * (W_a res(p)) + (W_b diag(s_ca)) res(p) + b + x(p)`` (see
+``csrc/ops/dual_attention_math.h``), so the fused backends never store the two attention branches or their
+concatenation. Registered operators: ``cycleisp_fast::dual_attention_forward`` -> (out, pool, argmax,
+channel_mean) and ``cycleisp_fast::dual_attention_backward`` (native C++/CUDA), and their Triton twins
+``dual_attention_forward_triton`` / ``dual_attention_backward_triton``. The forward saves only the (N, 2, H, W)
+channel pool, the (N, H, W) int32 argmax of the channel max and the (N, C) channel means; the backward
+recomputes both attention scales from them. Double backward is not supported by the fused backends.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cycleisp_fast import _extension, backend as _backend
+from cycleisp_fast._dtypes import accumulation_dtype
+from cycleisp_fast.ops._checks import check_tensor
+from cycleisp_fast.reference import dual_attention as reference
+
+OP_NAME = "dual_attention_forward"
+_WEIGHT_NAMES = ("sa_weight", "ca_w1", "ca_b1", "ca_w2", "ca_b2", "proj_w")
+
+_Forward = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+_Backward = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                  torch.Tensor]
+
+
+@torch.library.custom_op("cycleisp_fast::dual_attention_forward_triton", mutates_args=())
+def _forward_triton(res: torch.Tensor, x: torch.Tensor, sa_weight: torch.Tensor, ca_w1: torch.Tensor,
+                    ca_b1: torch.Tensor, ca_w2: torch.Tensor, ca_b2: torch.Tensor, proj_w: torch.Tensor,
+                    proj_b: torch.Tensor) -> _Forward:
+    from cycleisp_fast.triton_kernels import dual_attention as kernels
+
+    return kernels.dual_attention_forward(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b)
+
+
+@torch.library.custom_op("cycleisp_fast::dual_attention_backward_triton", mutates_args=())
+def _backward_triton(grad_out: torch.Tensor, res: torch.Tensor, pool: torch.Tensor, argmax: torch.Tensor,
+                     channel_mean: torch.Tensor, sa_weight: torch.Tensor, ca_w1: torch.Tensor, ca_b1: torch.Tensor,
+                     ca_w2: torch.Tensor, ca_b2: torch.Tensor, proj_w: torch.Tensor) -> _Backward:
+    from cycleisp_fast.triton_kernels import dual_attention as kernels
+
+    return kernels.dual_attention_backward(grad_out, res, pool, argmax, channel_mean, sa_weight, ca_w1, ca_b1,
+                                           ca_w2, ca_b2, proj_w)
+
+
+def _features_format(res: torch.Tensor, layouts: bool) -> torch.memory_format:
+    """The layout of out and grad_res: channels_last where the kernel takes both layouts (``layouts``: the
+    native CPU kernel) and res is channels_last and not contiguous, as ``prefers_channels_last`` in
+    csrc/ops/dual_attention.cpp decides; else contiguous."""
+    channels_last = layouts and res.is_contiguous(memory_format=torch.channels_last) and not res.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def _fake_forward(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b, *, layouts=False):
+    n, c, h, w = res.shape
+    acc = accumulation_dtype(res.dtype)
+    return (torch.empty_like(res, memory_format=_features_format(res, layouts)),
+            res.new_empty((n, 2, h, w), dtype=acc), res.new_empty((n, h, w), dtype=torch.int32),
+            res.new_empty((n, c), dtype=acc))
+
+
+def _fake_backward(grad_out, res, pool, argmax, channel_mean, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, *,
+                   layouts=False):
+    return (torch.empty_like(res, memory_format=_features_format(res, layouts)),
+            *(torch.empty_like(w, memory_format=torch.contiguous_format)
+              for w in (sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w)),
+            proj_w.new_empty(proj_w.shape[:1]))
+
+
+def _fake_forward_native(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b):
+    return _fake_forward(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b,
+                         layouts=res.device.type == "cpu")
+
+
+def _fake_backward_native(grad_out, res, pool, argmax, channel_mean, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w):
+    return _fake_backward(grad_out, res, pool, argmax, channel_mean, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w,
+                          layouts=res.device.type == "cpu")
+
+
+def _setup_context(ctx, inputs, output):
+    res, _x, *weights, proj_b = inputs
+    _, pool, argmax, channel_mean = output
+    ctx.proj_b_dtype = proj_b.dtype
+    ctx.save_for_backward(res, pool, argmax, channel_mean, *weights)
+    ctx.mark_non_differentiable(pool, argmax, channel_mean)
+
+
+def _register(forward_op, backward_op) -> None:
+    def backward(ctx, grad_out, _grad_pool, _grad_argmax, _grad_mean):
+        res, pool, argmax, channel_mean, *weights = ctx.saved_tensors
+        grads = backward_op(grad_out, res, pool, argmax, channel_mean, *weights)
+        return grads[0], grad_out, *grads[1:7], grads[7].to(ctx.proj_b_dtype)
+
+    torch.library.register_autograd(forward_op, backward, setup_context=_setup_context)
+
+
+_FORWARD_OPS = {"triton": torch.ops.cycleisp_fast.dual_attention_forward_triton}
+_forward_triton.register_fake(_fake_forward)
+_backward_triton.register_fake(_fake_backward)
+_register(torch.ops.cycleisp_fast.dual_attention_forward_triton.default,
+          torch.ops.cycleisp_fast.dual_attention_backward_triton.default)
+if _extension.LOADED:
+    torch.library.register_fake("cycleisp_fast::dual_attention_forward")(_fake_forward_native)
+    torch.library.register_fake("cycleisp_fast::dual_attention_backward")(_fake_backward_native)
+    _FORWARD_OPS["native"] = torch.ops.cycleisp_fast.dual_attention_forward
+    _register(torch.ops.cycleisp_fast.dual_attention_forward.default,
+              torch.ops.cycleisp_fast.dual_attention_backward.default)
+
+
+def _check_weight(value, name: str, shape: tuple[int, ...], res: torch.Tensor) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(value).__name__}")
+    if tuple(value.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape} for res with {res.shape[1]} channels, got {tuple(value.shape)}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype, got {value.dtype}")
+    if value.device != res.device:
+        raise ValueError(f"{name} must be on res's device {res.device}, got {value.device}")
+
+
+def check_arguments(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b) -> None:
+    """Raises a ``TypeError``/``ValueError`` naming the first argument of :func:`dual_attention` that is wrong."""
+    check_tensor(res, "res", shape_doc="(N, C, H, W)")
+    check_tensor(x, "x", shape_doc="(N, C, H, W) like res")
+    if x.shape != res.shape or x.dtype != res.dtype or x.device != res.device:
+        raise ValueError(f"x must have res's shape {tuple(res.shape)}, dtype {res.dtype} and device {res.device}, "
+                         f"got {tuple(x.shape)}, {x.dtype}, {x.device}")
+    if min(res.shape[1:]) < 1:
+        raise ValueError(f"res must have at least one channel and one pixel, got shape {tuple(res.shape)}")
+    channels = res.shape[1]
+    if not isinstance(ca_w1, torch.Tensor) or ca_w1.dim() != 4 or ca_w1.shape[0] < 1:
+        raise ValueError(f"ca_w1 must be a (C/r, C, 1, 1) tensor, got {getattr(ca_w1, 'shape', type(ca_w1).__name__)}")
+    reduced = ca_w1.shape[0]
+    shapes = {"sa_weight": (1, 2, 3, 3), "ca_w1": (reduced, channels, 1, 1), "ca_b1": (reduced,),
+              "ca_w2": (channels, reduced, 1, 1), "ca_b2": (channels,), "proj_w": (channels, 2 * channels, 1, 1),
+              "proj_b": (channels,)}
+    values = dict(zip(_WEIGHT_NAMES + ("proj_b",), (sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b)))
+    for name, shape in shapes.items():
+        _check_weight(values[name], name, shape, res)
+
+
+def dual_attention(res: torch.Tensor, x: torch.Tensor, sa_weight: torch.Tensor, ca_w1: torch.Tensor,
+                   ca_b1: torch.Tensor, ca_w2: torch.Tensor, ca_b2: torch.Tensor, proj_w: torch.Tensor,
+                   proj_b: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
+    """CycleISP's DAB tail: ``conv1x1(cat([res * s_sa, res * s_ca], 1), proj_w, proj_b) + x``.
+
+    Args:
+        res: ``(N, C, H, W)`` floating features (the output of the DAB's body).
+        x: ``(N, C, H, W)`` the DAB's input (the residual), res's dtype and device.
+        sa_weight: ``(1, 2, 3, 3)`` the spatial-attention conv (on [max_c res, mean_c res], no bias).
+        ca_w1, ca_b1, ca_w2, ca_b2: ``(C/r, C, 1, 1)``, ``(C/r,)``, ``(C, C/r, 1, 1)``, ``(C,)``: the
+            channel-attention MLP (the reduction r is read from the shapes).
+        proj_w, proj_b: ``(C, 2C, 1, 1)``, ``(C,)``: the 1x1 projection (SA half first, CA half second).
+        backend: overrides the backend in force (see :mod:`cycleisp_fast.backend`).
+    The weights are the official modules' parameters as stored (any floating dtype: the fused backends
+    compute in float32, float64 for float64 features, and return each weight's gradient in its dtype).
+    Returns:
+        ``(N, C, H, W)`` of res's dtype.
+    """
+    check_arguments(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b)
+    impl = _backend.resolve(OP_NAME, res.device.type, backend)
+    if impl == "reference":
+        return reference.dual_attention(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b)
+    return _FORWARD_OPS[impl](res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b)[0]

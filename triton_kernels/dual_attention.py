@@ -1,0 +1,453 @@
+"""Triton kernels of CycleISP's fused dual-attention tail (see csrc/ops/dual_attention_math.h for the math).
+
+``out(p) = W_a (s(p) res(p)) + (W_b diag(c)) res(p) + b + x(p)``, s the spatial scale (the sigmoid of the
+3x3 conv of the channel pool [max_c res, mean_c res]), c the channel scale (the CA MLP of the channel
+means), W_a / W_b the SA / CA halves of the 1x1 projection. Neither attention branch nor their
+concatenation is ever stored: the projection of a (C x BLOCK_P) tile is computed ROWS output channels at a
+time, each as ``tl.dot`` products over KC input channels at a time (:func:`_project_rows`); channel counts
+are padded with masks (zero padding), so any C >= 1 works.
+
+- forward: ``_channel_pool_kernel`` (per pixel block) writes the pool and the first argmax of the channel
+  max, and per-block channel sums; ``_channel_attention_kernel`` (per image) adds those up to the channel
+  means and runs the CA MLP -> c; ``_projection_kernel`` (per pixel block) recomputes s from the pool and
+  writes out.
+- backward, g = dL/dout: ``_grad_sums_kernel`` (per image, chunk of GRAD_CHUNK pixels and block of ROWS
+  rows i, so that its two (ROWS x CP) accumulators fit in registers) writes its rows' share of
+  s dL/ds = sum_i g_i (W_a s res)_i and its chunk's sums (s g) res^T, g res^T and g of those rows;
+  ``_logit_grad_kernel`` (per pixel block) adds the shares up to dL/dlogit and the SA
+  weight's gradient; ``_channel_attention_grad_kernel`` (per image) turns the image's g res^T into dL/dc
+  and dL/dW_b and runs the CA MLP's backward -> dL/dm; ``_input_grad_kernel`` (per pixel block) writes
+  dL/dres.
+
+Partials are reduced in a fixed order (in the kernels, or by ``torch.sum`` in the launchers), so results are
+deterministic. Arithmetic is in the accumulation dtype (float32; float64 for float64 features). The dots of
+float32 / float64 features are exact-product (IEEE) ones; those of float16 / bfloat16 features are TF32 dots
+of float32 operands (the features are exact in TF32, the weights and the s-scaled operands round to its
+10-bit mantissa; the interpreter has no bfloat16 dot). The dots contract KC = 8 at a time and every kernel
+runs with OPTIONS (8 warps, one stage, at most 128 registers): ptxas keeps the whole contraction of a float32
+FMA dot's operands in registers, so wider dots, or operands prefetched for later loop steps, spill, and
+without a cap it may pick fewer registers and spill. Offsets are int64.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from cycleisp_fast._dtypes import accumulation_dtype
+from cycleisp_fast.triton_kernels.rounding import divide
+
+TAPS = 32  # the SA conv's 18 taps (sa_weight flattened [k][dy][dx]), padded to a power of two
+BLOCK_P = 128  # pixels per program of the per-pixel kernels (pool, dL/dlogit)
+POOL_BLOCK_C = 16  # channels the pool kernel reduces per loop step
+PARTIAL_BLOCK = 16  # partial rows a per-image kernel adds per loop step
+KC = 8  # input channels (or pixels) per tl.dot: the contraction width
+PROJECTION_ROWS = 32  # output channels per step of the projection kernels (at most; fewer for C < 32)
+PROJECTION_BLOCK_P = 64  # pixels per program of the projection kernels
+GRAD_BLOCK_P = 8  # pixels per loop step of the sums kernel: the contraction of its (s g) res^T, g res^T
+GRAD_CHUNK = 2048  # pixels per program of the sums kernel
+OUTER_ELEMENTS = 2048  # the sums kernel's two (ROWS x CP) accumulators hold at most this many elements each
+OPTIONS = dict(num_warps=8, num_stages=1, maxnreg=128)  # launch options of every kernel
+
+
+def padded_channels(channels: int) -> int:
+    """CP: C padded to a power of two, at least 16 (so small C still gives tl.dot tiles of 16 rows)."""
+    return max(16, triton.next_power_of_2(channels))
+
+
+def grad_rows(padded: int) -> int:
+    """Rows i per program of the sums kernel: ROWS x CP <= OUTER_ELEMENTS, ROWS a power of two in [8, CP]."""
+    return max(8, min(padded, OUTER_ELEMENTS // padded))
+
+
+@triton.jit
+def _sigmoid(z):
+    """1 / (1 + exp(-z)), the division rounded to nearest."""
+    return divide(tl.full(z.shape, 1.0, z.dtype), 1.0 + tl.exp(-z))
+
+
+@triton.jit
+def _pixel_block(plane_size, blocks, BLOCK_P: tl.constexpr):
+    """The (image, pixel block) of this program: the int64 image, the block's pixel indices and their mask."""
+    task = tl.program_id(0).to(tl.int64)
+    pixels = (task % blocks) * BLOCK_P + tl.arange(0, BLOCK_P)
+    return task // blocks, pixels, pixels < plane_size
+
+
+@triton.jit
+def _tile(image, channels, pixels, C, plane_size):
+    """int64 offsets and mask of the (channels x pixels) tile of one image of an (N, C, H*W) tensor."""
+    offsets = (image * C + channels[:, None]) * plane_size + pixels[None, :]
+    return offsets, (channels[:, None] < C) & (pixels[None, :] < plane_size)
+
+
+@triton.jit
+def _tap_weights(sa_ptr, TAPS: tl.constexpr):
+    """The SA conv's weights (TAPS,), tap t = 9 k + 3 dy + dx, zero for t >= 18."""
+    taps = tl.arange(0, TAPS)
+    return tl.load(sa_ptr + taps, mask=taps < 18, other=0)
+
+
+@triton.jit
+def _taps(plane_ptr, plane_stride, pixels, mask, H, W, SIGN: tl.constexpr, TAPS: tl.constexpr):
+    """(TAPS, BLOCK_P) tile of the 3x3 neighbourhoods of the pixels: tap t = 9 k + 3 dy + dx holds plane k
+    (at plane_ptr + k plane_stride) at (h + SIGN (dy - 1), w + SIGN (dx - 1)); 0 outside the image (zero
+    padding), for masked pixels and for t >= 18. SIGN 1 gives the conv's inputs, -1 its transpose's."""
+    t = tl.arange(0, TAPS)[:, None]
+    y = (pixels // W)[None, :] + SIGN * ((t % 9) // 3 - 1)
+    x = (pixels % W)[None, :] + SIGN * (t % 3 - 1)
+    inside = (t < 18) & mask[None, :] & (y >= 0) & (y < H) & (x >= 0) & (x < W)
+    return tl.load(plane_ptr + (t // 9) * plane_stride + y * W + x, mask=inside, other=0)
+
+
+@triton.jit
+def _spatial_scale(pool_ptr, sa_ptr, image, pixels, mask, H, W, TAPS: tl.constexpr):
+    """s (BLOCK_P,) of the pixels of one image, and the pool taps (TAPS, BLOCK_P) its logit sums."""
+    plane_size = H * W
+    taps = _taps(pool_ptr + image * 2 * plane_size, plane_size, pixels, mask, H, W, 1, TAPS)
+    return _sigmoid(tl.sum(_tap_weights(sa_ptr, TAPS)[:, None] * taps, axis=0)), taps
+
+
+@triton.jit
+def _matrix(ptr, rows, cols, n_rows, n_cols, row_stride, col_stride):
+    """The (rows x cols) tile of an (n_rows, n_cols) matrix at ptr with the given strides, zero outside it."""
+    inside = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
+    return tl.load(ptr + rows[:, None] * row_stride + cols[None, :] * col_stride, mask=inside, other=0)
+
+
+@triton.jit
+def _dot(a, b, acc, io_dtype: tl.constexpr):
+    """acc + a @ b in acc's dtype: float32 / float64 operands multiply exactly (IEEE); with 16-bit features
+    a TF32 dot of float32 operands."""
+    if io_dtype.primitive_bitwidth == 16:
+        acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="tf32")
+    else:
+        acc = tl.dot(a, b, acc, input_precision="ieee")
+    return acc
+
+
+@triton.jit
+def _project_rows(src_ptr, proj_ptr, scale_ptr, image, rows, pixels, s, C, plane_size, TRANSPOSED: tl.constexpr,
+                  CA: tl.constexpr, KC: tl.constexpr):
+    """Rows ``rows`` (ROWS,) of W_a (s X) + W_b diag(c) X, or with TRANSPOSED of W_a^T (s X) + diag(c) W_b^T X,
+    a (ROWS, BLOCK_P) tile in the dtype of s: X the (C, BLOCK_P) tile of image at pixels of src (N, C, H*W),
+    W_a / W_b the halves of proj (C, 2C), c at scale_ptr (C,) (the W_b term only with CA)."""
+    acc_dtype: tl.constexpr = s.dtype
+    io_dtype: tl.constexpr = src_ptr.dtype.element_ty
+    acc = tl.zeros([rows.shape[0], s.shape[0]], dtype=acc_dtype)
+    if TRANSPOSED:
+        row_stride, col_stride = 1, 2 * C
+    else:
+        row_stride, col_stride = 2 * C, 1
+    for first in range(0, C, KC):
+        k = first + tl.arange(0, KC)
+        offsets, inside = _tile(image, k, pixels, C, plane_size)
+        src = tl.load(src_ptr + offsets, mask=inside, other=0).to(acc_dtype)
+        w_a = _matrix(proj_ptr, rows, k, C, C, row_stride, col_stride)
+        acc = _dot(w_a, src * s[None, :], acc, io_dtype)
+        if CA:
+            w_b = _matrix(proj_ptr + C, rows, k, C, C, row_stride, col_stride)
+            if TRANSPOSED:
+                w_b *= tl.load(scale_ptr + rows, mask=rows < C, other=0)[:, None]
+            else:
+                w_b *= tl.load(scale_ptr + k, mask=k < C, other=0)[None, :]
+            acc = _dot(w_b, src, acc, io_dtype)
+    return acc
+
+
+@triton.jit
+def _channel_mlp(mean, w1_ptr, b1_ptr, w2_ptr, b2_ptr, C, R, CP: tl.constexpr, RP: tl.constexpr):
+    """The CA MLP of one image's channel means (CP,): hidden = relu(w1 mean + b1) (RP,) and
+    scale = sigmoid(w2 hidden + b2) (CP,), w1 (R, C) and w2 (C, R) row-major."""
+    j = tl.arange(0, CP)
+    r = tl.arange(0, RP)
+    z = tl.sum(_matrix(w1_ptr, r, j, R, C, C, 1) * mean[None, :], axis=1) + tl.load(b1_ptr + r, mask=r < R, other=0)
+    hidden = tl.where(z > 0, z, 0)
+    z = tl.sum(_matrix(w2_ptr, j, r, C, R, R, 1) * hidden[None, :], axis=1) + tl.load(b2_ptr + j, mask=j < C, other=0)
+    return hidden, _sigmoid(z)
+
+
+@triton.jit
+def _channel_pool_kernel(res_ptr, pool_ptr, argmax_ptr, partial_ptr, C, plane_size, blocks,
+                         BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """One pixel block of res (N, C, H*W): pool (N, 2, H*W) = (channel max, channel mean), argmax (N, H*W)
+    the first channel holding the max, and the block's channel sums to partial_ptr (N * blocks, C)."""
+    acc_dtype: tl.constexpr = pool_ptr.dtype.element_ty
+    image, pixels, mask = _pixel_block(plane_size, blocks, BLOCK_P)
+    best = tl.full([BLOCK_P], float("-inf"), acc_dtype)
+    best_channel = tl.zeros([BLOCK_P], dtype=tl.int32)
+    total = tl.zeros([BLOCK_P], dtype=acc_dtype)
+    partial = partial_ptr + tl.program_id(0).to(tl.int64) * C
+    for start in range(0, C, BLOCK_C):
+        channels = start + tl.arange(0, BLOCK_C)
+        offsets, inside = _tile(image, channels, pixels, C, plane_size)
+        values = tl.load(res_ptr + offsets, mask=inside, other=float("-inf")).to(acc_dtype)
+        block_max = tl.max(values, axis=0)
+        block_channel = tl.min(tl.where(values == block_max[None, :], channels[:, None], C), axis=0)
+        greater = block_max > best  # strict: an earlier block keeps a tie
+        best_channel = tl.where(greater, block_channel, best_channel).to(tl.int32)
+        best = tl.where(greater, block_max, best)
+        values = tl.where(inside, values, 0)
+        total += tl.sum(values, axis=0)
+        tl.store(partial + channels, tl.sum(values, axis=1), mask=channels < C)
+    pool = pool_ptr + image * 2 * plane_size + pixels
+    tl.store(pool, best, mask=mask)
+    tl.store(pool + plane_size, divide(total, tl.full([BLOCK_P], C, acc_dtype)), mask=mask)
+    tl.store(argmax_ptr + image * plane_size + pixels, best_channel, mask=mask)
+
+
+@triton.jit
+def _channel_attention_kernel(partial_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mean_ptr, scale_ptr, C, R, plane_size,
+                              blocks, CP: tl.constexpr, RP: tl.constexpr, PARTIAL_BLOCK: tl.constexpr):
+    """One image: its channel means (mean_ptr (N, C)) from the pool kernel's blocks x C channel sums, and
+    its channel scale c (scale_ptr (N, C)) by the CA MLP."""
+    acc_dtype: tl.constexpr = mean_ptr.dtype.element_ty
+    image = tl.program_id(0).to(tl.int64)
+    channels = tl.arange(0, CP)
+    total = tl.zeros([PARTIAL_BLOCK, CP], dtype=acc_dtype)
+    for start in range(0, blocks, PARTIAL_BLOCK):
+        rows = start + tl.arange(0, PARTIAL_BLOCK)
+        inside = (rows[:, None] < blocks) & (channels[None, :] < C)
+        total += tl.load(partial_ptr + (image * blocks + rows[:, None]) * C + channels[None, :], mask=inside,
+                         other=0)
+    mean = divide(tl.sum(total, axis=0), tl.full([CP], plane_size, acc_dtype))
+    _, scale = _channel_mlp(mean, w1_ptr, b1_ptr, w2_ptr, b2_ptr, C, R, CP, RP)
+    tl.store(mean_ptr + image * C + channels, mean, mask=channels < C)
+    tl.store(scale_ptr + image * C + channels, scale, mask=channels < C)
+
+
+@triton.jit
+def _projection_kernel(res_ptr, x_ptr, pool_ptr, scale_ptr, sa_ptr, proj_ptr, bias_ptr, out_ptr, C, H, W, blocks,
+                       ROWS: tl.constexpr, BLOCK_P: tl.constexpr, KC: tl.constexpr, TAPS: tl.constexpr):
+    """One pixel block of out (N, C, H*W) = W_a (s res) + (W_b diag(c)) res + b + x, s recomputed from the
+    pool, c at scale_ptr (N, C)."""
+    acc_dtype: tl.constexpr = pool_ptr.dtype.element_ty
+    image, pixels, mask = _pixel_block(H * W, blocks, BLOCK_P)
+    s, _ = _spatial_scale(pool_ptr, sa_ptr, image, pixels, mask, H, W, TAPS)
+    for first in range(0, C, ROWS):
+        rows = first + tl.arange(0, ROWS)
+        out = _project_rows(res_ptr, proj_ptr, scale_ptr + image * C, image, rows, pixels, s, C, H * W, False, True,
+                            KC)
+        offsets, inside = _tile(image, rows, pixels, C, H * W)
+        out += tl.load(bias_ptr + rows, mask=rows < C, other=0)[:, None]
+        out += tl.load(x_ptr + offsets, mask=inside, other=0).to(acc_dtype)
+        tl.store(out_ptr + offsets, out.to(out_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit
+def _grad_sums_kernel(grad_ptr, res_ptr, pool_ptr, sa_ptr, proj_ptr, grad_s_ptr, outer_ptr, grad_bias_ptr, C, H, W,
+                      chunks, row_blocks, CHUNK: tl.constexpr, CP: tl.constexpr, ROWS: tl.constexpr,
+                      BLOCK_P: tl.constexpr, KC: tl.constexpr, TAPS: tl.constexpr):
+    """Rows i in [ROWS r, ROWS (r + 1)) of one chunk of CHUNK pixels of g = dL/dout (N, C, H*W), program
+    (image, chunk, r): writes the rows' share of s dL/ds = sum_i g_i (W_a s res)_i to grad_s_ptr
+    (N, row_blocks, H*W), and the rows of the chunk's sums (s g) res^T, g res^T to outer_ptr
+    (N * chunks, 2, C, C) and of g to grad_bias_ptr (N * chunks, C)."""
+    acc_dtype: tl.constexpr = pool_ptr.dtype.element_ty
+    io_dtype: tl.constexpr = res_ptr.dtype.element_ty
+    task = tl.program_id(0).to(tl.int64)
+    row_block = task % row_blocks
+    part = task // row_blocks  # image * chunks + chunk
+    image = part // chunks
+    begin = (part % chunks) * CHUNK
+    plane_size = H * W
+    rows = row_block * ROWS + tl.arange(0, ROWS)
+    channels = tl.arange(0, CP)
+    scaled_outer = tl.zeros([ROWS, CP], dtype=acc_dtype)
+    outer = tl.zeros([ROWS, CP], dtype=acc_dtype)
+    grad_bias = tl.zeros([ROWS], dtype=acc_dtype)
+    for start in range(begin, tl.minimum(begin + CHUNK, plane_size), BLOCK_P):
+        pixels = start + tl.arange(0, BLOCK_P)
+        mask = pixels < plane_size
+        s, _ = _spatial_scale(pool_ptr, sa_ptr, image, pixels, mask, H, W, TAPS)
+        offsets, inside = _tile(image, rows, pixels, C, plane_size)
+        grad = tl.load(grad_ptr + offsets, mask=inside, other=0).to(acc_dtype)
+        projected = _project_rows(res_ptr, proj_ptr, None, image, rows, pixels, s, C, plane_size, False, False, KC)
+        tl.store(grad_s_ptr + (image * row_blocks + row_block) * plane_size + pixels,
+                 tl.sum(grad * projected, axis=0), mask=mask)
+        res_offsets, res_inside = _tile(image, channels, pixels, C, plane_size)
+        res_t = tl.trans(tl.load(res_ptr + res_offsets, mask=res_inside, other=0).to(acc_dtype))
+        scaled_outer = _dot(grad * s[None, :], res_t, scaled_outer, io_dtype)
+        outer = _dot(grad, res_t, outer, io_dtype)
+        grad_bias += tl.sum(grad, axis=1)
+    inside = (rows[:, None] < C) & (channels[None, :] < C)
+    matrix = outer_ptr + part * 2 * C * C + rows[:, None] * C + channels[None, :]
+    tl.store(matrix, scaled_outer, mask=inside)
+    tl.store(matrix + C * C, outer, mask=inside)
+    tl.store(grad_bias_ptr + part * C + rows, grad_bias, mask=rows < C)
+
+
+@triton.jit
+def _logit_grad_kernel(grad_s_ptr, pool_ptr, sa_ptr, grad_logit_ptr, grad_sa_ptr, H, W, blocks, row_blocks,
+                       BLOCK_P: tl.constexpr, TAPS: tl.constexpr):
+    """One pixel block: dL/dlogit = (s dL/ds) (1 - s) (N, H*W), s dL/ds the sum of the row_blocks shares at
+    grad_s_ptr (N, row_blocks, H*W), and the block's share of the SA weight's gradient, sum_p dL/dlogit(p)
+    times the pool taps of p, to grad_sa_ptr (N * blocks, 18)."""
+    acc_dtype: tl.constexpr = pool_ptr.dtype.element_ty
+    plane_size = H * W
+    image, pixels, mask = _pixel_block(plane_size, blocks, BLOCK_P)
+    s, taps = _spatial_scale(pool_ptr, sa_ptr, image, pixels, mask, H, W, TAPS)
+    total = tl.zeros([BLOCK_P], dtype=acc_dtype)
+    for row_block in range(row_blocks):
+        total += tl.load(grad_s_ptr + (image * row_blocks + row_block) * plane_size + pixels, mask=mask, other=0)
+    grad_logit = total * (1 - s)
+    tl.store(grad_logit_ptr + image * plane_size + pixels, grad_logit, mask=mask)
+    t = tl.arange(0, TAPS)
+    tl.store(grad_sa_ptr + tl.program_id(0).to(tl.int64) * 18 + t, tl.sum(taps * grad_logit[None, :], axis=1),
+             mask=t < 18)
+
+
+@triton.jit
+def _channel_attention_grad_kernel(outer_ptr, mean_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, proj_ptr, scale_ptr,
+                                   channel_grad_ptr, grad_wb_ptr, grad_w1_ptr, grad_b1_ptr, grad_w2_ptr, grad_b2_ptr,
+                                   C, R, plane_size, chunks, CP: tl.constexpr, RP: tl.constexpr,
+                                   ROWS: tl.constexpr):
+    """One image n: its channel scale c (scale_ptr (N, C), recomputed from the channel means); G = sum over
+    its chunks of g res^T (from outer_ptr (N * chunks, 2, C, C)) gives its share of dL/dW_b, G diag(c)
+    (grad_wb_ptr (N, C, C)), and dL/dc_j = sum_i W_b[i][j] G[i][j]; the CA MLP's backward then writes its
+    shares of the MLP's weight gradients (grad_w1_ptr (N, R, C), grad_b1_ptr (N, R), grad_w2_ptr (N, C, R),
+    grad_b2_ptr (N, C)) and channel_grad_ptr (N, C) = dL/dm / (H W)."""
+    acc_dtype: tl.constexpr = mean_ptr.dtype.element_ty
+    image = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, CP)
+    reduced = tl.arange(0, RP)
+    mean = tl.load(mean_ptr + image * C + cols, mask=cols < C, other=0)
+    hidden, scale = _channel_mlp(mean, w1_ptr, b1_ptr, w2_ptr, b2_ptr, C, R, CP, RP)
+    tl.store(scale_ptr + image * C + cols, scale, mask=cols < C)
+    grad_scale = tl.zeros([CP], dtype=acc_dtype)
+    for first in range(0, C, ROWS):
+        rows = first + tl.arange(0, ROWS)
+        outer = tl.zeros([ROWS, CP], dtype=acc_dtype)
+        for chunk in range(chunks):
+            outer += _matrix(outer_ptr + ((image * chunks + chunk) * 2 + 1) * C * C, rows, cols, C, C, C, 1)
+        grad_scale += tl.sum(_matrix(proj_ptr + C, rows, cols, C, C, 2 * C, 1) * outer, axis=0)
+        tl.store(grad_wb_ptr + (image * C + rows[:, None]) * C + cols[None, :], outer * scale[None, :],
+                 mask=(rows[:, None] < C) & (cols[None, :] < C))
+    grad_z2 = grad_scale * scale * (1 - scale)
+    grad_hidden = tl.sum(_matrix(w2_ptr, cols, reduced, C, R, R, 1) * grad_z2[:, None], axis=0)
+    grad_z1 = tl.where(hidden > 0, grad_hidden, 0)
+    grad_mean = tl.sum(_matrix(w1_ptr, reduced, cols, R, C, C, 1) * grad_z1[:, None], axis=0)
+    mlp = (reduced[:, None] < R) & (cols[None, :] < C)  # (RP, CP)
+    tl.store(grad_w1_ptr + (image * R + reduced[:, None]) * C + cols[None, :], grad_z1[:, None] * mean[None, :],
+             mask=mlp)
+    tl.store(grad_b1_ptr + image * R + reduced, grad_z1, mask=reduced < R)
+    tl.store(grad_w2_ptr + (image * C + cols[:, None]) * R + reduced[None, :], grad_z2[:, None] * hidden[None, :],
+             mask=tl.trans(mlp))
+    tl.store(grad_b2_ptr + image * C + cols, grad_z2, mask=cols < C)
+    tl.store(channel_grad_ptr + image * C + cols, divide(grad_mean, tl.full([CP], plane_size, acc_dtype)),
+             mask=cols < C)
+
+
+@triton.jit
+def _input_grad_kernel(grad_ptr, pool_ptr, argmax_ptr, grad_logit_ptr, scale_ptr, channel_grad_ptr, sa_ptr, proj_ptr,
+                       grad_res_ptr, C, H, W, blocks, ROWS: tl.constexpr, BLOCK_P: tl.constexpr, KC: tl.constexpr,
+                       TAPS: tl.constexpr):
+    """One pixel block of dL/dres (N, C, H*W) = W_a^T (s g) + (W_b diag(c))^T g + the pool's and the channel
+    means' terms: dL/dmean_c / C, dL/dmax_c at the argmax channel (both the SA conv's transpose of
+    dL/dlogit (N, H*W)) and channel_grad (N, C)."""
+    acc_dtype: tl.constexpr = pool_ptr.dtype.element_ty
+    plane_size = H * W
+    image, pixels, mask = _pixel_block(plane_size, blocks, BLOCK_P)
+    s, _ = _spatial_scale(pool_ptr, sa_ptr, image, pixels, mask, H, W, TAPS)
+    weighted = _tap_weights(sa_ptr, TAPS)[:, None] * _taps(grad_logit_ptr + image * plane_size, 0, pixels, mask, H,
+                                                          W, -1, TAPS)
+    is_max = (tl.arange(0, TAPS) < 9)[:, None]
+    grad_max = tl.sum(tl.where(is_max, weighted, 0), axis=0)
+    grad_mean = divide(tl.sum(tl.where(is_max, 0, weighted), axis=0), tl.full([BLOCK_P], C, acc_dtype))
+    argmax = tl.load(argmax_ptr + image * plane_size + pixels, mask=mask, other=-1)
+    for first in range(0, C, ROWS):
+        rows = first + tl.arange(0, ROWS)
+        grad_res = _project_rows(grad_ptr, proj_ptr, scale_ptr + image * C, image, rows, pixels, s, C, plane_size,
+                                 True, True, KC)
+        grad_res += grad_mean[None, :] + tl.where(rows[:, None] == argmax[None, :], grad_max[None, :], 0)
+        grad_res += tl.load(channel_grad_ptr + image * C + rows, mask=rows < C, other=0)[:, None]
+        offsets, inside = _tile(image, rows, pixels, C, plane_size)
+        tl.store(grad_res_ptr + offsets, grad_res.to(grad_res_ptr.dtype.element_ty), mask=inside)
+
+
+def _accumulation_weights(dtype: torch.dtype, *weights: torch.Tensor) -> list[torch.Tensor]:
+    """The weights as contiguous tensors of dtype."""
+    return [w.to(dtype).contiguous() for w in weights]
+
+
+def dual_attention_forward(res: torch.Tensor, x: torch.Tensor, sa_weight: torch.Tensor, ca_w1: torch.Tensor,
+                           ca_b1: torch.Tensor, ca_w2: torch.Tensor, ca_b2: torch.Tensor, proj_w: torch.Tensor,
+                           proj_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(N, C, H, W)`` res and x of one floating dtype and the official weights (any floating dtype) ->
+    (out ``(N, C, H, W)`` like res, pool ``(N, 2, H, W)``, argmax ``(N, H, W)`` int32, channel_mean ``(N, C)``),
+    pool and channel_mean in float32 (float64 for float64 res)."""
+    res, x = res.contiguous(), x.contiguous()
+    batch, channels, height, width = res.shape
+    reduced, plane_size = ca_w1.shape[0], height * width
+    acc_dtype = accumulation_dtype(res.dtype)
+    sa, w1, b1, w2, b2, proj, bias = _accumulation_weights(acc_dtype, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w,
+                                                           proj_b)
+    out = torch.empty_like(res, memory_format=torch.contiguous_format)
+    pool = res.new_empty((batch, 2, height, width), dtype=acc_dtype)
+    argmax = res.new_empty((batch, height, width), dtype=torch.int32)
+    channel_mean = res.new_empty((batch, channels), dtype=acc_dtype)
+    if res.numel() == 0:
+        return out, pool, argmax, channel_mean
+    blocks = triton.cdiv(plane_size, BLOCK_P)
+    partial = res.new_empty((batch * blocks, channels), dtype=acc_dtype)  # per-block channel sums
+    _channel_pool_kernel[(batch * blocks,)](res, pool, argmax, partial, channels, plane_size, blocks,
+                                            BLOCK_C=POOL_BLOCK_C, BLOCK_P=BLOCK_P, **OPTIONS)
+    scale = torch.empty_like(channel_mean)
+    padded = padded_channels(channels)
+    _channel_attention_kernel[(batch,)](partial, w1, b1, w2, b2, channel_mean, scale, channels, reduced, plane_size,
+                                        blocks, CP=padded, RP=triton.next_power_of_2(reduced),
+                                        PARTIAL_BLOCK=PARTIAL_BLOCK, **OPTIONS)
+    blocks = triton.cdiv(plane_size, PROJECTION_BLOCK_P)
+    _projection_kernel[(batch * blocks,)](res, x, pool, scale, sa, proj, bias, out, channels, height, width, blocks,
+                                          ROWS=min(padded, PROJECTION_ROWS), BLOCK_P=PROJECTION_BLOCK_P, KC=KC,
+                                          TAPS=TAPS, **OPTIONS)
+    return out, pool, argmax, channel_mean
+
+
+def dual_attention_backward(grad_out: torch.Tensor, res: torch.Tensor, pool: torch.Tensor, argmax: torch.Tensor,
+                            channel_mean: torch.Tensor, sa_weight: torch.Tensor, ca_w1: torch.Tensor,
+                            ca_b1: torch.Tensor, ca_w2: torch.Tensor, ca_b2: torch.Tensor, proj_w: torch.Tensor
+                            ) -> tuple[torch.Tensor, ...]:
+    """dL/dout, res and the forward's pool, argmax, channel_mean -> (grad_res like res, grad_sa_weight,
+    grad_ca_w1, grad_ca_b1, grad_ca_w2, grad_ca_b2, grad_proj_w, grad_proj_b), each weight gradient in its
+    weight's dtype and shape, grad_proj_b ``(C,)`` of proj_w's dtype."""
+    grad_out, res = grad_out.contiguous(), res.contiguous()
+    pool, argmax, channel_mean = pool.contiguous(), argmax.contiguous(), channel_mean.contiguous()
+    batch, channels, height, width = res.shape
+    reduced, plane_size = ca_w1.shape[0], height * width
+    acc_dtype = accumulation_dtype(res.dtype)
+    weights = (sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w)
+    sa, w1, b1, w2, b2, proj = _accumulation_weights(acc_dtype, *weights)
+    grad_res = torch.empty_like(res, memory_format=torch.contiguous_format)
+    if res.numel() == 0:
+        grads = [torch.zeros_like(w, memory_format=torch.contiguous_format) for w in weights]
+        return grad_res.zero_(), *grads, proj_w.new_zeros(channels)
+    padded = padded_channels(channels)
+    rows = grad_rows(padded)
+    row_blocks, chunks = triton.cdiv(channels, rows), triton.cdiv(plane_size, GRAD_CHUNK)
+    grad_s = res.new_empty((batch, row_blocks, plane_size), dtype=acc_dtype)  # shares of s dL/ds
+    outer = res.new_empty((batch * chunks, 2, channels, channels), dtype=acc_dtype)  # (s g) res^T, g res^T
+    bias_partial = res.new_empty((batch * chunks, channels), dtype=acc_dtype)
+    _grad_sums_kernel[(batch * chunks * row_blocks,)](
+        grad_out, res, pool, sa, proj, grad_s, outer, bias_partial, channels, height, width, chunks, row_blocks,
+        CHUNK=GRAD_CHUNK, CP=padded, ROWS=rows, BLOCK_P=GRAD_BLOCK_P, KC=KC, TAPS=TAPS, **OPTIONS)
+    blocks = triton.cdiv(plane_size, BLOCK_P)
+    grad_logit = res.new_empty((batch, plane_size), dtype=acc_dtype)
+    sa_partial = res.new_empty((batch * blocks, 18), dtype=acc_dtype)
+    _logit_grad_kernel[(batch * blocks,)](grad_s, pool, sa, grad_logit, sa_partial, height, width, blocks, row_blocks,
+                                          BLOCK_P=BLOCK_P, TAPS=TAPS, **OPTIONS)
+    scale = torch.empty_like(channel_mean)
+    channel_grad = torch.empty_like(channel_mean)
+    grad_wb = res.new_empty((batch, channels, channels), dtype=acc_dtype)
+    mlp_grads = [res.new_empty((batch, *w.shape), dtype=acc_dtype) for w in (w1, b1, w2, b2)]
+    _channel_attention_grad_kernel[(batch,)](outer, channel_mean, w1, b1, w2, b2, proj, scale, channel_grad, grad_wb,
+                                             *mlp_grads, channels, reduced, plane_size, chunks, CP=padded,
+                                             RP=triton.next_power_of_2(reduced), ROWS=PARTIAL_BLOCK, **OPTIONS)
+    blocks = triton.cdiv(plane_size, PROJECTION_BLOCK_P)
+    _input_grad_kernel[(batch * blocks,)](grad_out, pool, argmax, grad_logit, scale, channel_grad, sa, proj, grad_res,
+                                          channels, height, width, blocks, ROWS=min(padded, PROJECTION_ROWS),
+                                          BLOCK_P=PROJECTION_BLOCK_P, KC=KC, TAPS=TAPS, **OPTIONS)
+    grad_proj = torch.cat((outer[:, 0].sum(0), grad_wb.sum(0)), dim=1)
+    grads = (sa_partial.sum(0), *(g.sum(0) for g in mlp_grads), grad_proj)
+    return (grad_res, *(g.reshape(w.shape).to(w.dtype) for g, w in zip(grads, weights)),
+            bias_partial.sum(0).to(proj_w.dtype))
