@@ -90,11 +90,6 @@ def copy_seconds(min_bytes: int, device: torch.device, min_run_time: float) -> f
     return median_seconds(lambda: dst.copy_(src), min_run_time)
 
 
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-_MEASURE_MMAP_THRESHOLD = 128 << 10
-_TIMING_MMAP_THRESHOLD = 32 << 20  # the ceiling of glibc's dynamic threshold, where a warmed-up run sits
-
-
 def _proc_status_bytes(key: str) -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -106,25 +101,20 @@ def _proc_status_bytes(key: str) -> int:
 def _cpu_peak_bytes(step: Callable[[], object]) -> int | None:
     """The growth of the process's peak resident memory during ``step()`` (Linux with glibc, else None).
 
-    While it runs, every allocation of 128 KiB or more is its own mapping, given back to the system when freed,
-    so the resident size follows the live tensors; the peak is read from ``VmHWM``, reset before the call.
+    Free heap memory is given back to the system first (``malloc_trim``), so the resident size starts at the
+    live memory; the peak is read from ``VmHWM``, reset before the call. malloc's own settings are left alone,
+    so that measuring does not change how the timed calls allocate.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, _MEASURE_MMAP_THRESHOLD)
-    except (OSError, AttributeError):
-        return None
-    try:
         libc.malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as clear_refs:
             clear_refs.write("5")  # resets VmHWM to the current resident size
         before = _proc_status_bytes("VmRSS:")
         step()
         return max(0, _proc_status_bytes("VmHWM:") - before)
-    except OSError:
+    except (OSError, AttributeError):
         return None
-    finally:
-        libc.mallopt(_M_MMAP_THRESHOLD, _TIMING_MMAP_THRESHOLD)
 
 
 def peak_memory_bytes(step: Callable[[], object], device: torch.device) -> int | None:

@@ -18,27 +18,6 @@ namespace cycleisp_fast {
 namespace ain {
 namespace {
 
-constexpr int kLanes = 16;
-
-// Sum over i in [0, n) of term(i), accumulated in kLanes independent lanes; `plus` adds two values.
-template <typename V, typename Term, typename Plus>
-__attribute__((always_inline)) inline V lane_sum(int64_t n, const Term& term, const Plus& plus) {
-  V lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) lanes[j] = plus(lanes[j], term(i + j));
-  }
-  for (; i < n; ++i) lanes[0] = plus(lanes[0], term(i));
-  V total = {};
-  for (int j = 0; j < kLanes; ++j) total = plus(total, lanes[j]);
-  return total;
-}
-
-template <typename acc_t, typename Term>
-__attribute__((always_inline)) inline acc_t lane_sum(int64_t n, const Term& term) {
-  return lane_sum<acc_t>(n, term, [](acc_t a, acc_t b) { return a + b; });
-}
-
 // Two-pass statistics of one chunk (it stays in cache between the passes). The first pass sums x - x[0],
 // so that a large common offset (|mean| >> std) does not cost the sum its precision.
 template <typename scalar_t, typename acc_t>

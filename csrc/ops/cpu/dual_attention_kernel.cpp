@@ -40,7 +40,9 @@ namespace cycleisp_fast {
 namespace dual_attention {
 namespace {
 
-constexpr int64_t kTile = 256;  // pixels per task: a (C x kTile) block of res, g or a scratch stays in L2
+// Pixels per task: the (C x kTile) blocks a task touches (res or g, its scaled copy, out) stay in L2 for C = 64;
+// 1024 measured 8 % faster than 256 in the forward (fewer, larger BLAS calls).
+constexpr int64_t kTile = 1024;
 
 // C (m x n) = alpha op(A) op(B) + beta C, column-major, op = transpose when trans is 'T'.
 template <typename T>
@@ -153,7 +155,8 @@ void add_outer_products(int64_t channels, int64_t size, Block<const T> a, Block<
 }
 
 // Channel max, its first argmax and the channel mean of every pixel of a tile, and each channel's sum over the
-// tile (channel_sums, C values).
+// tile (channel_sums, C values). NCHW runs along the pixels of each channel (vectorised, the channel sum in
+// independent lanes); channels_last along the channels of each pixel.
 template <bool kNHWC, typename T>
 CYCLEISP_CPU_CLONES void pool_tile(Block<const T> res, int64_t channels, int64_t size, T* __restrict__ max,
                                    T* __restrict__ mean, int32_t* __restrict__ argmax, T* __restrict__ channel_sums) {
@@ -163,14 +166,17 @@ CYCLEISP_CPU_CLONES void pool_tile(Block<const T> res, int64_t channels, int64_t
     mean[t] = T(0);
     argmax[t] = 0;
   }
-  for (int64_t c = 0; c < channels; ++c) channel_sums[c] = T(0);
+  for (int64_t c = 0; c < channels; ++c) {
+    const T* __restrict__ row = data + c * res.ld;
+    channel_sums[c] = kNHWC ? T(0) : lane_sum<T>(size, [&](int64_t t) { return row[t]; });
+  }
   for_each_element<kNHWC>(channels, size, [&](int64_t c, int64_t t) {
     const T v = data[element<kNHWC>(c, t, res.ld)];
     const bool greater = v > max[t];
     max[t] = greater ? v : max[t];
     argmax[t] = greater ? static_cast<int32_t>(c) : argmax[t];
     mean[t] += v;
-    channel_sums[c] += v;
+    if constexpr (kNHWC) channel_sums[c] += v;
   });
   const T inverse = T(1) / static_cast<T>(channels);
   for (int64_t t = 0; t < size; ++t) mean[t] *= inverse;
