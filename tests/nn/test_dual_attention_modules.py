@@ -1,6 +1,7 @@
 """CycleISP's attention modules (ChannelAttention, SpatialAttention, DAB, RRG): state-dict keys and order as
-the spec lists them, the official forward written out independently here (load its weights, compare), the
+the spec lists them, the official forward (load its weights, compare), the
 shared activation, every fused backend against the reference, and torch.compile(fullgraph=True) of an RRG.
+The official forward is written out independently in ``tests/official_cycleisp.py``.
 
 Tolerances: with the reference backend the modules run the official operations in the official order, so
 outputs are equal bit for bit; fused backends agree to 1e-12 (float64, relative to the largest magnitude) with
@@ -15,35 +16,13 @@ from torch import nn
 from cycleisp_fast import backend as backend_mod
 from cycleisp_fast.nn import DAB, RRG, ChannelAttention, SpatialAttention, default_conv
 from conftest import fused_backends
+import official_cycleisp as official
 
 BACKENDS = fused_backends("dual_attention_forward")
 DAB_KEYS = [
     "SA.spatial.conv.weight", "CA.conv_du.0.weight", "CA.conv_du.0.bias", "CA.conv_du.2.weight", "CA.conv_du.2.bias",
     "body.0.weight", "body.0.bias", "body.1.weight", "body.2.weight", "body.2.bias", "conv1x1.weight", "conv1x1.bias",
 ]
-
-
-def official_dab(state, prefix, x, act):
-    """The official DAB forward (spec section 1.4), from a state dict, with plain functional calls."""
-    w = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    res = F.conv2d(act(F.conv2d(x, w["body.0.weight"], w["body.0.bias"], padding=1)), w["body.2.weight"],
-                   w["body.2.bias"], padding=1)
-    pooled = torch.cat((torch.max(res, 1)[0].unsqueeze(1), torch.mean(res, 1).unsqueeze(1)), dim=1)
-    sa = res * torch.sigmoid(F.conv2d(pooled, w["SA.spatial.conv.weight"], padding=1))
-    hidden = F.relu(F.conv2d(F.adaptive_avg_pool2d(res, 1), w["CA.conv_du.0.weight"], w["CA.conv_du.0.bias"]))
-    ca = res * torch.sigmoid(F.conv2d(hidden, w["CA.conv_du.2.weight"], w["CA.conv_du.2.bias"]))
-    out = F.conv2d(torch.cat([sa, ca], dim=1), w["conv1x1.weight"], w["conv1x1.bias"])
-    out += x
-    return out
-
-
-def official_rrg(state, x, act, num_dab):
-    res = x
-    for i in range(num_dab):
-        res = official_dab(state, f"body.{i}.", res, act)
-    res = F.conv2d(res, state[f"body.{num_dab}.weight"], state[f"body.{num_dab}.bias"], padding=1)
-    res += x
-    return res
 
 
 def randomized(module):
@@ -89,7 +68,7 @@ def test_reference_backend_equals_the_official_computation_bit_for_bit():
     rrg = randomized(RRG(default_conv, 16, 3, 4, act=act, num_dab=2, backend="reference"))
     x = torch.randn(2, 16, 7, 9)
     with torch.no_grad():
-        assert torch.equal(rrg(x), official_rrg(rrg.state_dict(), x, act, 2))
+        assert torch.equal(rrg(x), official.rrg(rrg.state_dict(), "", x, act, 2))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -1,0 +1,114 @@
+"""CycleISP's networks: state-dict keys, shapes and order against the official list
+(``tests/data/cycleisp_state_dict_keys.txt``, from the spec), parameter counts, the shared PReLU, the fixed
+blur, the official forward written out independently (``tests/official_cycleisp.py``: equal bit for bit on the
+reference backend), and every fused backend against the reference in float64."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from cycleisp_fast import backend as backend_mod
+from cycleisp_fast.models import CCM, DenoiseNet, Raw2Rgb, Rgb2Raw
+from conftest import fused_backends
+import official_cycleisp as official
+
+KEYS_FILE = Path(__file__).parent.parent / "data" / "cycleisp_state_dict_keys.txt"
+BACKENDS = fused_backends("dual_attention_forward")
+NETWORKS = {
+    "Rgb2Raw": (Rgb2Raw, 3_143_109),
+    "CCM": (CCM, 1_084_419),
+    "Raw2Rgb": (Raw2Rgb, 3_244_110),
+    "DenoiseNet_raw": (lambda: DenoiseNet(raw=True), 2_838_404),
+    "DenoiseNet_rgb": (lambda: DenoiseNet(raw=False), 2_834_947),
+}
+
+
+def official_keys() -> dict[str, list[tuple[str, tuple[int, ...], bool]]]:
+    """network -> [(key, shape, is a PReLU alias)] in the official order."""
+    sections, current = {}, None
+    for line in KEYS_FILE.read_text().splitlines():
+        header = re.match(r"## (\w+)", line)
+        if header:
+            current = sections.setdefault(header.group(1), [])
+        elif current is not None and "\t" in line:
+            name, rest = line.split("\t")
+            shape = tuple(int(v) for v in re.findall(r"\d+", rest.split(")")[0]))
+            current.append((name, shape, "PReLU-alias" in rest))
+    return sections
+
+
+def randomized(model):
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.copy_(0.05 * torch.randn_like(p))
+    return model
+
+
+def inputs_for(name, dtype=torch.float64):
+    if name in ("Rgb2Raw", "CCM", "DenoiseNet_rgb"):
+        return (torch.rand(1, 3, 24, 22, dtype=dtype),)
+    if name == "Raw2Rgb":
+        return torch.rand(1, 4, 12, 11, dtype=dtype), torch.rand(1, 96, 12, 11, dtype=dtype)
+    return torch.rand(1, 4, 12, 11, dtype=dtype), 0.01 * torch.rand(1, 4, 12, 11, dtype=dtype)
+
+
+OFFICIAL = {"Rgb2Raw": official.rgb2raw, "CCM": official.ccm, "Raw2Rgb": official.raw2rgb,
+            "DenoiseNet_raw": official.denoise, "DenoiseNet_rgb": official.denoise}
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_keys_shapes_order_and_parameter_count(name):
+    build, parameters = NETWORKS[name]
+    model = build()
+    expected = official_keys()[name]
+    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == [(k, s) for k, s, _ in expected]
+    assert sum(p.numel() for p in model.parameters()) == parameters
+    aliases = [k for k, _, alias in expected if alias]
+    state = model.state_dict(keep_vars=True)
+    assert aliases and all(state[k] is state[aliases[0]] for k in aliases)  # one PReLU under every alias
+
+
+def test_ccm_blur_is_the_fixed_official_gaussian():
+    blur = CCM().blur.weight
+    assert not blur.requires_grad and blur.shape == (3, 1, 21, 21)
+    assert abs(blur[0, 0, 10, 10].item() - 0.0028886) < 1e-7 and abs(blur[0, 0, 0, 0].item() - 0.0014424) < 1e-7
+    assert abs(blur[0].sum().item() - 1) < 1e-6
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_reference_backend_equals_the_official_forward(name):
+    model = randomized(NETWORKS[name][0]().double())
+    inputs = inputs_for(name)
+    with torch.no_grad(), backend_mod.use_backend("reference"):
+        assert torch.equal(model(*inputs), OFFICIAL[name](model.state_dict(), *inputs))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["Rgb2Raw", "DenoiseNet_raw"])
+def test_fused_backend_matches_reference(name, backend):
+    model = randomized(NETWORKS[name][0]().double())
+    inputs = inputs_for(name)
+    with torch.no_grad():
+        with backend_mod.use_backend("reference"):
+            expected = model(*inputs)
+        with backend_mod.use_backend(backend):
+            actual = model(*inputs)
+    assert (actual - expected).abs().max() <= 1e-10 * expected.abs().max()
+
+
+def test_bad_input_names_the_argument():
+    with pytest.raises(ValueError, match="x must have 3 channel"):
+        Rgb2Raw()(torch.rand(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="height and width must be even"):
+        Rgb2Raw()(torch.rand(1, 3, 9, 8))
+    with pytest.raises(ValueError, match="larger than 10 pixels"):
+        CCM()(torch.rand(1, 3, 10, 10))
+    with pytest.raises(ValueError, match="ccm_features must be"):
+        Raw2Rgb()(torch.rand(1, 4, 8, 8), torch.rand(1, 96, 4, 8))
+    with pytest.raises(ValueError, match="variance must be"):
+        DenoiseNet(raw=True)(torch.rand(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="takes no variance"):
+        DenoiseNet(raw=False)(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
