@@ -1,0 +1,88 @@
+"""Loading official checkpoints key for key, and writing them back in the official layout.
+
+The official CycleISP checkpoints are ``torch.save``d dicts, either bare state dicts or wrapped as
+``{"state_dict": ...}``, with a ``module.`` prefix when saved from ``nn.DataParallel``. Each network shares one
+PReLU under many names (every DAB's ``body.1`` and the trunk's and tail's activations): the checkpoint stores it
+under each name, and :func:`load_official` checks that they agree. ``state_dict()`` of the models is already the
+official layout, so saving it gives a checkpoint the official code loads, and a round trip is lossless.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+OPTIONAL_KEYS = {
+    "Raw2Rgb": ("conv1x1.0.weight", "conv1x1.0.bias"),  # never used in the forward
+    "CCM": ("blur.weight",),  # the fixed Gaussian, rebuilt by the constructor when absent
+}
+"""Keys a checkpoint may lack, per model class name: the model keeps its own values for them."""
+_LISTED = 8
+
+
+def read_state_dict(checkpoint: str | os.PathLike | Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The state dict in ``checkpoint`` (a path to a ``torch.save`` file, or a loaded dict): the
+    ``{"state_dict": ...}`` wrapper removed and a ``module.`` prefix stripped."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        try:
+            checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except FileNotFoundError:  # says which file
+            raise
+        except Exception as error:  # truncated or not a torch file
+            raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} could not be read as a torch checkpoint: "
+                             f"{type(error).__name__}: {error}") from error
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f"checkpoint must be a path or a state dict, got {type(checkpoint).__name__}")
+    if "state_dict" in checkpoint and isinstance(checkpoint["state_dict"], Mapping):
+        checkpoint = checkpoint["state_dict"]
+    state = {}
+    for key, value in checkpoint.items():
+        if not isinstance(value, Tensor):
+            raise TypeError(f"checkpoint entry {key!r} must be a tensor, got {type(value).__name__}")
+        state[key.removeprefix("module.")] = value
+    return state
+
+
+def _listing(what: str, items: list[str]) -> str:
+    shown = ", ".join(items[:_LISTED]) + (f", ... ({len(items)} in all)" if len(items) > _LISTED else "")
+    return f"{what}: {shown}"
+
+
+def load_official(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, Tensor]) -> nn.Module:
+    """Loads an official checkpoint into ``model`` (in place; returns it), key for key.
+
+    Accepts the ``{"state_dict": ...}`` wrapper and bare dicts, strips ``module.``, checks that every alias of a
+    shared parameter (the network's one PReLU) holds the same values, ignores Raw2Rgb's unused ``conv1x1`` and
+    keeps CCM's blur when the checkpoint lacks them. Raises ``ValueError`` listing the missing, unexpected and
+    mis-shaped keys, or the aliases that disagree; nothing is loaded then.
+    """
+    state = read_state_dict(checkpoint)
+    expected = model.state_dict(keep_vars=True)
+    optional = set(OPTIONAL_KEYS.get(type(model).__name__, ()))
+    name = type(model).__name__
+    problems = []
+    missing = [k for k in expected if k not in state and k not in optional]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})" for k, v in state.items()
+                 if k in expected and v.shape != expected[k].shape]
+    for what, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshaped)):
+        if items:
+            problems.append(_listing(what, items))
+    if problems:
+        raise ValueError(f"checkpoint does not fit {name}: " + "; ".join(problems))
+    aliases: dict[int, list[str]] = {}
+    for key, tensor in expected.items():
+        if key in state:
+            aliases.setdefault(id(tensor), []).append(key)
+    for keys in aliases.values():
+        differing = [k for k in keys[1:] if not torch.equal(state[keys[0]], state[k])]
+        if differing:
+            raise ValueError(f"checkpoint does not fit {name}: one shared parameter is stored under {len(keys)} names "
+                             f"but with different values: " + _listing(f"these differ from {keys[0]}", differing))
+    with torch.no_grad():
+        for key, value in state.items():
+            expected[key].copy_(value)
+    return model
