@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cycleisp_fast import ops
+from cycleisp_fast import backend as _backend, ops
 from cycleisp_fast.nn.dual_attention import RRG, default_conv
 from cycleisp_fast.ops._checks import check_tensor
+from cycleisp_fast.ops.dual_attention import OP_NAME as DUAL_ATTENTION_OP
 
 
 def _residual_trunk(n_feats: int, num_rrg: int, num_dab: int, reduction: int, act: nn.Module,
@@ -28,10 +29,27 @@ def _residual_trunk(n_feats: int, num_rrg: int, num_dab: int, reduction: int, ac
             for _ in range(num_rrg)] + [default_conv(n_feats, n_feats, 3), act]
 
 
+MOSAIC_SITES = ((0, 0, 0), (1, 0, 1), (1, 1, 0), (2, 1, 1))
+"""(colour, row, column) of the packed RGGB planes R, Gr, Gb, B within each 2x2 block."""
+
+
+def mosaic_conv3x3(features: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``mosaic(conv3x3(features, weight, bias))`` (zero padding 1) computing only the sites the mosaic keeps:
+    one stride-2 conv per packed plane, a third of the full conv's work. features ``(N, C, H, W)``, H and W
+    even; weight ``(3, C, 3, 3)``; returns packed RGGB ``(N, 4, H/2, W/2)``."""
+    padded = F.pad(features, (1, 1, 1, 1))
+    return torch.cat([F.conv2d(padded[..., dy:, dx:], weight[c:c + 1], bias[c:c + 1], stride=2)
+                      for c, dy, dx in MOSAIC_SITES], dim=1)
+
+
 class Rgb2Raw(nn.Module):
     """The official RGB2RAW branch: sRGB ``(N, 3, H, W)`` in [0, 1], H and W even -> packed RGGB
     ``(N, 4, H/2, W/2)``, ``mosaic(tail(body(head(x))))`` (3 RRGs of 5 DABs, 96 features, reduction 8; no
-    clamp, the scripts clamp). 3,143,109 parameters."""
+    clamp, the scripts clamp). 3,143,109 parameters.
+
+    On the fused backends the tail computes only the sites the mosaic keeps (:func:`mosaic_conv3x3`); the
+    reference backend computes the three full-resolution channels and mosaics them, as the official code.
+    """
 
     def __init__(self, *, backend: str | None = None):
         super().__init__()
@@ -43,7 +61,10 @@ class Rgb2Raw(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_tensor(x, "x", shape_doc="(N, 3, H, W), H and W even", channels=3, even=True)
-        return ops.rgb_to_packed_bayer(self.tail(self.body(self.head(x))), "RGGB", backend=self.backend)
+        features = self.body(self.head(x))
+        if _backend.resolve(DUAL_ATTENTION_OP, x.device.type, self.backend) != "reference":
+            return mosaic_conv3x3(features, self.tail[0].weight, self.tail[0].bias)
+        return ops.rgb_to_packed_bayer(self.tail(features), "RGGB", backend=self.backend)
 
 
 def gaussian_kernel(kernel_size: int = 21, sigma: float = 5.0, channels: int = 3) -> Tensor:
@@ -58,16 +79,28 @@ def gaussian_kernel(kernel_size: int = 21, sigma: float = 5.0, channels: int = 3
     return kernel.view(1, 1, kernel_size, kernel_size).repeat(channels, 1, 1, 1)
 
 
+def separable_blur(x: Tensor, kernel: Tensor) -> Tensor:
+    """The depthwise ``(C, 1, k, k)`` Gaussian ``kernel`` (no padding) as a k-tap vertical then horizontal pass:
+    2k instead of k^2 multiply-adds per pixel. The 1-D factor is the kernel's row sums, exact for the official
+    kernel (a normalised outer(g, g)) up to its float32 rounding: results differ from the dense blur by ~1e-7
+    of the image's range."""
+    taps = kernel.sum(dim=3, keepdim=True)  # (C, 1, k, 1): g, the marginal of outer(g, g)
+    channels = kernel.shape[0]
+    return F.conv2d(F.conv2d(x, taps, groups=channels), taps.transpose(2, 3), groups=channels)
+
+
 class CCM(nn.Module):
     """The official colour-correction branch: sRGB ``(N, 3, H, W)`` (H, W even, at least 11) -> features
     ``(N, 96, H/2, W/2)`` in (0, 1): reflect pad 10, the fixed 21x21 Gaussian blur (sigma 12, ``blur.weight``,
     not trained), a 3x3 conv, 2x2 max pool, 2 RRGs of 2 DABs, conv, PReLU, conv, sigmoid. 1,084,419 parameters
-    (1,323 of them the blur)."""
+    (1,323 of them the blur). On the fused backends the blur runs separably (:func:`separable_blur`).
+    """
 
     BLUR_SIZE, BLUR_SIGMA = 21, 12.0
 
     def __init__(self, *, backend: str | None = None):
         super().__init__()
+        self.backend = backend
         act = nn.PReLU(96)
         self.head = nn.Sequential(default_conv(3, 96, 3))
         self.downsample = nn.Sequential(nn.MaxPool2d(kernel_size=2))
@@ -83,7 +116,11 @@ class CCM(nn.Module):
         if min(x.shape[-2:]) <= self.pad:
             raise ValueError(f"x must be larger than {self.pad} pixels in height and width (reflect padding), "
                              f"got {tuple(x.shape)}")
-        x = self.blur(F.pad(x, (self.pad,) * 4, mode="reflect"))
+        x = F.pad(x, (self.pad,) * 4, mode="reflect")
+        if _backend.resolve(DUAL_ATTENTION_OP, x.device.type, self.backend) == "reference":
+            x = self.blur(x)
+        else:
+            x = separable_blur(x, self.blur.weight)
         return self.tail(self.body(self.downsample(self.head(x))))
 
 
