@@ -1,7 +1,8 @@
 """CycleISP's networks: state-dict keys, shapes and order against the official list
 (``tests/data/cycleisp_state_dict_keys.txt``, from the spec), parameter counts, the shared PReLU, the fixed
 blur, the official forward written out independently (``tests/official_cycleisp.py``: equal bit for bit on the
-reference backend), and every fused backend against the reference in float64."""
+reference backend), every fused backend against the reference in float64 (with the mosaic-only tail and the
+separable blur), and torch.compile(fullgraph=True) of a denoiser."""
 
 import re
 from pathlib import Path
@@ -131,3 +132,15 @@ def test_separable_blur_equals_the_dense_official_blur():
     dense = torch.nn.functional.conv2d(x, kernel, groups=3)
     # the official kernel is outer(g, g) only to float32 rounding, so the two differ at that level (values in [0, 1])
     torch.testing.assert_close(separable_blur(x, kernel), dense, rtol=0, atol=2e-7)
+
+
+@pytest.mark.skipif("native" not in BACKENDS, reason="native kernels are not built")
+def test_torch_compile_fullgraph_denoiser():
+    model = randomized(DenoiseNet(raw=False).double())
+    x = torch.rand(1, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        with backend_mod.use_backend("native"):
+            compiled = torch.compile(model, fullgraph=True)(x)
+        with backend_mod.use_backend("reference"):
+            expected = model(x)
+    torch.testing.assert_close(compiled, expected)
