@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cycleisp_fast import ops
-from cycleisp_fast.backend import BACKENDS
-from cycleisp_fast.ops._checks import check_choice, check_tensor
+from cycleisp_fast.ops._checks import check_backend_argument, check_choice, check_tensor
 
 RESIZE_MODES = ("subsample", "avgpool")
 INIT_FACTOR = 0.02
@@ -89,7 +88,7 @@ class AIN(nn.Module):
         self.eps = eps
         self.negative_slope = negative_slope
         self.resize = check_choice(resize, "resize", RESIZE_MODES)
-        self.backend = None if backend is None else check_choice(backend, "backend", BACKENDS)
+        self.backend = check_backend_argument(backend)
         self.conv1 = tf_conv2d(noise_channels, hidden, 5)
         self.conv_gamma = tf_conv2d(hidden, channels, 3)
         self.conv_beta = tf_conv2d(hidden, channels, 3)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from cycleisp_fast import ops
-from cycleisp_fast.backend import BACKENDS
-from cycleisp_fast.ops._checks import check_choice
+from cycleisp_fast.ops._checks import check_backend_argument, check_choice
 from cycleisp_fast.ops.bayer import PATTERNS, Level
 
 
@@ -14,7 +13,7 @@ class _BayerModule(nn.Module):
     def __init__(self, pattern: str = "RGGB", backend: str | None = None):
         super().__init__()
         self.pattern = check_choice(pattern, "pattern", PATTERNS)
-        self.backend = None if backend is None else check_choice(backend, "backend", BACKENDS)
+        self.backend = check_backend_argument(backend)
 
     def extra_repr(self) -> str:
         return f"pattern={self.pattern!r}" + (f", backend={self.backend!r}" if self.backend else "")

@@ -16,8 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cycleisp_fast import ops
-from cycleisp_fast.backend import BACKENDS
-from cycleisp_fast.ops._checks import check_choice
+from cycleisp_fast.ops._checks import check_backend_argument
 from cycleisp_fast.reference import dual_attention as reference
 
 
@@ -27,10 +26,6 @@ def default_conv(in_channels: int, out_channels: int, kernel_size: int, bias: bo
     in the official code, ``padding`` is accepted and ignored."""
     del padding
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias, stride=stride)
-
-
-def _check_backend(backend: str | None) -> str | None:
-    return None if backend is None else check_choice(backend, "backend", BACKENDS)
 
 
 class ChannelAttention(nn.Module):
@@ -136,7 +131,7 @@ class DAB(nn.Module):
         self.CA = ChannelAttention(n_feat, reduction)
         self.body = nn.Sequential(*body)
         self.conv1x1 = nn.Conv2d(n_feat * 2, n_feat, kernel_size=1)
-        self.backend = _check_backend(backend)
+        self.backend = check_backend_argument(backend)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, C, H, W)`` -> ``(N, C, H, W)``."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from cycleisp_fast.backend import BACKENDS
+
 
 def check_tensor(value, name: str, *, shape_doc: str, channels: int | None = None, even: bool = False,
                  integer_ok: bool = False) -> torch.Tensor:
@@ -32,3 +34,8 @@ def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     return value
+
+
+def check_backend_argument(backend) -> str | None:
+    """A module's ``backend=`` argument: None (follow the backend in force) or one of the backend names."""
+    return None if backend is None else check_choice(backend, "backend", BACKENDS)
