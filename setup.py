@@ -48,7 +48,9 @@ def _extension():
     )
     # -fno-trapping-math lets GCC if-convert (and so vectorise) selects such as LeakyReLU, -fno-math-errno
     # loops that take square roots (no errno branch); results unchanged, and no kernel reads errno.
-    # -ffp-contract=off: no fused multiply-adds in the AVX-512 clones (csrc/ops/cpu/vectorize.h).
+    # -ffp-contract=off: no fused multiply-adds in the AVX-512 clones (csrc/ops/cpu/vectorize.h); -fmad=false
+    # the same for nvcc, so that the GPU rounds as the CPU does (the seeded noise is bit-identical on both);
+    # kernels that want FMAs in their inner products call fma() explicitly.
     cxx_flags = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno", "-ffp-contract=off"]
     include_dirs = [os.path.abspath("csrc")]
     if not with_cuda:
@@ -72,7 +74,7 @@ def _extension():
         "cycleisp_fast._C",
         sources,
         include_dirs=include_dirs,
-        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
+        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo", "-fmad=false"]},
         extra_link_args=["-fopenmp"],
     )
 

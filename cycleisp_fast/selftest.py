@@ -10,6 +10,7 @@ pure data movement, within ``torch.testing.assert_close``'s default tolerances o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -103,11 +104,18 @@ def _mismatch(actual: torch.Tensor, expected: torch.Tensor, exact: bool, toleran
 
 def _check_variant(result: Result, case: Case, name: str, inputs: Sequence[torch.Tensor], variant: Variant,
                    generator: torch.Generator, label: str) -> None:
-    """Compares ``name``'s output and input gradients with the reference's for one variant."""
-    expected, grad_output = _forward_and_grads(functools.partial(case.reference, **variant.kwargs), inputs, generator)
+    """Compares ``name``'s output and input gradients with the reference's for one variant. The reference
+    always runs on the CPU, the canonical result (the seeded noise must be the same on every device), in the
+    inputs' dtype; grad_output is drawn on the CPU from ``generator``'s next seed."""
+    cpu_generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator,
+                                                                    device=generator.device)))
+    expected, grad_output = _forward_and_grads(functools.partial(case.reference, **variant.kwargs),
+                                               [t.cpu() for t in inputs], cpu_generator)
     try:
+        device_grad = None if grad_output is None else grad_output.to(inputs[0].device)
         actual, _ = _forward_and_grads(functools.partial(case.op, **variant.kwargs, backend=name), inputs,
-                                       generator, grad_output)
+                                       generator, device_grad)
+        actual = [t.cpu() for t in actual]
     except Exception as error:  # a crashing backend is a failed check, not a crashed selftest
         first_line = str(error).partition("\n")[0]
         result.record(label, None, f"raised {type(error).__name__}: {first_line}")
@@ -155,6 +163,18 @@ def format_results(results: Sequence[Result]) -> str:
     return "\n".join(markdown_table(cells) + [""] * bool(reasons) + list(reasons))
 
 
+@contextlib.contextmanager
+def full_precision_float32():
+    """No TF32 in cuBLAS / cuDNN while it lasts: the reference's float32 convolutions and products on a GPU
+    (TF32 by default in cuDNN) are then float32-accurate, as the fused kernels are."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def run_selftest(devices: Sequence[str | torch.device] | None = None) -> bool:
     """Checks every fused backend against the reference on ``devices`` (default: the CPU, and the GPU if any).
 
@@ -162,7 +182,8 @@ def run_selftest(devices: Sequence[str | torch.device] | None = None) -> bool:
     happens, then a pass/fail table. Returns True when no check failed (skipped backends do not fail).
     """
     devices = default_devices() if devices is None else [torch.device(d) for d in devices]
-    results = [result for device in devices for name in FUSED for result in check_backend(name, device)]
+    with full_precision_float32():
+        results = [result for device in devices for name in FUSED for result in check_backend(name, device)]
     print(format_results(results))
     checks = sum(r.checks for r in results)
     failures = sum(r.failures for r in results)

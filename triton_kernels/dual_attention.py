@@ -42,10 +42,10 @@ TAPS = 32  # the SA conv's 18 taps (sa_weight flattened [k][dy][dx]), padded to 
 BLOCK_P = 128  # pixels per program of the per-pixel kernels (pool, dL/dlogit)
 POOL_BLOCK_C = 16  # channels the pool kernel reduces per loop step
 PARTIAL_BLOCK = 16  # partial rows a per-image kernel adds per loop step
-KC = 8  # input channels (or pixels) per tl.dot: the contraction width
+KC = 16  # input channels per tl.dot: the contraction width (Triton before 3.8 needs K >= 16)
 PROJECTION_ROWS = 32  # output channels per step of the projection kernels (at most; fewer for C < 32)
 PROJECTION_BLOCK_P = 64  # pixels per program of the projection kernels
-GRAD_BLOCK_P = 8  # pixels per loop step of the sums kernel: the contraction of its (s g) res^T, g res^T
+GRAD_BLOCK_P = 16  # pixels per loop step of the sums kernel: the contraction of its (s g) res^T, g res^T
 GRAD_CHUNK = 2048  # pixels per program of the sums kernel
 OUTER_ELEMENTS = 2048  # the sums kernel's two (ROWS x CP) accumulators hold at most this many elements each
 OPTIONS = dict(num_warps=8, num_stages=1, maxnreg=128)  # launch options of every kernel
@@ -122,6 +122,8 @@ def _dot(a, b, acc, io_dtype: tl.constexpr):
     a TF32 dot of float32 operands."""
     if io_dtype.primitive_bitwidth == 16:
         acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="tf32")
+    elif io_dtype == tl.float64:
+        acc = tl.dot(a, b, acc, input_precision="ieee", out_dtype=tl.float64)  # Triton < 3.8 needs out_dtype
     else:
         acc = tl.dot(a, b, acc, input_precision="ieee")
     return acc

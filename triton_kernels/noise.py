@@ -26,7 +26,7 @@ import triton.language as tl
 from triton.language.random import philox_impl
 
 from cycleisp_fast._dtypes import accumulation_dtype
-from cycleisp_fast.triton_kernels.rounding import divide, sqrt
+from cycleisp_fast.triton_kernels.rounding import divide, sqrt, to_bfloat16
 
 TILE = 1024  # elements per program; mirrors kTile in csrc/ops/noise_math.h
 TILE_COUNTERS = 256  # Philox counters per tile (4 words each); mirrors kTileCounters
@@ -237,8 +237,14 @@ def _write_run(x_ptr, shot_ptr, read_ptr, out_ptr, index, z, numel, plane_size, 
         y = tl.where(y > clip_max, clip_max, y)
     out_dtype: tl.constexpr = out_ptr.dtype.element_ty
     if out_dtype == tl.bfloat16:
-        y = y.to(tl.bfloat16, fp_downcast_rounding="rtne")
+        y = to_bfloat16(y)
     tl.store(out_ptr + index, y.to(out_dtype), mask=mask)
+
+
+@triton.jit
+def _int64(value):
+    """An integer argument as an int64 scalar tensor, also where Triton specialised it to a constant (e.g. 1)."""
+    return value + tl.zeros([], dtype=tl.int64)
 
 
 @triton.jit
@@ -251,12 +257,12 @@ def noise_sample_kernel(
     """Writes tile ``program_id`` (TILE = 4 TILE_COUNTERS elements) of out from x ``(numel,)`` and the
     per-plane shot, read ``(numel / plane_size,)`` (compute dtype)."""
     acc_dtype: tl.constexpr = shot_ptr.dtype.element_ty
-    seed = tl.to_tensor(seed).to(tl.int64)
+    seed = _int64(seed)
     k0 = (seed & 0xFFFFFFFF).to(tl.uint32)
     k1 = (seed >> 32).to(tl.uint32)
-    offset = tl.to_tensor(offset).to(tl.int64).to(tl.uint32)
-    numel = tl.to_tensor(numel).to(tl.int64)
-    plane_size = tl.to_tensor(plane_size).to(tl.int64)
+    offset = _int64(offset).to(tl.uint32)
+    numel = _int64(numel)
+    plane_size = _int64(plane_size)
     clip_min = tl.full([], clip_min, acc_dtype)
     clip_max = tl.full([], clip_max, acc_dtype)
     tile = tl.program_id(0).to(tl.int64)

@@ -23,3 +23,12 @@ def sqrt(value):
     else:
         root = tl.sqrt_rn(value)
     return root
+
+
+@triton.jit
+def to_bfloat16(value):
+    """A float32 value rounded to the nearest bfloat16 (ties to even), NaN kept. Written out in integer
+    arithmetic because Triton's interpreter truncates in ``.to(tl.bfloat16)`` whatever the rounding mode."""
+    bits = value.to(tl.uint32, bitcast=True)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return tl.where(value != value, value.to(tl.bfloat16), rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True))

@@ -124,7 +124,9 @@ CASES = (
         default_sizes=((1, BLOCK_CHANNELS, 128, 128),),
         quick_sizes=((1, BLOCK_CHANNELS, 16, 16),),
         selftest_sizes=((1, BLOCK_CHANNELS, 6, 9),),
-        variants=(Variant({}, exact=False),),
+        # the weight gradients are sums over N H W terms, accumulated in another order by the GPU's convolution
+        # backward than by the CPU's, where the reference runs: 3e-5 seen on an H100
+        variants=(Variant({}, exact=False, grad_tolerances={"rtol": 1e-5, "atol": 1e-4}),),
         # float32 only: in half precision the convs turn the backends' 1-ulp differences of the AIN outputs
         # into errors beyond assert_close's half tolerances (mixed precision runs convs under autocast instead)
         dtype=torch.float32,

@@ -466,6 +466,28 @@ def test_gradients_match_reference(backend, model, clip):
         assert not grads[1].any() and not grads[2].any()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_half_precision_gradient_masks_the_compute_dtype_sample(backend, model, dtype):
+    """In 16-bit, samples just inside a clip bound round onto it: they were not clipped, so their gradient
+    is not 0. The mask follows the float32 sample, as the reference's autograd does (x just below the upper
+    bound with tiny levels makes many such samples)."""
+    x = (1 - torch.rand(4, 256, generator=torch.Generator().manual_seed(3)) * 4e-3).to(dtype)
+    shot, read = torch.full((4,), 1e-7), torch.full((4,), 1e-7)
+    kwargs = dict(seed=9, clip=(0.0, 1.0))
+    fn = MODELS[model]
+    y, grads = run_with_grads(lambda *t: fn(*t, backend=backend, **kwargs), x, shot, read, torch.ones_like(x))
+    y_ref, grads_ref = run_with_grads(lambda *t: fn(*t, backend="reference", **kwargs), x, shot, read,
+                                      torch.ones_like(x))
+    assert torch.equal(y, y_ref)
+    rounded_onto_bound = (y == 1) & (grads_ref[0] != 0)
+    assert int(rounded_onto_bound.sum()) > 10  # the case this test is about occurs
+    torch.testing.assert_close(grads[0], grads_ref[0], rtol=0, atol=0)
+    for a, e in zip(grads[1:], grads_ref[1:]):
+        torch.testing.assert_close(a, e, rtol=1e-3, atol=1e-2)
+
+
 @pytest.mark.parametrize("backend", ["native", "reference"])
 def test_gradcheck_heteroscedastic_float64(backend):
     """y is a deterministic smooth function of (x, shot, read) for a fixed seed; x in [0.1, 1] and positive

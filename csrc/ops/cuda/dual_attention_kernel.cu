@@ -187,8 +187,8 @@ __device__ void project(const scalar_t* __restrict__ v, const acc_t* __restrict_
       for (int a = 0; a < kRowsPerThread; ++a) {
 #pragma unroll
         for (int q = 0; q < kPixelsPerThread; ++q) {
-          f.spatial[a][q] += ws[a] * x[q];
-          if constexpr (kChannel) f.channel[a][q] += wc[a] * x[q];
+          f.spatial[a][q] = fma(ws[a], x[q], f.spatial[a][q]);
+          if constexpr (kChannel) f.channel[a][q] = fma(wc[a], x[q], f.channel[a][q]);
         }
       }
     }
@@ -342,7 +342,7 @@ __global__ void __launch_bounds__(kThreads)
     project<false, false>(res + task.image * channels * plane, proj, static_cast<const acc_t*>(nullptr), channels,
                           plane, row0, task.pixel0, stage, f);
     for_each_output(row0, task.pixel0, channels, plane, [&](int a, int q, int64_t row, int t) {
-      dot[q] += static_cast<acc_t>(image_grad[row * plane + t]) * f.spatial[a][q];
+      dot[q] = fma(static_cast<acc_t>(image_grad[row * plane + t]), f.spatial[a][q], dot[q]);
     });
   }
 #pragma unroll
@@ -443,8 +443,8 @@ __global__ void __launch_bounds__(kGradThreads) weight_grad_partials_kernel(
         bias[a] += g[a];
 #pragma unroll
         for (int b = 0; b < kGradPerThread; ++b) {
-          scaled[a][b] += sg * r[b];
-          outer[a][b] += g[a] * r[b];
+          scaled[a][b] = fma(sg, r[b], scaled[a][b]);
+          outer[a][b] = fma(g[a], r[b], outer[a][b]);
         }
       }
     }

@@ -42,7 +42,7 @@ __global__ void noise_sample_kernel(const scalar_t* __restrict__ x, scalar_t* __
       if (i >= numel) return;
       const int64_t plane = i / p.plane_size;
       const acc_t xi = static_cast<acc_t>(x[i]);
-      acc_t y;
+      acc_t y{};
       if constexpr (kModel == Model::kHeteroscedasticGaussian) {
         y = heteroscedastic_gaussian(xi, p.shot[plane], p.read[plane], z);
       } else if constexpr (kModel == Model::kHeteroscedasticSensitivity) {
