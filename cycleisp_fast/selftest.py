@@ -148,7 +148,8 @@ def check_backend(name: str, device: torch.device) -> list[Result]:
         except RuntimeError as error:
             results.append(Result(device.type, name, case.name, skipped=str(error)))
             continue
-        results += [check_case(case, name, device, dtype) for dtype in case.dtypes(DTYPES[device.type])]
+        dtypes = (case.selftest_dtype,) if case.selftest_dtype is not None else case.dtypes(DTYPES[device.type])
+        results += [check_case(case, name, device, dtype) for dtype in dtypes]
     return results
 
 

@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-OP_MODULES = ("bayer", "ain", "noise", "dual_attention")
+OP_MODULES = ("bayer", "ain", "noise", "dual_attention", "models")
 """Modules of ``cycleisp_fast.bench`` that define ``CASES``."""
 
 MODES = ("forward", "forward+backward")
@@ -72,6 +72,8 @@ class Case:
         default_sizes, quick_sizes, selftest_sizes: sizes for a full run, ``--quick`` and the selftest.
         variants: keyword arguments to check in the selftest; the benchmarks time the first.
         dtype: the input dtype when the case has one of its own (RAW samples), else ``--dtypes`` picks.
+        selftest_dtype: the dtype the selftest checks in, when it is not the timed one (a whole AINDNet's
+            float32 gradients are ill-conditioned: see :mod:`cycleisp_fast.bench.models`).
         min_bytes: ``(inputs, output, mode) -> bytes`` a call must move at least.
         flops: ``(inputs, output, mode) -> FLOPs`` of a call, for compute-bound ops.
     """
@@ -88,6 +90,7 @@ class Case:
     selftest_sizes: tuple[Size, ...]
     variants: tuple[Variant, ...]
     dtype: torch.dtype | None = None
+    selftest_dtype: torch.dtype | None = None
     baseline: Callable[..., torch.Tensor] | None = None
     min_bytes: Callable[[Sequence[torch.Tensor], torch.Tensor, str], int] = io_bytes
     flops: Callable[[Sequence[torch.Tensor], torch.Tensor, str], int] | None = None

@@ -1,7 +1,9 @@
-"""CycleISP's training losses (the paper's; the official repository has no training code).
+"""The papers' training losses: CycleISP's (the paper's; the official repository has no training code) and
+AINDNet's (its Eq. 5-7).
 
 ``||.||_1`` is taken as the mean absolute difference (``F.l1_loss``), so the weights do not depend on the crop
-size. ``log_eps`` (1e-3) and the joint weight ``beta`` are not fixed by the official code: ``beta`` is required.
+size; likewise the asymmetric noise-level loss is a mean over elements (the paper leaves sum or mean open).
+CycleISP's ``log_eps`` (1e-3) and joint weight ``beta`` are not fixed by the official code: ``beta`` is required.
 """
 
 from __future__ import annotations
@@ -43,3 +45,56 @@ def joint_loss(predicted_raw: Tensor, target_raw: Tensor, predicted_rgb: Tensor,
     if not 0 <= beta <= 1:
         raise ValueError(f"beta must be in [0, 1], got {beta!r}")
     return beta * rgb2raw_loss(predicted_raw, target_raw, log_eps) + (1 - beta) * raw2rgb_loss(predicted_rgb, target_rgb)
+
+
+ASYMMETRY = 0.25
+"""AINDNet's alpha: over-estimating the noise level costs 0.25, under-estimating 0.75 (3x more)."""
+SCALE_WEIGHTS = (0.2, 0.8)
+"""AINDNet's weights of the full-resolution and the coarse noise-level terms."""
+NOISE_LOSS_WEIGHT = 0.05
+"""AINDNet's lambda: total synthetic-stage loss = L1 + 0.05 * multi-scale asymmetric loss."""
+
+
+def asymmetric_noise_loss(estimate: Tensor, target: Tensor, alpha: float = ASYMMETRY) -> Tensor:
+    """``mean(|alpha - 1[estimate - target < 0]| (estimate - target)^2)``, CBDNet's asymmetric loss (any equal
+    shapes): under-estimates weigh ``1 - alpha``, over-estimates ``alpha``."""
+    _check_pair(estimate, target, "asymmetric_noise_loss")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    difference = estimate - target
+    weight = torch.where(difference < 0, 1 - alpha, alpha)
+    return (weight * difference.square()).mean()
+
+
+def multiscale_asymmetric_loss(noise_map: Tensor, coarse: Tensor, target_sigma: Tensor, *,
+                               weights: tuple[float, float] = SCALE_WEIGHTS, alpha: float = ASYMMETRY) -> Tensor:
+    """AINDNet's Eq. 5: ``w1 L_asym(noise_map, sigma) + w_s L_asym(coarse, avgpool_s(sigma))``.
+
+    noise_map, target_sigma: ``(N, 3, H, W)``, the estimate and the true per-pixel noise std; coarse:
+    ``(N, 3, H/s, W/s)``, the estimator's coarse map; the scale ``s`` (8 or 4) is read from the shapes, and the
+    coarse target is the ``s x s`` average pool of target_sigma."""
+    _check_pair(noise_map, target_sigma, "multiscale_asymmetric_loss")
+    height, width = target_sigma.shape[-2:]
+    if (not isinstance(coarse, Tensor) or coarse.dim() != target_sigma.dim() or coarse.shape[:-2] != target_sigma.shape[:-2]
+            or coarse.shape[-1] == 0 or height % coarse.shape[-2] or width % coarse.shape[-1]
+            or height // coarse.shape[-2] != width // coarse.shape[-1]):
+        raise ValueError(f"coarse must be target_sigma {tuple(target_sigma.shape)} at 1/s of its height and width "
+                         f"(s an integer), got {tuple(getattr(coarse, 'shape', ()))}")
+    scale = height // coarse.shape[-2]
+    full_weight, coarse_weight = weights
+    return (full_weight * asymmetric_noise_loss(noise_map, target_sigma, alpha)
+            + coarse_weight * asymmetric_noise_loss(coarse, F.avg_pool2d(target_sigma, scale), alpha))
+
+
+def aindnet_synthetic_loss(denoised: Tensor, clean: Tensor, noise_map: Tensor, coarse: Tensor, target_sigma: Tensor,
+                           *, lam: float = NOISE_LOSS_WEIGHT, alpha: float = ASYMMETRY) -> Tensor:
+    """AINDNet's synthetic-noise stage (Eq. 6): ``|denoised - clean|_1 + lam * multiscale_asymmetric_loss``.
+    Pass ``model(noisy, return_noise_map=True)``'s three outputs and the true noise std map."""
+    _check_pair(denoised, clean, "aindnet_synthetic_loss")
+    return F.l1_loss(denoised, clean) + lam * multiscale_asymmetric_loss(noise_map, coarse, target_sigma, alpha=alpha)
+
+
+def aindnet_real_loss(denoised: Tensor, clean: Tensor) -> Tensor:
+    """AINDNet's real-noise stage (Eq. 7, both TF and RT): ``|denoised - clean|_1`` only."""
+    _check_pair(denoised, clean, "aindnet_real_loss")
+    return F.l1_loss(denoised, clean)
