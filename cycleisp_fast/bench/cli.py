@@ -61,9 +61,11 @@ def parse_seconds(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark's options, for ``python -m cycleisp_fast.bench`` and ``cycleisp-fast bench``."""
-    cases = list(all_cases())
-    parser.add_argument("--ops", nargs="+", choices=cases, default=cases, metavar="OP",
-                        help=f"cases to time (default: all): {', '.join(cases)}")
+    cases = all_cases()
+    default = [name for name, case in cases.items() if not case.opt_in]
+    parser.add_argument("--ops", nargs="+", choices=list(cases), default=default, metavar="OP",
+                        help=f"cases to time (default: all but the whole networks "
+                             f"{', '.join(name for name in cases if name not in default)}): {', '.join(cases)}")
     parser.add_argument("--sizes", nargs="+", type=parse_size, metavar="SIZE",
                         help="input shapes like 4x1x1024x1024; each case takes those that fit it "
                              "(default: per case, e.g. N=4 images of 1024x1024)")

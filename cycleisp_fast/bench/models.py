@@ -121,7 +121,7 @@ def _case(name: str, kernel: str, model: _Functional, **extra) -> Case:
     return Case(name=name, kernel=kernel, op=model, reference=_reference(model), make_inputs=_inputs(model),
                 size_doc="N x 3 x H x W (sRGB image)", fits=_fits_rgb, default_sizes=((1, 3, 256, 256),),
                 quick_sizes=((1, 3, 16, 16),), variants=_MODEL_VARIANTS, dtype=torch.float32,
-                flops=_conv_flops(model), **extra)
+                flops=_conv_flops(model), opt_in=True, **extra)
 
 
 CASES = (

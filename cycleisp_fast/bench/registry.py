@@ -72,6 +72,8 @@ class Case:
         default_sizes, quick_sizes, selftest_sizes: sizes for a full run, ``--quick`` and the selftest.
         variants: keyword arguments to check in the selftest; the benchmarks time the first.
         dtype: the input dtype when the case has one of its own (RAW samples), else ``--dtypes`` picks.
+        opt_in: timed only when named with ``--ops`` (whole networks: many minutes per case on a CPU); the
+            selftest checks it always.
         selftest_dtype: the dtype the selftest checks in, when it is not the timed one (a whole AINDNet's
             float32 gradients are ill-conditioned: see :mod:`cycleisp_fast.bench.models`).
         min_bytes: ``(inputs, output, mode) -> bytes`` a call must move at least.
@@ -91,6 +93,7 @@ class Case:
     variants: tuple[Variant, ...]
     dtype: torch.dtype | None = None
     selftest_dtype: torch.dtype | None = None
+    opt_in: bool = False
     baseline: Callable[..., torch.Tensor] | None = None
     min_bytes: Callable[[Sequence[torch.Tensor], torch.Tensor, str], int] = io_bytes
     flops: Callable[[Sequence[torch.Tensor], torch.Tensor, str], int] | None = None
