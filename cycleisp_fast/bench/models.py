@@ -31,6 +31,7 @@ class _Functional:
         self.build = build
         self.channels_last = channels_last
         self.templates: dict[str, nn.Module] = {}
+        self._names: list[str] | None = None
 
     def template(self, backend: str) -> nn.Module:
         if backend not in self.templates:
@@ -38,7 +39,9 @@ class _Functional:
         return self.templates[backend]
 
     def names(self) -> list[str]:
-        return [name for name, _ in self.template("reference").named_parameters()]
+        if self._names is None:
+            self._names = [name for name, _ in self.template("reference").named_parameters()]
+        return self._names
 
     def shapes(self) -> list[torch.Size]:
         return [p.shape for p in self.template("reference").parameters()]

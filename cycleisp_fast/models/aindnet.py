@@ -158,10 +158,7 @@ class AINDNet(nn.Module):
         self.level4 = _Level(128, 3, noise_resize, backend)
         self.up5, self.skip5 = _transposed_conv(128, 64), ResBlock(64)
         self.level5 = _Level(64, 2, noise_resize, backend)
-        self.conv6 = nn.Conv2d(64, 3, 1)
-        std = (1.3 * 0.02 / 64) ** 0.5  # tf_conv2d's initialiser for a 1x1 conv
-        nn.init.trunc_normal_(self.conv6.weight, std=std, a=-2 * std, b=2 * std)
-        nn.init.zeros_(self.conv6.bias)
+        self.conv6 = tf_conv2d(64, 3, 1)
 
     def reconstruct(self, noisy: Tensor, noise_map: Tensor) -> Tensor:
         """The U-Net's residual for ``noisy`` and ``noise_map``, both ``(N, 3, H, W)``, H and W multiples of 8."""
