@@ -82,8 +82,11 @@ def _extension():
 setup(
     packages=find_packages(include=["cycleisp_fast", "cycleisp_fast.*"]) + ["cycleisp_fast.triton_kernels"],
     package_dir={"cycleisp_fast.triton_kernels": "triton_kernels"},
+    package_data={"cycleisp_fast": ["configs/*.toml"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
     # The extension is ABI-bound to the torch it was compiled against.
-    install_requires=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+    install_requires=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pillow", "tifffile", "pypng", "rawpy",
+                      "h5py", "scipy", "scikit-image", "tqdm",
+                      "tomli; python_version < '3.11'"],
 )

@@ -14,6 +14,10 @@ from typing import Sequence
 SUBCOMMANDS = {
     "selftest": ("cycleisp_fast.selftest", "check every fused backend against the reference on this machine"),
     "bench": ("cycleisp_fast.bench.cli", "kernel microbenchmarks: eager vs torch.compile vs fused, with the roofline"),
+    "synth": ("cycleisp_fast.commands.synth", "synthesize realistic noisy/clean pairs (Unprocessing or learned CycleISP)"),
+    "denoise": ("cycleisp_fast.commands.denoise", "denoise images or RAW files with a chosen model and weights"),
+    "eval": ("cycleisp_fast.commands.evaluate", "PSNR/SSIM of models over a folder of pairs, per-image CSV and summary"),
+    "train": ("cycleisp_fast.commands.train", "train CycleISP or AINDNet networks from a config file (torchrun + DDP)"),
 }
 """Subcommand name -> (module, one-line help)."""
 

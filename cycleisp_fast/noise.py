@@ -95,7 +95,7 @@ class NoisySample(NamedTuple):
 # Argument checks
 # --------------------------------------------------------------------------------------------------------
 
-def _check_count(value, name: str, what: str) -> int:
+def check_count(value, name: str, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be a positive int ({what}), got {value!r} of type {type(value).__name__}")
     if value <= 0:
@@ -103,7 +103,7 @@ def _check_count(value, name: str, what: str) -> int:
     return int(value)
 
 
-def _check_generator(generator) -> Optional[torch.Generator]:
+def check_generator(generator) -> Optional[torch.Generator]:
     if generator is None:
         return None
     if not isinstance(generator, torch.Generator):
@@ -116,7 +116,7 @@ def _check_generator(generator) -> Optional[torch.Generator]:
     return generator
 
 
-def _check_dtype(dtype) -> torch.dtype:
+def check_dtype(dtype) -> torch.dtype:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype.is_complex:
         raise TypeError(f"dtype must be a real floating torch.dtype, got {dtype!r}")
     return dtype
@@ -137,9 +137,9 @@ def _log_linear(n, *, base: float, shot_range: tuple[float, float], slope: float
     """``log_b shot ~ U(log_b lo, log_b hi)``; ``log_b read = slope log_b shot + intercept + N(0, sigma)``.
 
     One uniform per image, then one standard normal per image (in that order), from ``generator``."""
-    n = _check_count(n, "n", "the number of images")
-    generator = _check_generator(generator)
-    dtype = _check_dtype(dtype)
+    n = check_count(n, "n", "the number of images")
+    generator = check_generator(generator)
+    dtype = check_dtype(dtype)
     log = math.log10 if base == 10.0 else math.log
     lo, hi = log(shot_range[0]), log(shot_range[1])
     u = torch.rand(n, generator=generator, dtype=torch.float64, device="cpu")
@@ -198,10 +198,10 @@ def unprocessing(n: int, *, generator: Optional[torch.Generator] = None, device=
 
 
 def _sigma_shape(n, channels) -> tuple[int, ...]:
-    n = _check_count(n, "n", "the number of images")
+    n = check_count(n, "n", "the number of images")
     if channels is None:
         return (n,)
-    return (n, _check_count(channels, "channels", "levels per image, or None for one pair per image"))
+    return (n, check_count(channels, "channels", "levels per image, or None for one pair per image"))
 
 
 def cbdnet_uniform(n: int, channels: Optional[int] = 3, *, generator: Optional[torch.Generator] = None,
@@ -214,8 +214,8 @@ def cbdnet_uniform(n: int, channels: Optional[int] = 3, *, generator: Optional[t
     variances the ops take are their squares. Draws all ``sigma_s`` uniforms, then all ``sigma_c`` ones.
     """
     shape = _sigma_shape(n, channels)
-    generator = _check_generator(generator)
-    dtype = _check_dtype(dtype)
+    generator = check_generator(generator)
+    dtype = check_dtype(dtype)
     sigma_s = 0.16 * torch.rand(shape, generator=generator, dtype=torch.float64, device="cpu")
     sigma_c = 0.06 * torch.rand(shape, generator=generator, dtype=torch.float64, device="cpu")
     return _finish(sigma_s.square(), sigma_c.square(), device, dtype)
@@ -232,8 +232,8 @@ def cbdnet_log_uniform(n: int, channels: Optional[int] = None, *, generator: Opt
     Draws all ``sigma_s`` uniforms, then all ``sigma_c`` ones.
     """
     shape = _sigma_shape(n, channels)
-    generator = _check_generator(generator)
-    dtype = _check_dtype(dtype)
+    generator = check_generator(generator)
+    dtype = check_dtype(dtype)
     ln_lo = math.log(1e-4)
     u_s = torch.rand(shape, generator=generator, dtype=torch.float64, device="cpu")
     u_c = torch.rand(shape, generator=generator, dtype=torch.float64, device="cpu")
@@ -289,9 +289,15 @@ def _splitmix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def _level_generator(seed: int, offset: int) -> torch.Generator:
-    """A CPU generator for the levels, keyed by (seed, offset) so that they alone fix the whole sample."""
-    key = _splitmix64(_splitmix64((seed ^ 0x6E6F6973654C766C) & _MASK64) ^ (offset & _MASK64))
+LEVEL_STREAM = 0x6E6F6973654C766C
+"""The salt of the noise levels' generator in :func:`keyed_generator`."""
+
+
+def keyed_generator(seed: int, offset: int, stream: int) -> torch.Generator:
+    """A CPU generator keyed by ``(seed, offset)`` and a per-purpose ``stream`` salt (noise levels, camera
+    parameters, ...), so that ``(seed, offset)`` alone fix every random draw of a sample and the purposes do not
+    share draws."""
+    key = _splitmix64(_splitmix64((seed ^ stream) & _MASK64) ^ (offset & _MASK64))
     return torch.Generator(device="cpu").manual_seed(key)
 
 
@@ -429,14 +435,14 @@ class NoiseModel:
         n, channels = int(clean.shape[0]), int(clean.shape[1])
         if n == 0:
             raise ValueError("clean must hold at least one image (N > 0)")
-        generator = _check_generator(generator)
+        generator = check_generator(generator)
         offset = _check_int(offset, "offset")
         if seed is not None:
             seed = _check_int(seed, "seed")
         level_dtype = torch.float64 if clean.dtype == torch.float64 else torch.float32
         level_generator = generator
         if seed is not None and generator is None:
-            level_generator = _level_generator(seed, offset)
+            level_generator = keyed_generator(seed, offset, LEVEL_STREAM)
         with torch.no_grad():
             shot, read = self.sample_levels(n, channels, generator=level_generator, device=clean.device,
                                             dtype=level_dtype)

@@ -41,6 +41,15 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """Runs the test with one intra-op thread (tests that start worker processes, or time-sensitive ones)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def run_python(code: str, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Runs ``python -c code args`` in a fresh interpreter, from an empty folder: so that it imports the
     installed package, not the source tree of the working directory (which has no _C, no triton_kernels)."""

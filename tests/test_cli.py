@@ -1,4 +1,5 @@
-"""The ``cycleisp-fast`` command: selftest on the CPU, a quick benchmark's CSV, and bad arguments."""
+"""The ``cycleisp-fast`` command: selftest on the CPU, a quick benchmark's CSV, every subcommand's help, synth, bad
+arguments."""
 
 import csv
 
@@ -75,3 +76,21 @@ def test_a_command_is_required(capsys):
         cli.main([])
     assert exit_info.value.code != 0
     assert "COMMAND" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", sorted(cli.SUBCOMMANDS))
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: cycleisp-fast {command}" in capsys.readouterr().out
+
+
+def test_synth_through_the_main_command(tmp_path, capsys):
+    # the embedded sample photos, cropped small: one pair per photo, in the documented layout
+    assert cli.main(["synth", "-o", str(tmp_path), "--max-size", "32", "--no-raw"]) == 0
+    from cycleisp_fast.data.samples import SAMPLE_NAMES
+
+    assert sorted(p.stem for p in (tmp_path / "noisy").iterdir()) == sorted(SAMPLE_NAMES)
+    assert sorted(p.stem for p in (tmp_path / "clean").iterdir()) == sorted(SAMPLE_NAMES)
+    assert not (tmp_path / "raw").exists()

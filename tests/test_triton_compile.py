@@ -23,7 +23,7 @@ CHECK = textwrap.dedent(
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-    from cycleisp_fast.triton_kernels import ain, bayer, dual_attention as da, noise
+    from cycleisp_fast.triton_kernels import ain, bayer, camera, dual_attention as da, noise
 
     def ptr(dtype):
         return "*" + dtype
@@ -64,6 +64,14 @@ CHECK = textwrap.dedent(
                 plane_size="i64", seed="i64", offset="i64", clip_min="fp64", clip_max="fp64"), dict(
                 MODEL=model, HAS_MIN=has_min, HAS_MAX=has_max, TILE_COUNTERS=noise.TILE_COUNTERS,
                 MAX_ROUNDS=noise.MAX_POISSON_ROUNDS), dict(enable_fp_fusion=False)
+        # camera ops: every io dtype
+        for io in ("fp32", "fp16", "bf16", "fp64"):
+            yield camera.camera_mosaic_kernel, dict(
+                linear_ptr=ptr(io), matrix_ptr=ptr(io), gains_ptr=ptr(io), packed_ptr=ptr(io), H="i32", W="i32"), dict(
+                BLOCK=camera.BLOCK)
+            yield camera.camera_demosaic_kernel, dict(
+                packed_ptr=ptr(io), gains_ptr=ptr(io), matrix_ptr=ptr(io), out_ptr=ptr(io), H="i32", W="i32"), dict(
+                BLOCK=camera.BLOCK)
         # dual attention: float32 / bfloat16 / float64 features; C = 8, 64, 96 (CP 16, 64, 128) with R = C / 8;
         # tile sizes and options as the launchers pick them
         for io, acc in (("fp32", "fp32"), ("bf16", "fp32"), ("fp64", "fp64")):

@@ -14,7 +14,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-OP_MODULES = ("bayer", "ain", "noise", "dual_attention", "models")
+OP_MODULES = ("bayer", "ain", "noise", "dual_attention", "camera", "models")
 """Modules of ``cycleisp_fast.bench`` that define ``CASES``."""
 
 MODES = ("forward", "forward+backward")

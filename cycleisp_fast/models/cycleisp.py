@@ -161,16 +161,20 @@ class DenoiseNet(nn.Module):
     ``(N, 4, h, w)`` -> ``noisy + tail(body(head(cat([noisy, variance]))))``, 2,838,404 parameters.
     ``DenoiseNet(raw=False)``: ``forward(noisy)``, sRGB ``(N, 3, H, W)`` -> ``noisy + ...``, 2,834,947
     parameters. Outputs are not clamped (the scripts clamp).
+
+    ``n_feats``, ``num_rrg``, ``num_dab`` and ``reduction`` default to the official 64, 4, 8, 16; smaller values
+    build the same architecture scaled down (e.g. for a quick demo on a CPU), whose checkpoints are not official.
     """
 
-    def __init__(self, raw: bool = True, *, backend: str | None = None):
+    def __init__(self, raw: bool = True, *, n_feats: int = 64, num_rrg: int = 4, num_dab: int = 8, reduction: int = 16,
+                 backend: str | None = None):
         super().__init__()
         self.raw = raw
         channels = 4 if raw else 3
-        act = nn.PReLU(64)
-        self.head = nn.Sequential(default_conv(2 * channels if raw else channels, 64, 3))
-        self.body = nn.Sequential(*_residual_trunk(64, 4, 8, 16, act, backend))
-        self.tail = nn.Sequential(default_conv(64, channels, 3))
+        act = nn.PReLU(n_feats)
+        self.head = nn.Sequential(default_conv(2 * channels if raw else channels, n_feats, 3))
+        self.body = nn.Sequential(*_residual_trunk(n_feats, num_rrg, num_dab, reduction, act, backend))
+        self.tail = nn.Sequential(default_conv(n_feats, channels, 3))
 
     def forward(self, noisy: Tensor, variance: Tensor | None = None) -> Tensor:
         if self.raw:

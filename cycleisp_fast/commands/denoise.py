@@ -1,0 +1,210 @@
+"""Denoise images or camera RAW files with a chosen model and weights.
+
+Inputs are image files (PNG, JPEG, TIFF), RAW files (DNG, NEF, CR2, ARW, ... anything LibRaw decodes with a
+2x2 Bayer sensor) or folders of them (not recursive). Each input gives outputs in OUTDIR named after it:
+
+  image             <stem>.png, the denoised image (8-bit; --bits 16 for 16-bit PNG)
+  RAW, RAW model    <stem>.npy, the denoised packed RGGB planes (R, Gr, Gb, B) as (4, h, w) float32 in [0, 1],
+                    and <stem>.png, that RAW developed for viewing: white balance, bilinear demosaic, the file's
+                    colour matrix (identity when it has none), gamma 1/2.2 (no tone curve)
+  RAW, sRGB model   <stem>.png: the RAW is developed the same way first, then denoised as an sRGB image
+
+The RAW model (cycleisp-raw) needs the noise level, variance = shot * x + read: --shot/--read when given, else
+the file's DNG NoiseProfile, else estimated from the image (Foi et al. style: the variance of a high-pass
+residual against the local brightness, see cycleisp_fast.pipelines.noise_estimation.estimate_raw_noise).
+
+Large images are denoised in tiles (--tile, --overlap, in pixels of what the model sees: packed RAW is half the
+sensor's size). An input that cannot be read is reported on stderr ("error: FILE: why") and skipped; the others
+are still denoised, and the exit status is 1. Every output is written atomically (never half-written).
+
+Examples:
+  cycleisp-fast denoise photo.png -o out --model cycleisp-srgb --weights sidd_rgb.pth
+  cycleisp-fast denoise shots/ -o out --model cycleisp-raw --weights sidd_raw.pth --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cycleisp_fast.backend import BACKENDS
+from cycleisp_fast.bench.cli import parse_device
+from cycleisp_fast.data.files import atomic_path
+from cycleisp_fast.data.images import IMAGE_SUFFIXES, read_image, write_image
+from cycleisp_fast.data.raw import RAW_SUFFIXES, RawImage, is_raw_file, read_raw
+from cycleisp_fast.pipelines.denoisers import (DEFAULT_OVERLAP, DEFAULT_TILE, DENOISERS, denoise_raw, denoise_srgb,
+                                               load_denoiser)
+from cycleisp_fast.pipelines.noise_estimation import estimate_raw_noise
+from cycleisp_fast.pipelines.unprocessing import process
+
+INPUT_ERRORS = (OSError, ValueError, RuntimeError)
+"""What a bad input raises (missing, corrupt, unsupported, too large for the device): reported, then skipped."""
+
+
+def _is_input_file(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and (
+        path.suffix.lower() in IMAGE_SUFFIXES or is_raw_file(path))
+
+
+def collect_inputs(arguments: list[str]) -> list[Path]:
+    """The files named by ``arguments``: files as given, folders expanded to their image and RAW files (sorted).
+
+    Raises:
+        FileNotFoundError: an argument does not exist, or a folder holds no image or RAW file.
+        ValueError: a file is neither an image nor a RAW file (by its suffix).
+    """
+    files = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted((child for child in path.iterdir() if _is_input_file(child)), key=lambda p: p.name)
+            if not found:
+                raise FileNotFoundError(f"no image or RAW files in folder {path}")
+            files += found
+        elif not path.exists():
+            raise FileNotFoundError(f"input not found: {path}")
+        elif path.suffix.lower() in IMAGE_SUFFIXES or is_raw_file(path):
+            files.append(path)
+        else:
+            raise ValueError(f"input {path} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a RAW file "
+                             f"({', '.join(RAW_SUFFIXES)})")
+    return files
+
+
+def output_paths(path: Path, outdir: Path, *, raw_output: bool) -> list[Path]:
+    """Where ``path``'s results go: ``[<stem>.npy, <stem>.png]`` for a denoised RAW, else ``[<stem>.png]``."""
+    return [outdir / f"{path.stem}.npy", outdir / f"{path.stem}.png"] if raw_output else [outdir / f"{path.stem}.png"]
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to ``path``, atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.save(handle, array)
+
+
+def develop(packed: torch.Tensor, raw: RawImage, backend: str | None) -> torch.Tensor:
+    """Packed RGGB ``(1, 4, h, w)`` -> sRGB ``(1, 3, 2h, 2w)`` in [0, 1] for viewing, with ``raw``'s white balance
+    and colour matrix (the identity when the file has none)."""
+    cam_to_srgb = raw.cam_to_srgb if raw.cam_to_srgb is not None else torch.eye(3)
+    gains = raw.white_balance.double()
+    return process(packed.clamp(0, 1), float(gains[0]), float(gains[2]), cam_to_srgb.to(packed.dtype),
+                   backend=backend)
+
+
+def noise_levels(raw: RawImage, args: argparse.Namespace) -> tuple[float, float, str]:
+    """``(shot, read, where from)`` for ``raw``: the options, the file's NoiseProfile, or an estimate."""
+    if args.shot is not None:
+        return args.shot, args.read, "given"
+    if raw.noise_profile is not None:
+        return float(raw.noise_profile[0]), float(raw.noise_profile[1]), "from the file's NoiseProfile"
+    shot, read = estimate_raw_noise(raw.packed)
+    return float(shot[0]), float(read[0]), "estimated"
+
+
+def denoise_file(path: Path, model: torch.nn.Module, args: argparse.Namespace) -> str | None:
+    """Denoises one input and writes its outputs; returns a note for the log (the RAW noise level) or None."""
+    domain = DENOISERS[args.model].domain
+    if not is_raw_file(path):
+        denoised = denoise_srgb(model, read_image(path)[None], tile=args.tile, overlap=args.overlap)
+        write_image(output_paths(path, args.outdir, raw_output=False)[0], denoised[0], bits=args.bits)
+        return None
+    raw = read_raw(path)
+    packed = raw.packed[None]
+    if domain == "srgb":
+        developed = develop(packed, raw, args.backend)
+        denoised = denoise_srgb(model, developed, tile=args.tile, overlap=args.overlap)
+        write_image(output_paths(path, args.outdir, raw_output=False)[0], denoised[0], bits=args.bits)
+        return None
+    note = None
+    if domain == "raw":
+        shot, read, source = noise_levels(raw, args)
+        note = f"{path}: noise shot {shot:.3g}, read {read:.3g} ({source})"
+    else:  # the noisy baseline
+        shot, read = 0.0, 0.0
+    denoised = denoise_raw(model, packed.clamp(0, 1), shot, read, tile=args.tile, overlap=args.overlap)
+    developed = develop(denoised, raw, args.backend)
+    planes_path, image_path = output_paths(path, args.outdir, raw_output=True)
+    save_npy(planes_path, denoised[0].numpy())
+    write_image(image_path, developed[0], bits=args.bits)
+    return note
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or RAW files, or folders of them")
+    parser.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the outputs (created)")
+    parser.add_argument("--model", required=True, choices=list(DENOISERS),
+                        help="; ".join(f"{name}: {entry.summary}" for name, entry in DENOISERS.items()))
+    parser.add_argument("--weights", type=Path, metavar="FILE",
+                        help="checkpoint: an official one or one written by cycleisp-fast train (all but 'noisy' "
+                             "need one)")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                        help=f"tile size in pixels of the model's input (default {DEFAULT_TILE})")
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
+                        help=f"context kept around each tile, in pixels (default {DEFAULT_OVERLAP})")
+    parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="bits per sample of the PNGs (8)")
+    parser.add_argument("--shot", type=float, help="RAW shot-noise variance (with --read; cycleisp-raw only)")
+    parser.add_argument("--read", type=float, help="RAW read-noise variance (with --shot; cycleisp-raw only)")
+    parser.add_argument("--device", type=parse_device, default="cpu", help="cpu (default), cuda or cuda:<index>")
+    parser.add_argument("--backend", choices=BACKENDS, help="backend of the fused ops (default: the one in force)")
+
+
+def check_tiling(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``--tile`` / ``--overlap`` must satisfy ``tile > 2 * overlap >= 0`` (each tile keeps its centre)."""
+    if args.overlap < 0 or args.tile <= 2 * args.overlap:
+        parser.error(f"--tile must be larger than twice --overlap, and --overlap >= 0; got --tile {args.tile} "
+                     f"--overlap {args.overlap}")
+
+
+def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Path]:
+    check_tiling(args, parser)
+    if (args.shot is None) != (args.read is None):
+        parser.error("give --shot and --read together")
+    if args.shot is not None:
+        if args.model != "cycleisp-raw":
+            parser.error(f"--shot/--read set the noise level of the RAW model cycleisp-raw, not of {args.model}")
+        if not (args.shot >= 0 and args.read >= 0):
+            parser.error(f"--shot and --read are variances >= 0, got {args.shot} and {args.read}")
+    try:
+        inputs = collect_inputs(args.inputs)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    domain = DENOISERS[args.model].domain
+    if domain == "raw":
+        images = [str(path) for path in inputs if not is_raw_file(path)]
+        if images:
+            parser.error(f"{args.model} denoises RAW files; these inputs are sRGB images: {', '.join(images[:5])}")
+    claimed: dict[Path, Path] = {}
+    for path in inputs:
+        for output in output_paths(path, args.outdir, raw_output=is_raw_file(path) and domain != "srgb"):
+            if output in claimed:
+                parser.error(f"inputs {claimed[output]} and {path} would both write {output}")
+            claimed[output] = path
+    return inputs
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    inputs = _check_arguments(args, parser)
+    try:
+        model = load_denoiser(args.model, args.weights, device=args.device, backend=args.backend)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    failures = []
+    for path in tqdm(inputs, desc="denoise", unit="file", file=sys.stderr):
+        try:
+            note = denoise_file(path, model, args)
+        except INPUT_ERRORS as error:
+            message = str(error) if str(path) in str(error) else f"{path}: {error}"
+            tqdm.write(f"error: {message}", file=sys.stderr)
+            failures.append(path)
+            continue
+        if note is not None:
+            tqdm.write(note)
+    print(f"denoised {len(inputs) - len(failures)} of {len(inputs)} input(s) into {args.outdir}"
+          + (f"; {len(failures)} failed" if failures else ""))
+    return 1 if failures else 0

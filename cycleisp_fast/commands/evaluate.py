@@ -1,0 +1,192 @@
+"""PSNR / SSIM of denoising models over a dataset of noisy/clean pairs, side by side.
+
+DATA is a dataset folder in one of the layouts of cycleisp_fast.data.datasets.open_pairs, detected unless
+--layout says which: folder (clean/<name>.png + noisy/<name>.png), sidd-srgb, sidd-raw. Each --model
+NAME[=WEIGHTS] adds a model (repeatable; the same NAME twice with other weights is fine); the noisy input itself,
+"noisy", is always scored as the baseline.
+
+  sRGB layouts   sRGB models (cycleisp-srgb, aindnet), scored on the denoised images clamped to [0, 1]
+  sidd-raw       the RAW model cycleisp-raw: each mosaic is cropped to RGGB and packed (4, h, w), its noise
+                 level estimated from the noisy image, and the packed planes are scored (as CycleISP's
+                 test_sidd_raw.py)
+
+PSNR and SSIM use data_range 1; SSIM is Wang et al.'s with a Gaussian window (sigma 1.5), averaged over
+channels (cycleisp_fast.pipelines.metrics). The table on stdout gives each model's mean over the images; an
+image identical to its reference has an infinite PSNR, which the mean skips (as CycleISP's batch_PSNR does) and
+the table counts. --csv writes every score (image, model, psnr, ssim), atomically. The first pair that cannot
+be read stops the run (exit status 1, no CSV): means over part of a dataset would not compare.
+
+DND has no public clean images: it is scored by its online server (denoise it with cycleisp-fast denoise and
+submit the results there).
+
+Examples:
+  cycleisp-fast eval datasets/sidd_val --model cycleisp-srgb=sidd_rgb.pth --model aindnet=aindnet.pt --csv s.csv
+  cycleisp-fast eval my_pairs --layout folder --model cycleisp-srgb=runs/small/last.pt --limit 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from cycleisp_fast.backend import BACKENDS
+from cycleisp_fast.bench.cli import parse_device
+from cycleisp_fast.bench.report import markdown_table
+from cycleisp_fast.commands.denoise import INPUT_ERRORS, check_tiling
+from cycleisp_fast.data.datasets import LAYOUTS, detect_layout, open_pairs
+from cycleisp_fast.data.files import atomic_path
+from cycleisp_fast.data.raw import unify_to_rggb
+from cycleisp_fast.ops import bayer_pack
+from cycleisp_fast.pipelines.denoisers import (DEFAULT_OVERLAP, DEFAULT_TILE, DENOISERS, denoise_raw, denoise_srgb,
+                                               load_denoiser)
+from cycleisp_fast.pipelines.noise_estimation import estimate_raw_noise
+from cycleisp_fast.pipelines.metrics import mean_finite, psnr, ssim
+
+CSV_COLUMNS = ("image", "model", "psnr", "ssim")
+BASELINE = "noisy"
+
+
+def parse_model(text: str) -> tuple[str, Path | None]:
+    """``"NAME"`` or ``"NAME=WEIGHTS"`` -> ``(NAME, WEIGHTS or None)``, NAME a registry name."""
+    name, separator, weights = text.partition("=")
+    if name not in DENOISERS:
+        raise argparse.ArgumentTypeError(f"unknown model {name!r} in {text!r}; expected NAME or NAME=WEIGHTS with "
+                                         f"NAME one of {', '.join(DENOISERS)}")
+    if separator and not weights:
+        raise argparse.ArgumentTypeError(f"no weights file after '=' in {text!r}")
+    return name, Path(weights) if weights else None
+
+
+def model_labels(specs: list[tuple[str, Path | None]]) -> list[str]:
+    """A column label per model: its name, or ``name=<weights file name>`` when the name occurs more than once."""
+    names = [name for name, _ in specs]
+    return [name if names.count(name) == 1 or weights is None else f"{name}={weights.name}"
+            for name, weights in specs]
+
+
+def packed_rggb(mosaic: torch.Tensor, pattern: str) -> torch.Tensor:
+    """A ``(1, H, W)`` Bayer mosaic in ``pattern`` -> ``(1, 4, h, w)`` RGGB planes (cropped to RGGB first)."""
+    unified, _ = unify_to_rggb(mosaic, pattern)
+    return bayer_pack(unified[None].contiguous(), "RGGB")
+
+
+def score_item(item: dict, models: list[torch.nn.Module], domain: str, args: argparse.Namespace
+               ) -> list[tuple[float, float]]:
+    """``(psnr, ssim)`` of each model's result on one dataset item."""
+    if "clean" not in item:
+        raise ValueError(f"item {item.get('name')!r} has no clean image to score against")
+    if domain == "raw":
+        clean, noisy = (packed_rggb(item[key], item["pattern"]) for key in ("clean", "noisy"))
+        if item.get("shot") is not None and item.get("read") is not None:
+            shot, read = float(item["shot"]), float(item["read"])
+        else:
+            shot, read = (float(level[0]) for level in estimate_raw_noise(noisy))
+        outputs = [denoise_raw(model, noisy.clamp(0, 1), shot, read, tile=args.tile, overlap=args.overlap)
+                   for model in models]
+    else:
+        clean, noisy = item["clean"][None], item["noisy"][None]
+        outputs = [denoise_srgb(model, noisy, tile=args.tile, overlap=args.overlap) for model in models]
+    return [(float(psnr(output, clean)[0]), float(ssim(output, clean)[0])) for output in outputs]
+
+
+def summary_table(rows: list[tuple[str, str, float, float]], labels: list[str]) -> str:
+    """Markdown table: per model, the number of images, mean PSNR (finite values) and mean SSIM."""
+    cells = [["model", "images", "PSNR (dB)", "SSIM"]]
+    for label in labels:
+        psnrs = torch.tensor([row[2] for row in rows if row[1] == label], dtype=torch.float64)
+        ssims = torch.tensor([row[3] for row in rows if row[1] == label], dtype=torch.float64)
+        infinite = int(torch.isinf(psnrs).sum())
+        mean_psnr = mean_finite(psnrs)
+        psnr_text = "-" if math.isnan(mean_psnr) else f"{mean_psnr:.2f}"
+        cells.append([label, str(len(psnrs)), psnr_text + (f" ({infinite} inf skipped)" if infinite else ""),
+                      f"{float(ssims.mean()):.4f}" if len(ssims) else "-"])
+    return "\n".join(markdown_table(cells, text_columns=1))
+
+
+def write_scores(path: Path, rows: list[tuple[str, str, float, float]]) -> None:
+    """The per-image CSV (:data:`CSV_COLUMNS`), atomically."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(CSV_COLUMNS)
+            writer.writerows([image, model, repr(psnr_value), repr(ssim_value)]
+                             for image, model, psnr_value, ssim_value in rows)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", type=Path, metavar="DATA", help="the dataset folder")
+    parser.add_argument("--layout", choices=("auto",) + LAYOUTS, default="auto",
+                        help="the dataset's layout (default: detected)")
+    parser.add_argument("--model", dest="models", action="append", type=parse_model, default=[],
+                        metavar="NAME[=WEIGHTS]",
+                        help=f"a model to score (repeatable): {', '.join(DENOISERS)}; WEIGHTS an official or "
+                             "trainer checkpoint (all but 'noisy' need one). 'noisy' is always scored")
+    parser.add_argument("--csv", type=Path, metavar="FILE", help="write every image's scores to this CSV")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                        help=f"tile size in pixels of the model's input (default {DEFAULT_TILE})")
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
+                        help=f"context kept around each tile, in pixels (default {DEFAULT_OVERLAP})")
+    parser.add_argument("--limit", type=_positive_int, metavar="N", help="score only the first N pairs")
+    parser.add_argument("--device", type=parse_device, default="cpu", help="cpu (default), cuda or cuda:<index>")
+    parser.add_argument("--backend", choices=BACKENDS, help="backend of the fused ops (default: the one in force)")
+
+
+def _open_dataset(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    try:
+        layout = detect_layout(args.data) if args.layout == "auto" else args.layout
+        if layout.startswith("dnd"):
+            parser.error(f"{args.data} is DND ({layout}), which has no public clean images: it is scored by its "
+                         "online server (https://noise.visinf.tu-darmstadt.de); denoise it with cycleisp-fast "
+                         "denoise and submit the results there")
+        return layout, open_pairs(args.data, layout)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    check_tiling(args, parser)
+    layout, dataset = _open_dataset(args, parser)
+    domain = "raw" if layout.endswith("-raw") else "srgb"
+    specs = [(BASELINE, None)] + [spec for spec in args.models if spec != (BASELINE, None)]
+    for name, _ in specs:
+        if DENOISERS[name].domain not in (domain, "any"):
+            parser.error(f"model {name} denoises {DENOISERS[name].domain} images; the {layout} dataset {args.data} "
+                         f"holds {domain} pairs")
+    labels = model_labels(specs)
+    if len(set(labels)) != len(labels):
+        parser.error(f"a model is given twice with the same weights: {labels}")
+    try:
+        models = [load_denoiser(name, weights, device=args.device, backend=args.backend) for name, weights in specs]
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    rows = []
+    for index in tqdm(range(count), desc="eval", unit="pair", file=sys.stderr):
+        try:
+            item = dataset[index]
+            scores = score_item(item, models, domain, args)
+        except INPUT_ERRORS as error:
+            print(f"error: pair {index} of {args.data}: {error}", file=sys.stderr)
+            return 1
+        rows += [(item["name"], label, *score) for label, score in zip(labels, scores)]
+    if args.csv is not None:
+        write_scores(args.csv, rows)
+    print(f"{args.data} ({layout}): {count} pair(s)")
+    print(summary_table(rows, labels))
+    return 0

@@ -1,0 +1,207 @@
+"""Synthesizes realistic noisy/clean pairs: ``cycleisp-fast synth [INPUT ...] -o OUT``.
+
+Inputs are image files or folders of images (PNG/JPEG/TIFF, 8 or 16 bit); without inputs, the colour photos that
+scikit-image ships. Pipelines: ``unprocessing`` (default, no weights: Brooks et al.'s analytic camera with a random
+camera per image, noise in RAW) or ``cycleisp`` (the learned Rgb2Raw -> noise -> Raw2Rgb with CCM, from official
+or compatible checkpoints: ``--weights DIR`` holding rgb2raw_joint.pth, ccm_joint.pth, raw2rgb_joint.pth, or the
+three paths).
+
+Output layout (``NAME`` = input stem, ``NAME_k`` with ``--repeat``):
+  OUT/clean/NAME.png   the clean sRGB target (8-bit PNG; ``--format tiff``: 16-bit TIFF)
+  OUT/noisy/NAME.png   the noisy sRGB image
+  OUT/raw/NAME.npz     packed RGGB float32 ``clean``, ``noisy``, ``variance`` (4, H/2, W/2), the levels ``shot``,
+                       ``read`` (variances), and for unprocessing the camera (``rgb2cam``, ``cam2rgb``,
+                       ``rgb_gain``, ``red_gain``, ``blue_gain``); ``--no-raw`` skips it
+  OUT/synth.json       the settings of the run
+Every file is written atomically. Run again with the same settings to resume: finished pairs are skipped and the
+rest come out exactly as an uninterrupted run makes them (batch ``b`` draws from ``(seed, offset=b)``; images of
+the same size are batched in input order). Images with an odd side lose their last row or column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cycleisp_fast.bench.cli import parse_device
+from cycleisp_fast.pipelines.synthesis import CYCLEISP_WEIGHTS as WEIGHT_FILES
+
+FORMATS = {"png": (".png", 8), "tiff": (".tif", 16)}
+SETTINGS_FILE = "synth.json"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One output pair: the input image (index into the loaded list) and its copy number."""
+
+    image: int
+    copy: int
+    name: str
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cycleisp_fast.noise import NOISE_LEVEL_SAMPLERS, NOISE_MODELS
+
+    parser.add_argument("inputs", nargs="*", type=Path, metavar="INPUT",
+                        help="image files or folders (default: the embedded sample images)")
+    parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--pipeline", choices=("unprocessing", "cycleisp"), default="unprocessing")
+    parser.add_argument("--weights", type=Path, help=f"folder holding {', '.join(WEIGHT_FILES.values())} (cycleisp)")
+    for key, file in WEIGHT_FILES.items():
+        parser.add_argument(f"--{key}", type=Path, help=f"the {key} checkpoint (instead of --weights DIR/{file})")
+    parser.add_argument("--levels", choices=tuple(NOISE_LEVEL_SAMPLERS),
+                        help="noise-level sampler (default: unprocessing for the unprocessing pipeline, "
+                             "cycleisp_dnd for cycleisp)")
+    parser.add_argument("--noise", choices=NOISE_MODELS, default="heteroscedastic_gaussian")
+    parser.add_argument("--format", choices=tuple(FORMATS), default="png", help="sRGB files: 8-bit png or 16-bit tiff")
+    parser.add_argument("--no-raw", action="store_true", help="do not write the packed RAW .npz files")
+    parser.add_argument("--repeat", type=int, default=1, help="noisy samples per input image")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-size", type=int, help="centre-crop each side to at most this many pixels")
+    parser.add_argument("--device", type=parse_device, default=torch.device("cpu"))
+    parser.add_argument("--backend", choices=("auto", "reference", "native", "triton"), default=None)
+
+
+def _weights(args, parser) -> dict[str, Path] | None:
+    given = {key: getattr(args, key) for key in WEIGHT_FILES if getattr(args, key) is not None}
+    if args.pipeline == "unprocessing":
+        if given or args.weights:
+            parser.error("--weights/--rgb2raw/--ccm/--raw2rgb are for --pipeline cycleisp")
+        return None
+    weights = {}
+    for key, file in WEIGHT_FILES.items():
+        path = given.get(key) or (args.weights / file if args.weights else None)
+        if path is None:
+            parser.error(f"--pipeline cycleisp needs --weights DIR (with {file}) or --{key} FILE")
+        if not path.is_file():
+            parser.error(f"the {key} checkpoint {path} does not exist")
+        weights[key] = path
+    return weights
+
+
+def _load_inputs(inputs: list[Path], max_size: int | None) -> dict[str, torch.Tensor]:
+    """name -> (3, H, W) image with even sides, in input order (folders sorted by name)."""
+    from cycleisp_fast.data.images import list_images, read_image
+    from cycleisp_fast.data.samples import sample_images
+
+    if not inputs:
+        return sample_images(max_size=max_size)
+    files = []
+    for path in inputs:
+        if not path.exists():
+            raise FileNotFoundError(f"input {path} does not exist")
+        files.extend(list_images(path) if path.is_dir() else [path])
+    images = {}
+    for file in files:
+        if file.stem in images:
+            raise ValueError(f"two inputs are named {file.stem!r} (the output names come from the input stems): "
+                             f"rename {file}")
+        image = read_image(file)
+        if max_size is not None:
+            top = max(0, (image.shape[1] - max_size) // 2)
+            left = max(0, (image.shape[2] - max_size) // 2)
+            image = image[:, top:top + max_size, left:left + max_size]
+        height, width = image.shape[1] // 2 * 2, image.shape[2] // 2 * 2
+        if height < 2 or width < 2:
+            raise ValueError(f"input {file} is {image.shape[2]}x{image.shape[1]}: too small for a Bayer mosaic")
+        images[file.stem] = image[:, :height, :width].contiguous()
+    return images
+
+
+def plan_batches(items: list[Item], sizes: list[tuple[int, int]], batch_size: int) -> list[list[Item]]:
+    """Consecutive items of the same image size, at most ``batch_size`` per batch (deterministic in the inputs)."""
+    batches: list[list[Item]] = []
+    for item in items:
+        if batches and len(batches[-1]) < batch_size and sizes[batches[-1][0].image] == sizes[item.image]:
+            batches[-1].append(item)
+        else:
+            batches.append([item])
+    return batches
+
+
+def _outputs(out: Path, name: str, suffix: str, raw: bool) -> list[Path]:
+    paths = [out / "clean" / f"{name}{suffix}", out / "noisy" / f"{name}{suffix}"]
+    return paths + ([out / "raw" / f"{name}.npz"] if raw else [])
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    """Writes the run's settings, or checks them against those of the run being resumed."""
+    from cycleisp_fast.data.files import atomic_path
+
+    path = out / SETTINGS_FILE
+    if path.exists():
+        try:
+            previous = json.loads(path.read_text())
+        except ValueError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}); delete it or use a new output folder") from error
+        if previous != settings:
+            changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+            raise ValueError(f"{out} holds a run with other settings ({', '.join(changed)} differ): use a new output "
+                             "folder, or the same settings to resume it")
+        return
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from tqdm import tqdm
+
+    from cycleisp_fast.data.files import save_numpy
+    from cycleisp_fast.data.images import write_image
+    from cycleisp_fast.noise import NoiseModel
+    from cycleisp_fast.pipelines.synthesis import make_synthesizer
+
+    for name in ("repeat", "batch_size", "max_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.max_size is not None and args.max_size < 2:
+        parser.error("--max-size must be at least 2")
+    weights = _weights(args, parser)
+    levels = args.levels or ("unprocessing" if args.pipeline == "unprocessing" else "cycleisp_dnd")
+    images = _load_inputs(list(args.inputs), args.max_size)
+    suffix, bits = FORMATS[args.format]
+    settings = {"pipeline": args.pipeline, "levels": levels, "noise": args.noise, "seed": args.seed,
+                "batch_size": args.batch_size, "repeat": args.repeat, "max_size": args.max_size,
+                "format": args.format, "raw": not args.no_raw, "inputs": list(images),
+                "weights": {k: os.fspath(v) for k, v in weights.items()} if weights else None}
+    args.out.mkdir(parents=True, exist_ok=True)
+    _check_settings(args.out, settings)
+
+    noise = NoiseModel(levels, args.noise, backend=args.backend)
+    synth = make_synthesizer(args.pipeline, weights, noise=noise, device=args.device, backend=args.backend)
+    names, tensors = list(images), list(images.values())
+    items = [Item(i, k, names[i] if args.repeat == 1 else f"{names[i]}_{k}")
+             for i in range(len(names)) for k in range(args.repeat)]
+    batches = plan_batches(items, [tuple(t.shape[1:]) for t in tensors], args.batch_size)
+    done = {item.name for item in items if all(p.exists() for p in _outputs(args.out, item.name, suffix, not args.no_raw))}
+    if done:
+        print(f"resuming: {len(done)} of {len(items)} pairs already in {args.out}")
+    with tqdm(total=len(items), initial=len(done), unit="pair", disable=None) as progress:
+        for offset, batch in enumerate(batches):
+            if all(item.name in done for item in batch):
+                continue
+            clean = torch.stack([tensors[item.image] for item in batch]).to(args.device)
+            with torch.no_grad():
+                pairs = synth(clean, seed=args.seed, offset=offset)
+            for j, item in enumerate(batch):
+                if item.name in done:
+                    continue
+                clean_path, noisy_path, *raw_path = _outputs(args.out, item.name, suffix, not args.no_raw)
+                if raw_path:
+                    arrays = {"clean": pairs.clean_raw[j], "noisy": pairs.noisy_raw[j], "variance": pairs.variance[j],
+                              "shot": pairs.shot[j], "read": pairs.read[j]}
+                    if pairs.camera is not None:
+                        arrays.update({field: value[j] for field, value in pairs.camera._asdict().items()})
+                    save_numpy(raw_path[0], **{k: v.float() for k, v in arrays.items()})
+                write_image(clean_path, pairs.clean[j].float().cpu(), bits=bits)
+                write_image(noisy_path, pairs.noisy[j].float().cpu(), bits=bits)
+                progress.update(1)
+    print(f"{len(items)} pairs in {args.out} (clean/, noisy/{'' if args.no_raw else ', raw/'})")
+    return 0

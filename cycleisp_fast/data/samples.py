@@ -1,0 +1,49 @@
+"""Colour photographs shipped inside the scikit-image wheel (no download), for demos, smoke tests and
+synthesis examples when no dataset is at hand."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import skimage.data
+import torch
+
+SAMPLE_NAMES = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "immunohistochemistry", "retina", "rocket")
+
+
+def _centre_crop_even(image: np.ndarray, max_size: int | None) -> np.ndarray:
+    """``(H, W, C)`` -> the centred ``(h, w, C)`` crop with h, w even and at most ``max_size``."""
+    height, width = image.shape[:2]
+    limit = max(height, width) if max_size is None else max_size
+    crop_height, crop_width = min(height, limit) // 2 * 2, min(width, limit) // 2 * 2
+    top, left = (height - crop_height) // 2, (width - crop_width) // 2
+    return image[top:top + crop_height, left:left + crop_width]
+
+
+def sample_images(names: Iterable[str] | str | None = None, *, max_size: int | None = None) -> dict[str, torch.Tensor]:
+    """Loads scikit-image's bundled colour photographs.
+
+    Args:
+        names: names from :data:`SAMPLE_NAMES` (one name or several); None loads all of them.
+        max_size: centre-crops each side to at most this many pixels (an int >= 2). Sides are always made even
+            (an odd side loses one pixel) so that every sample can be mosaicked into whole 2x2 CFA blocks.
+
+    Returns:
+        name -> ``(3, H, W)`` float32 in [0, 1] (8-bit samples / 255), in the order asked for.
+    """
+    if names is None:
+        names = SAMPLE_NAMES
+    elif isinstance(names, str):
+        names = (names,)
+    names = tuple(names)
+    unknown = [name for name in names if name not in SAMPLE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown sample image(s) {unknown}; choose from {SAMPLE_NAMES}")
+    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 2):
+        raise ValueError(f"max_size must be an int >= 2 or None, got {max_size!r}")
+    samples = {}
+    for name in names:
+        pixels = _centre_crop_even(getattr(skimage.data, name)(), max_size)
+        samples[name] = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))).to(torch.float32) / 255
+    return samples

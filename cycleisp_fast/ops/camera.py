@@ -1,0 +1,121 @@
+"""The camera ops of the analytic ISP (Brooks et al.'s unprocess/process), fused: every step between the
+per-pixel tone and gamma curves.
+
+* ``camera_mosaic(linear, rgb2cam, gains)``: linear sRGB ``(N, 3, H, W)`` -> colour matrix -> highlight-safe
+  inverse gains -> clip -> packed RGGB ``(N, 4, H/2, W/2)`` in one pass (the reference makes ~15).
+* ``camera_demosaic(packed, gains, cam2rgb)``: packed RGGB -> gains -> clip -> bilinear demosaic -> colour matrix
+  -> clip -> linear sRGB ``(N, 3, 2h, 2w)`` in one pass (the reference's depthwise convolution dominates its time).
+
+Registered operators ``cycleisp_fast::camera_mosaic`` / ``camera_demosaic`` with C++ (CPU) and CUDA kernels over
+one shared per-site header (``csrc/ops/camera_math.h``), and their Triton twins ``camera_mosaic_triton`` /
+``camera_demosaic_triton``. Their backward is the reference's (autograd through :mod:`cycleisp_fast.reference.camera`,
+recomputed from the saved inputs), not a fused kernel: pair synthesis runs them without gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cycleisp_fast import _extension, backend as _backend
+from cycleisp_fast.ops._checks import check_tensor
+from cycleisp_fast.reference import camera as reference
+
+OP_NAMES = ("camera_mosaic", "camera_demosaic")
+
+
+def _fake_mosaic(linear, rgb2cam, gains):
+    n, _, height, width = linear.shape
+    return linear.new_empty((n, 4, height // 2, width // 2))
+
+
+def _fake_demosaic(packed, gains, cam2rgb):
+    n, _, h, w = packed.shape
+    return packed.new_empty((n, 3, 2 * h, 2 * w))
+
+
+def _register(name: str, reference_fn, fake) -> None:
+    """Fake impl and autograd (through the reference, recomputed from the saved inputs) of a native op."""
+    torch.library.register_fake(f"cycleisp_fast::{name}")(fake)
+
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def backward(ctx, grad):
+        inputs = [t.detach().requires_grad_(need) for t, need in zip(ctx.saved_tensors, ctx.needs_input_grad)]
+        with torch.enable_grad():
+            out = reference_fn(*inputs)
+        wanted = [t for t in inputs if t.requires_grad]
+        grads = iter(torch.autograd.grad(out, wanted, grad, allow_unused=True))
+        return tuple(next(grads) if t.requires_grad else None for t in inputs)
+
+    torch.library.register_autograd(f"cycleisp_fast::{name}", backward, setup_context=setup_context)
+
+
+@torch.library.custom_op("cycleisp_fast::camera_mosaic_triton", mutates_args=())
+def _camera_mosaic_triton(linear: torch.Tensor, rgb2cam: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+    from cycleisp_fast.triton_kernels import camera as kernels
+
+    return kernels.camera_mosaic(linear.contiguous(), rgb2cam.contiguous(), gains.contiguous())
+
+
+@torch.library.custom_op("cycleisp_fast::camera_demosaic_triton", mutates_args=())
+def _camera_demosaic_triton(packed: torch.Tensor, gains: torch.Tensor, cam2rgb: torch.Tensor) -> torch.Tensor:
+    from cycleisp_fast.triton_kernels import camera as kernels
+
+    return kernels.camera_demosaic(packed.contiguous(), gains.contiguous(), cam2rgb.contiguous())
+
+
+_OPS = {("camera_mosaic", "triton"): torch.ops.cycleisp_fast.camera_mosaic_triton,
+        ("camera_demosaic", "triton"): torch.ops.cycleisp_fast.camera_demosaic_triton}
+_register("camera_mosaic_triton", reference.camera_mosaic, _fake_mosaic)
+_register("camera_demosaic_triton", reference.camera_demosaic, _fake_demosaic)
+if _extension.LOADED:
+    _register("camera_mosaic", reference.camera_mosaic, _fake_mosaic)
+    _register("camera_demosaic", reference.camera_demosaic, _fake_demosaic)
+    _OPS.update({("camera_mosaic", "native"): torch.ops.cycleisp_fast.camera_mosaic,
+                 ("camera_demosaic", "native"): torch.ops.cycleisp_fast.camera_demosaic})
+
+
+def _params(value, name: str, like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor of shape {(like.shape[0], *shape)}, got {type(value).__name__}")
+    if tuple(value.shape) != (like.shape[0], *shape):
+        raise ValueError(f"{name} must have shape {(like.shape[0], *shape)} for a batch of {like.shape[0]}, "
+                         f"got {tuple(value.shape)}")
+    return value.to(device=like.device, dtype=like.dtype)
+
+
+def _run(name: str, args: tuple, backend: str | None, reference_fn) -> torch.Tensor:
+    impl = _backend.resolve(name, args[0].device.type, backend)
+    if impl == "reference":
+        return reference_fn(*args)
+    return _OPS[name, impl](*args)
+
+
+def camera_mosaic(linear: torch.Tensor, rgb2cam: torch.Tensor, gains: torch.Tensor, *,
+                  backend: str | None = None) -> torch.Tensor:
+    """Linear sRGB ``(N, 3, H, W)`` (H, W even) -> packed RGGB camera RAW ``(N, 4, H/2, W/2)`` in [0, 1].
+
+    Args:
+        linear: floating, linear (gamma-expanded) sRGB.
+        rgb2cam: ``(N, 3, 3)`` sRGB -> camera matrices.
+        gains: ``(N, 3)`` inverse gains (R, G, B) (Brooks: ``(1 / red, 1, 1 / blue) / rgb_gain``), faded to 1 above
+            grey 0.9 so that highlights stay saturated.
+    """
+    check_tensor(linear, "linear", shape_doc="(N, 3, H, W), H and W even", channels=3, even=True)
+    args = (linear, _params(rgb2cam, "rgb2cam", linear, (3, 3)), _params(gains, "gains", linear, (3,)))
+    return _run("camera_mosaic", args, backend, reference.camera_mosaic)
+
+
+def camera_demosaic(packed: torch.Tensor, gains: torch.Tensor, cam2rgb: torch.Tensor, *,
+                    backend: str | None = None) -> torch.Tensor:
+    """Packed RGGB ``(N, 4, h, w)`` -> linear sRGB ``(N, 3, 2h, 2w)`` in [0, 1].
+
+    Args:
+        packed: floating planes R, Gr, Gb, B.
+        gains: ``(N, 4)`` per plane (Brooks: ``(red, 1, 1, blue)``, times a brightness gain), applied then clipped.
+        cam2rgb: ``(N, 3, 3)`` camera -> sRGB matrices, applied after the bilinear demosaic, then clipped.
+    """
+    check_tensor(packed, "packed", shape_doc="(N, 4, h, w) packed RGGB", channels=4)
+    args = (packed, _params(gains, "gains", packed, (4,)), _params(cam2rgb, "cam2rgb", packed, (3, 3)))
+    return _run("camera_demosaic", args, backend, reference.camera_demosaic)

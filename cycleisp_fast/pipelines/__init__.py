@@ -1,0 +1,1 @@
+"""Pipelines: the analytic and learned camera pipelines, pair synthesis, metrics, tiled inference, training."""

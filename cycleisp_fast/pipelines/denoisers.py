@@ -1,0 +1,212 @@
+"""Denoising models for inference: a registry, weight loading, tiled denoising.
+
+Registry (:data:`DENOISERS`):
+
+=================  ==========  ==========================================================================
+``noisy``          any         the identity: the noisy input itself, the baseline of every evaluation
+``cycleisp-srgb``  sRGB        CycleISP's ``DenoiseNet(raw=False)``
+``cycleisp-raw``   RAW         CycleISP's ``DenoiseNet(raw=True)``: packed RGGB plus the variance map
+                               ``shot * noisy + read``
+``aindnet``        sRGB        AINDNet, which estimates its own noise map
+=================  ==========  ==========================================================================
+
+Weights (:func:`load_denoiser`) are either an official checkpoint (a state dict, bare or wrapped as
+``{"state_dict": ...}``, loaded key for key by :func:`~cycleisp_fast.models.load_official` into the default-size
+model) or one written by this package's trainer: a dict ``{"model": registry name, "model_kwargs": constructor
+keyword arguments, "state_dict": ...}``, from which the model is built at the size it was trained at.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from cycleisp_fast.models import AINDNet, DenoiseNet, load_official
+from cycleisp_fast.ops._checks import check_backend_argument, check_choice, check_tensor
+from cycleisp_fast.pipelines.tiling import tiled_apply
+
+DEFAULT_TILE = 512
+DEFAULT_OVERLAP = 32
+
+
+class NoisyBaseline(nn.Module):
+    """The identity, ``forward(noisy, variance=None) -> noisy``, in either domain: scoring it scores the input."""
+
+    def forward(self, noisy: Tensor, variance: Tensor | None = None) -> Tensor:
+        return noisy
+
+
+@dataclass(frozen=True)
+class Denoiser:
+    """One entry of the registry: how to build the model, and the domain it denoises (``"srgb"``, ``"raw"``
+    or ``"any"``)."""
+
+    build: Callable[..., nn.Module]
+    domain: str
+    summary: str
+
+
+def _cycleisp(raw: bool) -> Callable[..., nn.Module]:
+    def build(*, backend: str | None = None, **model_kwargs) -> nn.Module:
+        if "raw" in model_kwargs and model_kwargs.pop("raw") is not raw:
+            raise ValueError(f"model_kwargs say raw={not raw}, but this model is DenoiseNet(raw={raw})")
+        return DenoiseNet(raw, backend=backend, **model_kwargs)
+    return build
+
+
+def _noisy_baseline(*, backend: str | None = None, **model_kwargs) -> nn.Module:
+    if model_kwargs:
+        raise ValueError(f"the noisy baseline takes no model_kwargs, got {sorted(model_kwargs)}")
+    return NoisyBaseline()
+
+
+DENOISERS = {
+    "noisy": Denoiser(_noisy_baseline, "any", "the noisy input itself (the baseline)"),
+    "cycleisp-srgb": Denoiser(_cycleisp(raw=False), "srgb", "CycleISP DenoiseNet for sRGB images"),
+    "cycleisp-raw": Denoiser(_cycleisp(raw=True), "raw", "CycleISP DenoiseNet for packed RGGB RAW, given a "
+                                                         "noise level"),
+    "aindnet": Denoiser(AINDNet, "srgb", "AINDNet for sRGB images (estimates its own noise map)"),
+}
+"""Registry name -> :class:`Denoiser`."""
+
+
+def _read_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, not a torch file, or holding objects weights_only refuses
+        raise ValueError(f"weights {path} could not be read as a torch checkpoint: "
+                         f"{type(error).__name__}: {error}") from error
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"weights {path} must hold a dict (a state dict or a trainer checkpoint), got "
+                         f"{type(checkpoint).__name__}")
+    return checkpoint
+
+
+def _is_trainer_checkpoint(checkpoint: dict) -> bool:
+    return isinstance(checkpoint.get("model"), str) and isinstance(checkpoint.get("state_dict"), dict)
+
+
+def load_denoiser(name: str, weights: str | os.PathLike | None = None, *, device: torch.device | str = "cpu",
+                  backend: str | None = None, allow_random: bool = False) -> nn.Module:
+    """The registry's model ``name`` with ``weights``, on ``device``, in eval mode.
+
+    Args:
+        name: a key of :data:`DENOISERS`.
+        weights: an official or trainer checkpoint (see the module's docstring). ``"noisy"`` takes none.
+        device: where the model is put.
+        backend: backend of the fused ops inside the model; None follows the one in force.
+        allow_random: build the model with its random initial weights when ``weights`` is None (tests and
+            demos only: it does not denoise).
+
+    Raises:
+        FileNotFoundError: ``weights`` does not exist.
+        ValueError: an unknown name, missing weights, an unreadable file, or weights for another model (the
+            message names the file, the model and what does not fit).
+    """
+    entry = DENOISERS[check_choice(name, "name", tuple(DENOISERS))]
+    backend = check_backend_argument(backend)
+    if name == "noisy":
+        if weights is not None:
+            raise ValueError(f"the noisy baseline takes no weights, got {os.fspath(weights)}")
+        return NoisyBaseline().eval()
+    if weights is None:
+        if not allow_random:
+            raise ValueError(f"model {name!r} needs weights: pass a checkpoint file (official or from "
+                             "cycleisp-fast train); random weights are for tests only (allow_random=True)")
+        model = entry.build(backend=backend)
+    else:
+        path = Path(weights)
+        checkpoint = _read_checkpoint(path)
+        try:
+            if _is_trainer_checkpoint(checkpoint):
+                if checkpoint["model"] != name:
+                    raise ValueError(f"it was trained for model {checkpoint['model']!r}")
+                model_kwargs = checkpoint.get("model_kwargs") or {}
+                if not isinstance(model_kwargs, dict):
+                    raise ValueError(f"its model_kwargs must be a dict, got {type(model_kwargs).__name__}")
+                try:
+                    model = entry.build(backend=backend, **model_kwargs)
+                except TypeError as error:  # an unknown constructor argument
+                    raise ValueError(f"its model_kwargs {model_kwargs} do not fit: {error}") from error
+                load_official(model, checkpoint["state_dict"])
+            else:
+                model = load_official(entry.build(backend=backend), checkpoint)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"weights {path} do not fit model {name!r}: {error}") from error
+    return model.to(device).eval()
+
+
+def _model_device(model: nn.Module, fallback: torch.device) -> tuple[torch.device, torch.dtype]:
+    parameter = next(model.parameters(), None)
+    return (fallback, torch.float32) if parameter is None else (parameter.device, parameter.dtype)
+
+
+def _domain(model: nn.Module) -> str:
+    if isinstance(model, NoisyBaseline):
+        return "any"
+    if isinstance(model, DenoiseNet):
+        return "raw" if model.raw else "srgb"
+    return "srgb"
+
+
+def denoise_srgb(model: nn.Module, noisy: Tensor, *, tile: int = DEFAULT_TILE,
+                 overlap: int = DEFAULT_OVERLAP) -> Tensor:
+    """Denoises sRGB images with an sRGB model (or the noisy baseline), tile by tile.
+
+    Args:
+        noisy: ``(N, 3, H, W)`` float in [0, 1], on any device (moved to the model's and back).
+        tile, overlap: see :func:`~cycleisp_fast.pipelines.tiling.tiled_apply`, in pixels.
+
+    Returns:
+        ``(N, 3, H, W)`` float32 in [0, 1] (clamped), on ``noisy``'s device.
+    """
+    check_tensor(noisy, "noisy", shape_doc="(N, 3, H, W) sRGB in [0, 1]", channels=3)
+    if _domain(model) == "raw":
+        raise ValueError("denoise_srgb needs an sRGB model; this one denoises packed RAW (use denoise_raw)")
+    device, dtype = _model_device(model, noisy.device)
+    with torch.inference_mode():
+        denoised = tiled_apply(model, noisy.to(device, dtype), tile=tile, overlap=overlap)
+    return denoised.clamp(0, 1).to(noisy.device, torch.float32)
+
+
+def denoise_raw(model: nn.Module, packed: Tensor, shot, read, *, tile: int = DEFAULT_TILE,
+                overlap: int = DEFAULT_OVERLAP) -> Tensor:
+    """Denoises packed RGGB RAW with a RAW model (or the noisy baseline), tile by tile.
+
+    Args:
+        packed: ``(N, 4, h, w)`` float in [0, 1].
+        shot, read: the noise variances (``variance = shot * packed + read``), floats or ``(N,)`` tensors.
+        tile, overlap: in packed pixels (half the sensor's), see :func:`~cycleisp_fast.pipelines.tiling.tiled_apply`.
+
+    Returns:
+        ``(N, 4, h, w)`` float32 in [0, 1] (clamped), on ``packed``'s device.
+    """
+    check_tensor(packed, "packed", shape_doc="(N, 4, h, w) packed RGGB in [0, 1]", channels=4)
+    if _domain(model) == "srgb":
+        raise ValueError("denoise_raw needs a RAW model (cycleisp-raw); this one denoises sRGB (use denoise_srgb)")
+    device, dtype = _model_device(model, packed.device)
+    n = packed.shape[0]
+    levels = []
+    for value, name in ((shot, "shot"), (read, "read")):
+        level = torch.as_tensor(value, dtype=torch.float64).flatten()
+        if level.numel() == 1:
+            level = level.expand(n)
+        if level.shape != (n,) or not bool(torch.all(torch.isfinite(level) & (level >= 0))):
+            raise ValueError(f"{name} must be a variance >= 0, a float or one per image ({n}), got {value!r}")
+        levels.append(level.to(device, dtype).view(n, 1, 1, 1))
+    noisy = packed.to(device, dtype)
+    variance = levels[0] * noisy + levels[1]
+
+    def run(inputs: Tensor) -> Tensor:
+        return model(inputs[:, :4], inputs[:, 4:])
+
+    with torch.inference_mode():
+        denoised = tiled_apply(run, torch.cat([noisy, variance], dim=1), tile=tile, overlap=overlap)
+    return denoised.clamp(0, 1).to(packed.device, torch.float32)

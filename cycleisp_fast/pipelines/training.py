@@ -1,0 +1,378 @@
+"""The training loop of every recipe (:mod:`cycleisp_fast.pipelines.train_tasks`), single process or
+``torchrun`` + DDP, resumable bit for bit.
+
+A run folder holds ``config.toml`` (the resolved config), ``last.pt`` (the latest checkpoint, replaced
+atomically every ``save_every`` steps and at the end), ``log.jsonl`` (one JSON object per log line: training
+``{"step", "loss", "lr", "patches_per_s", "time_s"}`` and validation ``{"step", "val_psnr", ...}``) and, for
+the ISP tasks, each network's weights in the official layout under the official names (``rgb2raw_joint.pth``,
+``ccm_joint.pth``, ``raw2rgb_joint.pth``): a folder that ``data.isp_weights`` and ``synth --weights`` take.
+
+Checkpoints are dicts ``{"model", "model_kwargs", "state_dict", "optimizer", "scheduler", "scaler", "step",
+"config", "rng"}``; ``"model"`` names the network (``cycleisp-srgb``, ``cycleisp-raw``, ``aindnet``,
+``cycleisp-rgb2raw``, ``cycleisp-raw2rgb``, ``cycleisp-isp``) and ``"model_kwargs"`` its size arguments.
+
+Determinism: step ``s`` of rank ``r`` trains on patches ``(s * world + r) * batch_size ...`` of a seeded dataset,
+with noise keyed by ``(seed, s * world + r)``, under a learning rate that is a closed-form function of ``s``: a
+resumed run retraces the uninterrupted one exactly (on the CPU; GPU kernels may not be bitwise deterministic).
+
+Distributed: when ``WORLD_SIZE`` > 1 (``torchrun``), the process group is initialised (NCCL on CUDA, Gloo on the
+CPU), each process takes GPU ``LOCAL_RANK``, gradients are averaged by DDP, and only rank 0 validates and writes.
+Mixed precision (``amp = "bf16" | "fp16"``) runs on CUDA only; on the CPU it is ignored with a warning, so that one
+config serves both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from cycleisp_fast.data.files import atomic_path, save_torch
+from cycleisp_fast.pipelines.train_config import config_differences, config_to_toml
+from cycleisp_fast.pipelines.train_tasks import Task, make_task
+
+CHECKPOINT_NAME = "last.pt"
+CONFIG_NAME = "config.toml"
+LOG_NAME = "log.jsonl"
+
+
+class RunFolderError(ValueError):
+    """A run folder that does not fit the request: a checkpoint to overwrite, nothing to resume, another config."""
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place: ``rank`` of ``world_size`` processes, ``local_rank`` on its node."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def distributed_from_environment() -> Distributed:
+    """The ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` that ``torchrun`` sets (a single process without them)."""
+    def read(name: str, default: int) -> int:
+        text = os.environ.get(name, str(default))
+        try:
+            return int(text)
+        except ValueError:
+            raise RuntimeError(f"environment variable {name} must be an integer, got {text!r}") from None
+    return Distributed(read("RANK", 0), read("WORLD_SIZE", 1), read("LOCAL_RANK", 0))
+
+
+def select_device(name: str | torch.device | None, place: Distributed) -> torch.device:
+    """``None``/``"auto"``: the GPU of this process (``cuda:LOCAL_RANK``) when CUDA is available, else the CPU;
+    ``"cuda"`` without an index also means ``cuda:LOCAL_RANK``."""
+    if name is None or name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:<index>, got {name!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}: CUDA is not available here")
+        if device.index is None:
+            device = torch.device("cuda", place.local_rank)
+    elif device.type != "cpu":
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:<index>, got {name!r}")
+    return device
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device, place: Distributed) -> Iterator[None]:
+    """Initialises (and finally destroys) the default process group when there are several processes and none
+    exists yet: NCCL for CUDA devices, Gloo for the CPU."""
+    if place.world_size == 1 or dist.is_initialized():
+        yield
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """The dataset indices of this process's batches for steps ``start`` to ``stop - 1``: step ``s`` of rank ``r``
+    takes items ``(s * world + r) * b`` to ``(s * world + r + 1) * b - 1``, so no two batches share an item."""
+
+    def __init__(self, start: int, stop: int, batch_size: int, place: Distributed):
+        self.start, self.stop, self.batch_size, self.place = start, stop, batch_size, place
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            first = (step * self.place.world_size + self.place.rank) * self.batch_size
+            yield list(range(first, first + self.batch_size))
+
+
+def lr_factor(step: int, config: dict[str, Any]) -> float:
+    """The learning rate of ``step`` over ``config["lr"]``: 1 (constant), or the cosine from 1 at step 0 down to
+    ``min_lr / lr`` at ``steps``."""
+    if config["lr_schedule"] == "constant":
+        return 1.0
+    floor = config["min_lr"] / config["lr"]
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, config["steps"]) / config["steps"]))
+
+
+def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` in bf16/fp16 on CUDA; nothing for ``"off"`` or on the CPU."""
+    if amp == "off" or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+class JsonLog:
+    """``log.jsonl``: one JSON object per line, appended (and flushed) as training goes."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as file:
+                file.write(json.dumps(record) + "\n")
+
+    def truncate_after(self, step: int) -> None:
+        """Drops the records past ``step`` (written after the checkpoint a resumed run restarts from) and any torn
+        last line, rewriting the file atomically."""
+        if not self.enabled or not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(line + "\n")
+        with atomic_path(self.path) as temporary:
+            temporary.write_text("".join(kept), encoding="utf-8")
+
+
+def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a run folder's ``log.jsonl``."""
+    path = Path(run_dir) / LOG_NAME
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@dataclass
+class TrainResult:
+    """What a call of :func:`train` did: the run folder, the global step reached, the checkpoint written, the
+    trained network (this process's copy, on the training device) and the last validation metrics
+    (``{"psnr": ..., "psnr_input": ...}``; empty on ranks other than 0)."""
+
+    run_dir: Path
+    step: int
+    checkpoint: Path
+    network: torch.nn.Module
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """A training checkpoint (``torch.load`` with ``weights_only=True``)."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _resume_state(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    path = run_dir / CHECKPOINT_NAME
+    if not path.is_file():
+        raise RunFolderError(f"nothing to resume in {run_dir}: it has no {CHECKPOINT_NAME}")
+    checkpoint = load_checkpoint(path)
+    differences = config_differences(checkpoint["config"], config)
+    if differences:
+        raise RunFolderError(f"cannot resume {path}: the config differs from the one it was trained with: "
+                             + "; ".join(differences))
+    return checkpoint
+
+
+def _validate(task: Task) -> dict[str, float]:
+    """The task's metrics averaged over its validation batches, weighted by their sizes."""
+    batches = task.validation_batches()
+    if not batches:
+        return {}
+    task.network.eval()
+    totals: dict[str, float] = {}
+    count = 0
+    with torch.no_grad():
+        for batch in batches:
+            size = next(iter(batch.values())).shape[0]
+            for name, value in task.metrics(batch).items():
+                totals[name] = totals.get(name, 0.0) + value * size
+            count += size
+    task.network.train()
+    return {name: total / count for name, total in totals.items()}
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """``"psnr 31.20 dB (input 24.10 dB, +7.10 dB)"`` and any other metrics."""
+    if not metrics:
+        return "no validation"
+    parts = [f"psnr {metrics['psnr']:.2f} dB"]
+    if "psnr_input" in metrics:
+        parts[0] += f" (noisy input {metrics['psnr_input']:.2f} dB, {metrics['psnr'] - metrics['psnr_input']:+.2f} dB)"
+    parts += [f"{name} {value:.4g}" for name, value in metrics.items() if name not in ("psnr", "psnr_input")]
+    return ", ".join(parts)
+
+
+def train(config: dict[str, Any], run_dir: str | os.PathLike, *, resume: bool = False,
+          device: str | torch.device | None = None, stop_after: int | None = None,
+          progress: bool | None = None) -> TrainResult:
+    """Trains ``config`` (resolved, :func:`~cycleisp_fast.pipelines.train_config.load_config`) into ``run_dir``.
+
+    Args:
+        resume: continue from ``run_dir/last.pt`` (its config must equal ``config`` up to the logging cadences);
+            without it, a run folder that already holds a checkpoint is an error.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:<i>"`` or None/``"auto"`` (see :func:`select_device`).
+        stop_after: stop once this global step is done (checkpoint written), as if interrupted there; the
+            schedule still spans ``steps``. None: train to ``steps``.
+        progress: show a tqdm bar (loss, patches/s); None: when stderr is a terminal. Never on ranks > 0.
+
+    Runs under ``torchrun`` as it is: see the module docstring. Raises ``ConfigError`` (bad data or init
+    weights) or :class:`RunFolderError` before the first step.
+    """
+    place = distributed_from_environment()
+    device = select_device(device, place)
+    run_dir = Path(run_dir)
+    stop = config["steps"] if stop_after is None else stop_after
+    if not isinstance(stop, int) or isinstance(stop, bool) or not 0 < stop <= config["steps"]:
+        raise ValueError(f"stop_after must be a step in 1..{config['steps']} (steps), got {stop_after!r}")
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    if not resume and checkpoint_path.exists():
+        raise RunFolderError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): resume it (--resume) or choose "
+                             "another output folder")
+    state = _resume_state(run_dir, config) if resume else None
+    if state is not None and state["step"] >= stop:
+        raise RunFolderError(f"{checkpoint_path} is already at step {state['step']}: nothing left to train up to "
+                             f"step {stop}")
+    if config["amp"] != "off" and device.type != "cuda":
+        warnings.warn(f"amp = {config['amp']!r} runs on CUDA only: training in float32 on {device}", stacklevel=2)
+    with process_group(device, place):
+        return _train(config, run_dir, state, device, place, stop, progress)
+
+
+def _train(config: dict[str, Any], run_dir: Path, state: dict[str, Any] | None, device: torch.device,
+           place: Distributed, stop: int, progress: bool | None) -> TrainResult:
+    torch.manual_seed(config["seed"])
+    task = make_task(config, device)
+    network = task.network.to(device)
+    parameters = [p for p in network.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=config["lr"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
+    scaler = torch.amp.GradScaler("cuda", enabled=config["amp"] == "fp16" and device.type == "cuda")
+    start = 0
+    log = JsonLog(run_dir / LOG_NAME, place.is_main)
+    if state is not None:
+        network.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        start = state["step"]
+        log.truncate_after(start)
+    elif place.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(run_dir / CONFIG_NAME) as temporary:
+            temporary.write_text(config_to_toml(config), encoding="utf-8")
+        log.truncate_after(0)  # a fresh run: no records (a crashed run may have left some before its first save)
+    module = network
+    if place.world_size > 1:
+        module = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
+
+    batch_size = config["batch_size"]
+    dataset = task.dataset(config["steps"] * place.world_size * batch_size)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=StepBatches(start, stop, batch_size, place),
+                                         num_workers=config["data"]["workers"], pin_memory=device.type == "cuda")
+    show = place.is_main and (sys.stderr.isatty() if progress is None else progress)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=stop, initial=start, disable=not show, unit="step", dynamic_ncols=True)
+
+    def report(line: str) -> None:
+        if show:
+            bar.write(line)
+        elif place.is_main:
+            print(line, flush=True)
+
+    metrics: dict[str, float] = {}
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    interval_start, interval_steps, began = time.perf_counter(), 0, time.perf_counter()
+    network.train()
+    step = start
+    for items in loader:
+        batch = task.make_batch(items, offset=step * place.world_size + place.rank)
+        with autocast(config["amp"], device):
+            loss = task.loss(module, batch)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if config["grad_clip"] > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(parameters, config["grad_clip"])
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        step += 1
+        loss_sum += loss.detach().double()
+        interval_steps += 1
+        bar.update(1)
+        if step % config["log_every"] == 0 or step == stop:
+            if place.world_size > 1:
+                dist.all_reduce(loss_sum)
+                loss_sum /= place.world_size
+            elapsed = time.perf_counter() - interval_start
+            record = {"step": step, "loss": loss_sum.item() / interval_steps, "lr": optimizer.param_groups[0]["lr"],
+                      "patches_per_s": interval_steps * batch_size * place.world_size / max(elapsed, 1e-9),
+                      "time_s": time.perf_counter() - began}
+            log.write(record)
+            bar.set_postfix(loss=f"{record['loss']:.4g}", patches_s=f"{record['patches_per_s']:.1f}")
+            if not show:
+                report(f"step {step}/{config['steps']}  loss {record['loss']:.5f}  lr {record['lr']:.3g}  "
+                       f"{record['patches_per_s']:.1f} patches/s")
+            loss_sum.zero_()
+            interval_start, interval_steps = time.perf_counter(), 0
+        if place.is_main and ((config["val_every"] and step % config["val_every"] == 0) or step == config["steps"]):
+            metrics = _validate(task)
+            if metrics:
+                log.write({"step": step, **{f"val_{name}": value for name, value in metrics.items()}})
+                report(f"step {step}: validation {format_metrics(metrics)}")
+        if place.is_main and ((config["save_every"] and step % config["save_every"] == 0) or step == stop):
+            _save(task, optimizer, scheduler, scaler, step, config, device, run_dir)
+    bar.close()
+    if place.world_size > 1:
+        dist.barrier()  # the checkpoint is complete when any rank returns
+    return TrainResult(run_dir, step, run_dir / CHECKPOINT_NAME, network, metrics)
+
+
+def _save(task: Task, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler, step: int,
+          config: dict[str, Any], device: torch.device, run_dir: Path) -> None:
+    """Writes ``last.pt`` (and the task's extra weight files) atomically."""
+    rng = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    for name, state_dict in task.extra_files().items():
+        save_torch(state_dict, run_dir / name)
+    save_torch({"model": task.model_name, "model_kwargs": task.model_kwargs, "state_dict": task.network.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "step": step, "config": config, "rng": rng}, run_dir / CHECKPOINT_NAME)
