@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cases = all_cases()
     default = [name for name, case in cases.items() if not case.opt_in]
     parser.add_argument("--ops", nargs="+", choices=list(cases), default=default, metavar="OP",
-                        help=f"cases to time (default: all but the whole networks "
+                        help=f"cases to time (default: all but the opt-in whole networks and pipelines "
                              f"{', '.join(name for name in cases if name not in default)}): {', '.join(cases)}")
     parser.add_argument("--sizes", nargs="+", type=parse_size, metavar="SIZE",
                         help="input shapes like 4x1x1024x1024; each case takes those that fit it "

@@ -72,7 +72,7 @@ class Case:
         default_sizes, quick_sizes, selftest_sizes: sizes for a full run, ``--quick`` and the selftest.
         variants: keyword arguments to check in the selftest; the benchmarks time the first.
         dtype: the input dtype when the case has one of its own (RAW samples), else ``--dtypes`` picks.
-        opt_in: timed only when named with ``--ops`` (whole networks: many minutes per case on a CPU); the
+        opt_in: timed only when named with ``--ops`` (whole networks and pipelines: minutes per case on a CPU); the
             selftest checks it always.
         selftest_dtype: the dtype the selftest checks in, when it is not the timed one (a whole AINDNet's
             float32 gradients are ill-conditioned: see :mod:`cycleisp_fast.bench.models`).
