@@ -301,7 +301,7 @@ def keyed_generator(seed: int, offset: int, stream: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(key)
 
 
-def _check_int(value, name: str) -> int:
+def check_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
     return int(value)
@@ -436,9 +436,9 @@ class NoiseModel:
         if n == 0:
             raise ValueError("clean must hold at least one image (N > 0)")
         generator = check_generator(generator)
-        offset = _check_int(offset, "offset")
+        offset = check_int(offset, "offset")
         if seed is not None:
-            seed = _check_int(seed, "seed")
+            seed = check_int(seed, "seed")
         level_dtype = torch.float64 if clean.dtype == torch.float64 else torch.float32
         level_generator = generator
         if seed is not None and generator is None:

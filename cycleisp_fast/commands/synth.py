@@ -88,7 +88,7 @@ def _weights(args, parser) -> dict[str, Path] | None:
 def _load_inputs(inputs: list[Path], max_size: int | None) -> dict[str, torch.Tensor]:
     """name -> (3, H, W) image with even sides, in input order (folders sorted by name)."""
     from cycleisp_fast.data.images import list_images, read_image
-    from cycleisp_fast.data.samples import sample_images
+    from cycleisp_fast.data.samples import centre_crop_even, sample_images
 
     if not inputs:
         return sample_images(max_size=max_size)
@@ -103,14 +103,9 @@ def _load_inputs(inputs: list[Path], max_size: int | None) -> dict[str, torch.Te
             raise ValueError(f"two inputs are named {file.stem!r} (the output names come from the input stems): "
                              f"rename {file}")
         image = read_image(file)
-        if max_size is not None:
-            top = max(0, (image.shape[1] - max_size) // 2)
-            left = max(0, (image.shape[2] - max_size) // 2)
-            image = image[:, top:top + max_size, left:left + max_size]
-        height, width = image.shape[1] // 2 * 2, image.shape[2] // 2 * 2
-        if height < 2 or width < 2:
+        if min(image.shape[1:]) < 2:
             raise ValueError(f"input {file} is {image.shape[2]}x{image.shape[1]}: too small for a Bayer mosaic")
-        images[file.stem] = image[:, :height, :width].contiguous()
+        images[file.stem] = centre_crop_even(image, max_size).contiguous()
     return images
 
 

@@ -20,7 +20,6 @@ is the per-item form, for ``DataLoader`` workers.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from typing import Mapping, NamedTuple, Optional, Sequence
 
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cycleisp_fast.noise import NoiseModel, check_generator, keyed_generator
+from cycleisp_fast.noise import NoiseModel, check_count, check_generator, check_int, keyed_generator
 from cycleisp_fast.ops._checks import check_tensor
 from cycleisp_fast.pipelines.unprocessing import CameraParams, process, random_camera_params, unprocess
 
@@ -210,12 +209,6 @@ def make_synthesizer(kind: str = "unprocessing", weights: Optional[Mapping[str, 
 PATCH_STREAM = 0x7061746368657321
 
 
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def dihedral(x: Tensor, k: int) -> Tensor:
     """The ``k``-th of the 8 flips/rotations of the square (``k`` in 0..7) of ``(..., H, W)``."""
     if k >= 4:
@@ -235,13 +228,11 @@ class CleanPatches(torch.utils.data.Dataset):
     """
 
     def __init__(self, images: Sequence[Tensor], patch_size: int, *, length: int, seed: int = 0, augment: bool = True):
-        self.patch_size = _check_positive_int(patch_size, "patch_size")
+        self.patch_size = check_count(patch_size, "patch_size", "the side of a patch")
         if self.patch_size % 2:
             raise ValueError(f"patch_size must be even (whole Bayer blocks), got {patch_size}")
-        self.length = _check_positive_int(length, "length")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"seed must be an int, got {seed!r}")
-        self.seed, self.augment = int(seed), bool(augment)
+        self.length = check_count(length, "length", "the number of patches")
+        self.seed, self.augment = check_int(seed, "seed"), bool(augment)
         self.images = list(images)
         if not self.images:
             raise ValueError("images must hold at least one image")
@@ -282,9 +273,7 @@ class SyntheticPairs(torch.utils.data.Dataset):
     def __init__(self, patches: torch.utils.data.Dataset, synth=None, *, seed: int = 0):
         self.patches = patches
         self.synth = UnprocessingSynthesizer() if synth is None else synth
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise TypeError(f"seed must be an int, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = check_int(seed, "seed")
 
     def __len__(self) -> int:
         return len(self.patches)
