@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "denoise": ("cycleisp_fast.commands.denoise", "denoise images or RAW files with a chosen model and weights"),
     "eval": ("cycleisp_fast.commands.evaluate", "PSNR/SSIM of models over a folder of pairs, per-image CSV and summary"),
     "train": ("cycleisp_fast.commands.train", "train CycleISP or AINDNet networks from a config file (torchrun + DDP)"),
+    "convert": ("cycleisp_fast.commands.convert", "convert weights (e.g. AINDNet's TF checkpoint) into a PyTorch file"),
 }
 """Subcommand name -> (module, one-line help)."""
 

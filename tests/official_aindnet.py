@@ -1,19 +1,23 @@
-"""AINDNet's forward written out from the spec (``../shared/specs/aindnet.md`` §1-2) with plain PyTorch ops on
-a module's weights, independently of :mod:`cycleisp_fast.models.aindnet`: the reference the AIN, AIN-ResBlock and
-whole-network tests compare against. The TF1 legacy resize is written here again on purpose (index gathers and
-explicit weights, not the package's lerp)."""
+"""AINDNet's AIN and AIN-ResBlock written out from the spec (``specs/aindnet.md`` §1-2) with plain PyTorch ops on
+a module's weights, independently of :mod:`cycleisp_fast.nn.ain`: the reference the module tests compare against.
+The TF1 legacy resize is written here again on purpose (numpy index arithmetic and explicit weights, not the
+package's torch code and TF formula). The whole network is compared against the official TF graph itself
+(:mod:`official_aindnet_tf`)."""
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 
 def tf_legacy_resize_bilinear(image, size):
-    """TF 1.x ``resize_bilinear`` (align_corners=False, no half-pixel centres): ``src = dst * in / out``."""
+    """TF 1.x ``resize_bilinear`` (align_corners=False, no half-pixel centres): ``src = dst * in / out``, computed
+    in float32 as TF's kernel does."""
 
     def axis(extent_in, extent_out):
-        src = torch.arange(extent_out, dtype=torch.float64) * (extent_in / extent_out)
-        low = src.floor().long()
-        return low, (low + 1).clamp(max=extent_in - 1), (src - low).to(image.dtype)
+        src = np.arange(extent_out, dtype=np.float32) * (np.float32(extent_in) / np.float32(extent_out))
+        low = np.floor(src).astype(np.int64)
+        frac = torch.from_numpy(src - low.astype(np.float32)).to(image.dtype)
+        return torch.from_numpy(low), torch.from_numpy(np.minimum(low + 1, extent_in - 1)), frac
 
     (y_low, y_high, y_frac), (x_low, x_high, x_frac) = axis(image.shape[-2], size[0]), axis(image.shape[-1], size[1])
     rows = image[..., y_low, :] * (1 - y_frac)[:, None] + image[..., y_high, :] * y_frac[:, None]
@@ -22,7 +26,7 @@ def tf_legacy_resize_bilinear(image, size):
 
 def plain_resize(noise_map, size, mode):
     """The official code's legacy bilinear resize, or the paper's s x s average pooling written as a mean."""
-    if mode == "subsample":
+    if mode == "tf_legacy":
         return tf_legacy_resize_bilinear(noise_map, size)
     n, k, height, width = noise_map.shape
     s = height // size[0]
@@ -45,51 +49,3 @@ def plain_resblock(block, x, noise_map):
     """The official ``ain_resblock``: AIN, LeakyReLU(0.02), conv, AIN, LeakyReLU(0.02), conv, + x."""
     out = F.conv2d(plain_ain(block.ain_1, x, noise_map), block.conv1.weight, block.conv1.bias, padding=1)
     return x + F.conv2d(plain_ain(block.ain_2, out, noise_map), block.conv2.weight, block.conv2.bias, padding=1)
-
-
-def plain_relu_conv(sequential, x):
-    """``relu(conv3x3(x))`` with the weights of a ``Sequential(conv, ReLU)``."""
-    conv = sequential[0]
-    return F.relu(F.conv2d(x, conv.weight, conv.bias, padding=1))
-
-
-def plain_estimator(estimator, noisy):
-    """The official ``FCN_Avg``: 3x3 convs + ReLU, 4x4 then (scale 8) 2x2 average pools, conv to 3 + ReLU, TF1
-    legacy resize back to full resolution, two 3 -> 3 convs + ReLU, 0.8 upsampled + 0.2 refined."""
-    convs = [m for m in estimator.features if isinstance(m, torch.nn.Sequential)]
-    x = plain_relu_conv(convs[1], plain_relu_conv(convs[0], noisy))
-    x = F.avg_pool2d(x, 4)
-    x = plain_relu_conv(convs[3], plain_relu_conv(convs[2], x))
-    if estimator.coarse_scale == 8:
-        x = F.avg_pool2d(x, 2)
-    coarse = plain_relu_conv(convs[4], x)
-    upsampled = tf_legacy_resize_bilinear(coarse, noisy.shape[-2:])
-    refined = plain_relu_conv(estimator.refine[1], plain_relu_conv(estimator.refine[0], upsampled))
-    return 0.8 * upsampled + 0.2 * refined, coarse
-
-
-def plain_skip(block, x):
-    """The official skip ``resBlock``: conv, ReLU, conv, + x."""
-    hidden = F.relu(F.conv2d(x, block.conv1.weight, block.conv1.bias, padding=1))
-    return x + F.conv2d(hidden, block.conv2.weight, block.conv2.bias, padding=1)
-
-
-def plain_aindnet(model, noisy):
-    """``AINDNet_recon(noisy, FCN_Avg(noisy)) + noisy`` for H and W multiples of 8: returns (denoised, noise
-    map, coarse map)."""
-    noise_map, coarse = plain_estimator(model.fcn_avg, noisy)
-
-    def level(blocks, x):
-        for block in blocks.blocks:
-            x = plain_resblock(block, x, noise_map)
-        return x
-
-    conv1 = level(model.level1, plain_relu_conv(model.conv1_1, noisy))
-    conv2 = level(model.level2, plain_relu_conv(model.conv2_1, F.avg_pool2d(conv1, 2)))
-    conv3 = level(model.level3, plain_relu_conv(model.conv3_1, F.avg_pool2d(conv2, 2)))
-    up4 = F.conv_transpose2d(conv3, model.up4.weight, stride=2) + plain_skip(model.skip4, conv2)
-    conv4 = level(model.level4, up4)
-    up5 = F.conv_transpose2d(conv4, model.up5.weight, stride=2) + plain_skip(model.skip5, conv1)
-    conv5 = level(model.level5, up5)
-    out = F.conv2d(conv5, model.conv6.weight, model.conv6.bias)
-    return out + noisy, noise_map, coarse

@@ -1,1 +1,1 @@
-"""The ``cycleisp-fast`` subcommands of the pipelines: synth, denoise, eval, train."""
+"""The ``cycleisp-fast`` subcommands of the pipelines: synth, denoise, eval, train, convert."""

@@ -5,15 +5,21 @@ The official CycleISP checkpoints are ``torch.save``d dicts, either bare state d
 PReLU under many names (every DAB's ``body.1`` and the trunk's and tail's activations): the checkpoint stores it
 under each name, and :func:`load_official` checks that they agree. ``state_dict()`` of the models is already the
 official layout, so saving it gives a checkpoint the official code loads, and a round trip is lossless.
+
+AINDNet's official checkpoint is a TensorFlow 1 checkpoint: :func:`load_official` reads it through
+:mod:`cycleisp_fast.models.tf_checkpoint` when given its folder or prefix.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from cycleisp_fast.models.tf_checkpoint import read_aindnet_tf_checkpoint, tf_checkpoint_prefix
 
 OPTIONAL_KEYS = {
     "Raw2Rgb": ("conv1x1.0.weight", "conv1x1.0.bias"),  # never used in the forward
@@ -51,15 +57,34 @@ def _listing(what: str, items: list[str]) -> str:
     return f"{what}: {shown}"
 
 
+def is_tf_checkpoint(checkpoint) -> bool:
+    """Whether ``checkpoint`` names a TensorFlow checkpoint (a folder, or a prefix beside its ``.index``)."""
+    return isinstance(checkpoint, (str, os.PathLike)) and (Path(checkpoint).is_dir()
+                                                           or tf_checkpoint_prefix(checkpoint) is not None)
+
+
 def load_official(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, Tensor]) -> nn.Module:
     """Loads an official checkpoint into ``model`` (in place; returns it), key for key.
 
     Accepts the ``{"state_dict": ...}`` wrapper and bare dicts, strips ``module.``, checks that every alias of a
     shared parameter (the network's one PReLU) holds the same values, ignores Raw2Rgb's unused ``conv1x1`` and
-    keeps CCM's blur when the checkpoint lacks them. Raises ``ValueError`` listing the missing, unexpected and
-    mis-shaped keys, or the aliases that disagree; nothing is loaded then.
+    keeps CCM's blur when the checkpoint lacks them. For :class:`~cycleisp_fast.models.AINDNet` it also takes
+    the official TensorFlow checkpoint: its folder (holding TF's ``checkpoint`` file) or a prefix
+    (``.../model.ckpt-NNNN``), read with TensorFlow (see :mod:`cycleisp_fast.models.tf_checkpoint`). Raises
+    ``ValueError`` listing the missing, unexpected and mis-shaped keys, or the aliases that disagree; nothing is
+    loaded then.
+
+    Example:
+        >>> from cycleisp_fast.models import DenoiseNet
+        >>> model = load_official(DenoiseNet(raw=False), {"state_dict": DenoiseNet(raw=False).state_dict()})
     """
-    state = read_state_dict(checkpoint)
+    if is_tf_checkpoint(checkpoint):
+        if type(model).__name__ != "AINDNet":
+            raise ValueError(f"{os.fspath(checkpoint)} is a TensorFlow checkpoint, the format of AINDNet's official "
+                             f"weights; {type(model).__name__}'s official weights are PyTorch files")
+        state = read_aindnet_tf_checkpoint(checkpoint)
+    else:
+        state = read_state_dict(checkpoint)
     expected = model.state_dict(keep_vars=True)
     optional = set(OPTIONAL_KEYS.get(type(model).__name__, ()))
     name = type(model).__name__

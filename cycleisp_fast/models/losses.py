@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cycleisp_fast.models.aindnet import COARSE_SCALES, estimator_pool
+
 LOG_EPS = 1e-3
 """The floor under RAW values before the log of the RGB2RAW loss (the spec: "1e-3, unconfirmed")."""
 
@@ -68,22 +70,22 @@ def asymmetric_noise_loss(estimate: Tensor, target: Tensor, alpha: float = ASYMM
 
 def multiscale_asymmetric_loss(noise_map: Tensor, coarse: Tensor, target_sigma: Tensor, *,
                                weights: tuple[float, float] = SCALE_WEIGHTS, alpha: float = ASYMMETRY) -> Tensor:
-    """AINDNet's Eq. 5: ``w1 L_asym(noise_map, sigma) + w_s L_asym(coarse, avgpool_s(sigma))``.
+    """AINDNet's Eq. 5: ``w1 L_asym(noise_map, sigma) + w_s L_asym(coarse, pool_s(sigma))``.
 
-    noise_map, target_sigma: ``(N, 3, H, W)``, the estimate and the true per-pixel noise std; coarse:
-    ``(N, 3, H/s, W/s)``, the estimator's coarse map; the scale ``s`` (8 or 4) is read from the shapes, and the
-    coarse target is the ``s x s`` average pool of target_sigma."""
+    noise_map, target_sigma: ``(N, 3, H, W)``, the estimate and the true per-pixel noise std; coarse: the
+    estimator's coarse map at scale ``s`` = 8 or 4, read from its shape. The coarse target is ``sigma`` pooled as
+    the estimator pools (:func:`~cycleisp_fast.models.aindnet.estimator_pool`: the ``s x s`` mean at multiples
+    of ``s``, TF 'SAME' windows at other sizes)."""
     _check_pair(noise_map, target_sigma, "multiscale_asymmetric_loss")
-    height, width = target_sigma.shape[-2:]
-    if (not isinstance(coarse, Tensor) or coarse.dim() != target_sigma.dim() or coarse.shape[:-2] != target_sigma.shape[:-2]
-            or coarse.shape[-1] == 0 or height % coarse.shape[-2] or width % coarse.shape[-1]
-            or height // coarse.shape[-2] != width // coarse.shape[-1]):
-        raise ValueError(f"coarse must be target_sigma {tuple(target_sigma.shape)} at 1/s of its height and width "
-                         f"(s an integer), got {tuple(getattr(coarse, 'shape', ()))}")
-    scale = height // coarse.shape[-2]
+    targets = {scale: estimator_pool(target_sigma, scale) for scale in COARSE_SCALES}
+    target = next((t for t in targets.values() if isinstance(coarse, Tensor) and t.shape == coarse.shape), None)
+    if target is None:
+        expected = " or ".join(str(tuple(t.shape)) for t in targets.values())
+        raise ValueError(f"coarse must be target_sigma {tuple(target_sigma.shape)} at the estimator's coarse scale, "
+                         f"{expected}; got {tuple(getattr(coarse, 'shape', ()))}")
     full_weight, coarse_weight = weights
     return (full_weight * asymmetric_noise_loss(noise_map, target_sigma, alpha)
-            + coarse_weight * asymmetric_noise_loss(coarse, F.avg_pool2d(target_sigma, scale), alpha))
+            + coarse_weight * asymmetric_noise_loss(coarse, target, alpha))
 
 
 def aindnet_synthetic_loss(denoised: Tensor, clean: Tensor, noise_map: Tensor, coarse: Tensor, target_sigma: Tensor,

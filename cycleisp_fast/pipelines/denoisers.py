@@ -11,8 +11,8 @@ Registry (:data:`DENOISERS`):
 =================  ==========  ==========================================================================
 
 Weights (:func:`load_denoiser`) are either an official checkpoint (a state dict, bare or wrapped as
-``{"state_dict": ...}``, loaded key for key by :func:`~cycleisp_fast.models.load_official` into the default-size
-model) or one written by this package's trainer: a dict ``{"model": registry name, "model_kwargs": constructor
+``{"state_dict": ...}``, or for AINDNet the official TensorFlow checkpoint folder or prefix, loaded key for key by
+:func:`~cycleisp_fast.models.load_official` into the default-size model) or one written by this package's trainer: a dict ``{"model": registry name, "model_kwargs": constructor
 keyword arguments, "state_dict": ...}``, from which the model is built at the size it was trained at.
 """
 
@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from cycleisp_fast.models import AINDNet, DenoiseNet, load_official
+from cycleisp_fast.models.checkpoints import is_tf_checkpoint
 from cycleisp_fast.ops._checks import check_backend_argument, check_choice, check_tensor
 from cycleisp_fast.pipelines.tiling import tiled_apply
 
@@ -99,7 +100,8 @@ def load_denoiser(name: str, weights: str | os.PathLike | None = None, *, device
 
     Args:
         name: a key of :data:`DENOISERS`.
-        weights: an official or trainer checkpoint (see the module's docstring). ``"noisy"`` takes none.
+        weights: an official or trainer checkpoint (see the module's docstring): a file, or a TensorFlow
+            checkpoint folder / prefix (AINDNet). ``"noisy"`` takes none.
         device: where the model is put.
         backend: backend of the fused ops inside the model; None follows the one in force.
         allow_random: build the model with its random initial weights when ``weights`` is None (tests and
@@ -121,6 +123,11 @@ def load_denoiser(name: str, weights: str | os.PathLike | None = None, *, device
             raise ValueError(f"model {name!r} needs weights: pass a checkpoint file (official or from "
                              "cycleisp-fast train); random weights are for tests only (allow_random=True)")
         model = entry.build(backend=backend)
+    elif is_tf_checkpoint(weights):
+        try:
+            model = load_official(entry.build(backend=backend), weights)
+        except (ValueError, ImportError) as error:
+            raise ValueError(f"weights {os.fspath(weights)} do not fit model {name!r}: {error}") from error
     else:
         path = Path(weights)
         checkpoint = _read_checkpoint(path)

@@ -55,12 +55,25 @@ def test_ain_matches_the_official_formula(scale, resize, negative_slope):
     torch.testing.assert_close(ain(x, noise_map), plain_ain(ain, x, noise_map))
 
 
-def test_subsample_is_strided_and_differs_from_avgpool():
+def test_tf_legacy_is_strided_at_integer_factors_and_differs_from_avgpool():
     x, noise_map = inputs(4, (5, 7), 4)
-    subsample, avgpool = (randomize_(AIN(4, resize=mode, backend="reference")).double() for mode in RESIZE_MODES)
-    avgpool.load_state_dict(subsample.state_dict())
-    torch.testing.assert_close(subsample(x, noise_map), subsample(x, noise_map[..., ::4, ::4].contiguous()))
-    assert not torch.allclose(subsample(x, noise_map), avgpool(x, noise_map))
+    legacy, avgpool = (randomize_(AIN(4, resize=mode, backend="reference")).double() for mode in RESIZE_MODES)
+    avgpool.load_state_dict(legacy.state_dict())
+    torch.testing.assert_close(legacy(x, noise_map), legacy(x, noise_map[..., ::4, ::4].contiguous()))
+    assert not torch.allclose(legacy(x, noise_map), avgpool(x, noise_map))
+    assert AIN(4, resize="subsample").resize == "tf_legacy"  # the name checkpoints of earlier versions hold
+
+
+def test_any_noise_map_size_tf_legacy_and_avgpool_at_ceil_factors():
+    ain = randomize_(AIN(4, resize="tf_legacy", backend="reference")).double()
+    x = torch.randn(1, 4, 16, 12, dtype=torch.float64)
+    noise_map = torch.rand(1, 3, 61, 47, dtype=torch.float64)
+    torch.testing.assert_close(ain(x, noise_map), plain_ain(ain, x, tf_legacy_resize_bilinear(noise_map, (16, 12))))
+    pooled = AIN(4, resize="avgpool", backend="reference").double()
+    pooled.load_state_dict(ain.state_dict())
+    assert pooled(x, noise_map).shape == x.shape  # 61x47 -> 16x12 is the 'SAME' pooling by 4
+    with pytest.raises(ValueError, match="pooled by one factor"):
+        pooled(torch.randn(1, 4, 20, 12, dtype=torch.float64), noise_map)
 
 
 def truncated_normal_std(std, bound=2.0):
@@ -155,8 +168,6 @@ def test_the_28_ain_nets_of_aindnet_total_5158400():
 
 @pytest.mark.parametrize("x_shape, noise_shape, argument", [
     ((1, 4, 8, 8), (1, 1, 8, 8), "noise_map"),  # wrong noise-map channels
-    ((1, 4, 8, 8), (1, 3, 12, 12), "noise_map"),  # scale 1.5
-    ((1, 4, 8, 8), (1, 3, 16, 32), "noise_map"),  # different scales in height and width
     ((1, 4, 8, 8), (2, 3, 8, 8), "noise_map"),  # batch mismatch
     ((1, 4, 8, 8), (3, 8, 8), "noise_map"),  # not 4-D
     ((1, 5, 8, 8), (1, 3, 8, 8), "x"),  # wrong feature channels

@@ -70,7 +70,7 @@ def test_defaults_are_filled_in_for_the_task_only():
     assert config["noise"]["levels"] == "unprocessing"  # auto: the unprocessing synthesizer's own levels
     assert "loss" not in config and "pairs" not in config["data"] and "scheme" not in config
     aindnet = resolve_config({"task": "aindnet-synthetic"})
-    assert aindnet["model"] == {"coarse_scale": 8, "noise_resize": "subsample", "upsample": "tf_legacy"}
+    assert aindnet["model"] == {"coarse_scale": 8, "noise_resize": "tf_legacy", "upsample": "tf_legacy"}
     assert aindnet["loss"] == {"noise_weight": 0.05, "asymmetry": 0.25}
     cycleisp = resolve_config({"task": "denoise-srgb", "data": {"synthesizer": "cycleisp", "isp_weights": "w"}})
     assert cycleisp["noise"]["levels"] == "cycleisp_dnd"
