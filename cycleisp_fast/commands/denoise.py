@@ -17,14 +17,36 @@ Large images are denoised in tiles (--tile, --overlap, in pixels of what the mod
 sensor's size). An input that cannot be read is reported on stderr ("error: FILE: why") and skipped; the others
 are still denoised, and the exit status is 1. Every output is written atomically (never half-written).
 
+Benchmarks (the only INPUT), written as their servers take them (cycleisp_fast.data.submissions):
+
+  DND folder        info.mat + images_srgb/ or images_raw/ (the model's domain picks; --layout when both are there
+                    and the model is 'noisy'). Per box OUTDIR/<image>_<box>.mat (0001_01.mat ... 0050_20.mat) holding
+                    Idenoised_crop (float32 in [0, 1], h x w x 3 or h x w), then per image OUTDIR/bundled/0001.mat ...
+                    holding Idenoised (1 x 20 cell), israw (logical), eval_version '1.0': upload bundled/ to
+                    https://noise.visinf.tu-darmstadt.de. Resumable: a rerun skips the boxes already written.
+                    --margin: context kept around each box. RAW: each box is flipped to RGGB and back (DND's
+                    official raw script), with info.mat's noise level (nlf a = shot, b = read).
+  SIDD blocks file  BenchmarkNoisyBlocksSrgb.mat or BenchmarkNoisyBlocksRaw.mat -> OUTDIR/SubmitSrgb.mat (or
+                    SubmitRaw.mat): DenoisedBlocksSrgb (40 x 32 cell of 256x256x3 uint8; RAW: DenoisedBlocksRaw of
+                    256x256 mosaics in the file's float type), TimeMPSrgb (seconds per megapixel in the denoiser),
+                    OptionalData (struct: MethodName, MachineSpecs, any --optional-data); and the same blocks as
+                    OUTDIR/SubmitSrgb.csv (SubmitRaw.csv) for SIDD's Kaggle competitions (ID, base64 BLOCK). RAW
+                    blocks need --pattern (they carry no metadata) and take the noise level from --shot/--read, else
+                    estimate it per image from its 32 blocks together.
+
 Examples:
   cycleisp-fast denoise photo.png -o out --model cycleisp-srgb --weights sidd_rgb.pth
   cycleisp-fast denoise shots/ -o out --model cycleisp-raw --weights sidd_raw.pth --device cuda
+  cycleisp-fast denoise dnd_2017 -o dnd_out --model aindnet --weights aindnet.pt --margin 80
+  cycleisp-fast denoise BenchmarkNoisyBlocksRaw.mat -o sidd_out --model cycleisp-raw --weights sidd_raw.pth \
+      --pattern S6,GP,N6,G4,IP,...   (one per image, in the order of the 40 benchmark scenes)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import sys
 from pathlib import Path
 
@@ -34,9 +56,14 @@ from tqdm import tqdm
 
 from cycleisp_fast.backend import BACKENDS
 from cycleisp_fast.bench.cli import parse_device
+from cycleisp_fast.data.datasets import DND, matching_layouts
 from cycleisp_fast.data.files import atomic_path
 from cycleisp_fast.data.images import IMAGE_SUFFIXES, read_image, write_image
 from cycleisp_fast.data.raw import RAW_SUFFIXES, RawImage, is_raw_file, read_raw
+from cycleisp_fast.data.sidd_blocks import SIDDBlocks, parse_sidd_patterns
+from cycleisp_fast.data.submissions import (SIDD_KAGGLE_FILES, SIDD_SUBMISSIONS, check_matlab_field_names,
+                                            write_sidd_kaggle_csv, write_sidd_submission)
+from cycleisp_fast.pipelines.benchmarks import denoise_dnd, denoise_sidd_blocks
 from cycleisp_fast.pipelines.denoisers import (DEFAULT_OVERLAP, DEFAULT_TILE, DENOISERS, denoise_raw, denoise_srgb,
                                                load_denoiser)
 from cycleisp_fast.pipelines.noise_estimation import estimate_raw_noise
@@ -44,6 +71,7 @@ from cycleisp_fast.pipelines.unprocessing import process
 
 INPUT_ERRORS = (OSError, ValueError, RuntimeError)
 """What a bad input raises (missing, corrupt, unsupported, too large for the device): reported, then skipped."""
+DND_LAYOUTS = ("dnd-srgb", "dnd-raw")
 
 
 def _is_input_file(path: Path) -> bool:
@@ -148,10 +176,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
                         help=f"context kept around each tile, in pixels (default {DEFAULT_OVERLAP})")
     parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="bits per sample of the PNGs (8)")
-    parser.add_argument("--shot", type=float, help="RAW shot-noise variance (with --read; cycleisp-raw only)")
+    parser.add_argument("--shot", type=float, help="RAW shot-noise variance (with --read; cycleisp-raw only), for "
+                                                   "RAW files and SIDD RAW blocks (default: estimated)")
     parser.add_argument("--read", type=float, help="RAW read-noise variance (with --shot; cycleisp-raw only)")
     parser.add_argument("--device", type=parse_device, default="cpu", help="cpu (default), cuda or cuda:<index>")
     parser.add_argument("--backend", choices=BACKENDS, help="backend of the fused ops (default: the one in force)")
+    benchmark = parser.add_argument_group("benchmarks (a DND folder or a SIDD blocks file as the only INPUT)")
+    benchmark.add_argument("--layout", choices=("auto",) + DND_LAYOUTS, default="auto",
+                           help="DND: which images to denoise (default: those of the model's domain; needed for "
+                                "'noisy' when the folder holds both)")
+    benchmark.add_argument("--margin", type=_non_negative_int, default=0, metavar="PIXELS",
+                           help="DND: context kept around each box (clipped at the image border), cropped away after "
+                                "denoising; 0 (default) as CycleISP's test_dnd_*.py, 80 is AINDNet's protocol (its "
+                                "test_dnd.py)")
+    benchmark.add_argument("--pattern", type=parse_sidd_patterns, metavar="PATTERN[,...]",
+                           help="SIDD RAW blocks: the Bayer pattern of every image, or one per image, comma-separated: "
+                                "RGGB/BGGR/GRBG/GBRG or SIDD phone codes (GP, N6, G4: BGGR; IP: RGGB; S6: GRBG)")
+    benchmark.add_argument("--optional-data", dest="optional_data", action="append", type=_optional_field,
+                           default=[], metavar="FIELD=TEXT",
+                           help="SIDD: a field of the submission's OptionalData struct (repeatable), e.g. "
+                                "Authors=..., PaperTitle=..., Venue=...; MethodName and MachineSpecs are filled in "
+                                "unless given")
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _optional_field(text: str) -> tuple[str, str]:
+    name, separator, value = text.partition("=")
+    try:
+        check_matlab_field_names([name])
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{error}, in {text!r}") from error
+    if not separator:
+        raise argparse.ArgumentTypeError(f"expected FIELD=TEXT, got {text!r}")
+    return name, value
 
 
 def check_tiling(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -189,6 +255,15 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    benchmark = benchmark_input(args.inputs, parser)
+    if benchmark is not None:
+        return _run_dnd(benchmark, args, parser) if benchmark.is_dir() else _run_sidd(benchmark, args, parser)
+    given = [option for option, value in (("--layout", args.layout != "auto"), ("--margin", args.margin),
+                                          ("--pattern", args.pattern), ("--optional-data", args.optional_data))
+             if value]
+    if given:
+        parser.error(f"{', '.join(given)} apply to benchmark inputs (a DND folder or a SIDD blocks file), not to "
+                     "image or RAW files")
     inputs = _check_arguments(args, parser)
     try:
         model = load_denoiser(args.model, args.weights, device=args.device, backend=args.backend)
@@ -208,3 +283,111 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"denoised {len(inputs) - len(failures)} of {len(inputs)} input(s) into {args.outdir}"
           + (f"; {len(failures)} failed" if failures else ""))
     return 1 if failures else 0
+
+
+# ------------------------------------------------------------------------------------------------ benchmarks
+
+
+def benchmark_input(arguments: list[str], parser: argparse.ArgumentParser) -> Path | None:
+    """The benchmark among the inputs, a DND folder (holding ``info.mat``) or a SIDD blocks ``.mat`` file, or None;
+    a benchmark must be the only input."""
+    paths = [Path(argument) for argument in arguments]
+    found = [path for path in paths if (path.is_dir() and (path / "info.mat").is_file())
+             or (path.is_file() and path.suffix.lower() == ".mat")]
+    if found and len(paths) > 1:
+        parser.error(f"{found[0]} is a benchmark (a DND folder or a SIDD blocks file): give it as the only INPUT")
+    return found[0] if found else None
+
+
+def _load_model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> torch.nn.Module:
+    try:
+        return load_denoiser(args.model, args.weights, device=args.device, backend=args.backend)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+
+
+def _dnd_layout(root: Path, args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """The DND layout to denoise: --layout, else the one of the model's domain that ``root`` holds."""
+    held = [layout for layout in matching_layouts(root) if layout in DND_LAYOUTS]
+    if not held:
+        parser.error(f"the DND folder {root} holds neither images_srgb/ nor images_raw/ beside its info.mat")
+    domain = DENOISERS[args.model].domain
+    if args.layout == "auto":
+        fitting = [layout for layout in held if domain in ("any", layout.removeprefix("dnd-"))]
+        if len(fitting) > 1:
+            parser.error(f"the DND folder {root} holds both sRGB and RAW images; say which the noisy baseline "
+                         "takes with --layout dnd-srgb or --layout dnd-raw")
+        layout = fitting[0] if fitting else held[0]
+    elif args.layout in held:
+        layout = args.layout
+    else:
+        parser.error(f"--layout {args.layout}: the DND folder {root} has no images_{args.layout.removeprefix('dnd-')}/")
+    if domain not in ("any", layout.removeprefix("dnd-")):
+        parser.error(f"model {args.model} denoises {domain} images; the DND folder {root} holds {layout} images")
+    return layout
+
+
+def _run_dnd(root: Path, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    check_tiling(args, parser)
+    for option, value in (("--pattern", args.pattern), ("--optional-data", args.optional_data),
+                          ("--shot/--read", args.shot is not None or args.read is not None)):
+        if value:
+            parser.error(f"{option} does not apply to DND (its info.mat gives each image's Bayer pattern and noise "
+                         "level)")
+    layout = _dnd_layout(root, args, parser)
+    try:
+        dataset = DND(root, kind=layout.removeprefix("dnd-"), margin=args.margin)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    model = _load_model(args, parser)
+    try:
+        done = denoise_dnd(dataset, model, args.outdir, tile=args.tile, overlap=args.overlap)
+    except INPUT_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{root} ({layout}, margin {args.margin}): {done.denoised} box(es) denoised, {done.skipped} already in "
+          f"{args.outdir}; {done.bundles} bundle(s) written. Upload the files of {args.outdir / 'bundled'} at "
+          "https://noise.visinf.tu-darmstadt.de")
+    return 0
+
+
+def machine_specs(device: torch.device | str) -> str:
+    """A one-line description of the machine the denoiser ran on (SIDD's OptionalData.MachineSpecs)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} CPU threads, torch {torch.__version__}"
+
+
+def _run_sidd(path: Path, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    check_tiling(args, parser)
+    if (args.shot is None) != (args.read is None):
+        parser.error("give --shot and --read together")
+    for option, value in (("--layout", args.layout != "auto"), ("--margin", args.margin)):
+        if value:
+            parser.error(f"{option} applies to DND folders, not to the SIDD blocks file {path}")
+    noise = None if args.shot is None else (args.shot, args.read)
+    try:
+        blocks = SIDDBlocks(path, pattern=args.pattern, noise=noise)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    domain = DENOISERS[args.model].domain
+    if domain not in ("any", blocks.kind):
+        parser.error(f"model {args.model} denoises {domain} images; {path} holds SIDD {blocks.kind} blocks "
+                     f"({blocks.key})")
+    model = _load_model(args, parser)
+    try:
+        denoised, seconds_per_megapixel = denoise_sidd_blocks(blocks, model, tile=args.tile, overlap=args.overlap)
+    except INPUT_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    method = args.model if args.weights is None else f"{args.model} ({args.weights.name})"
+    optional_data = {"MethodName": method, "MachineSpecs": machine_specs(args.device), **dict(args.optional_data)}
+    written = [write_sidd_submission(args.outdir, blocks.kind, denoised, seconds_per_megapixel, optional_data),
+               write_sidd_kaggle_csv(args.outdir, blocks.kind, denoised)]
+    print(f"{path}: {len(blocks)} {blocks.kind} blocks denoised ({seconds_per_megapixel:.3g} s per megapixel) into "
+          f"{written[0]} and {written[1]}. Submit {SIDD_SUBMISSIONS[blocks.kind][0]} at "
+          f"https://www.eecs.yorku.ca/~kamel/sidd/benchmark.php, or {SIDD_KAGGLE_FILES[blocks.kind]} at "
+          f"kaggle.com/competitions/sidd-benchmark-{blocks.kind}-psnr")
+    return 0

@@ -1,26 +1,42 @@
 """PSNR / SSIM of denoising models over a dataset of noisy/clean pairs, side by side.
 
 DATA is a dataset folder in one of the layouts of cycleisp_fast.data.datasets.open_pairs, detected unless
---layout says which: folder (clean/<name>.png + noisy/<name>.png), sidd-srgb, sidd-raw. Each --model
-NAME[=WEIGHTS] adds a model (repeatable; the same NAME twice with other weights is fine); the noisy input itself,
-"noisy", is always scored as the baseline.
+--layout says which: folder (clean/<name>.png + noisy/<name>.png), sidd-srgb, sidd-raw (SIDD-Medium's Data/), or
+sidd-val-srgb / sidd-val-raw (SIDD's validation blocks: ValidationNoisyBlocksSrgb.mat + ValidationGtBlocksSrgb.mat,
+or the Raw pair, 40 x 32 blocks of 256x256; each block is one item, named <image>_<block>, 0001_01 ...). Each
+--model NAME[=WEIGHTS] adds a model (repeatable; the same NAME twice with other weights is fine); the noisy input
+itself, "noisy", is always scored as the baseline.
 
   sRGB layouts   sRGB models (cycleisp-srgb, aindnet), scored on the denoised images clamped to [0, 1]
   sidd-raw       the RAW model cycleisp-raw: each mosaic is cropped to RGGB and packed (4, h, w), its noise
                  level estimated from the noisy image, and the packed planes are scored (as CycleISP's
                  test_sidd_raw.py)
+  sidd-val-raw   cycleisp-raw on each 256x256 mosaic, flipped to RGGB and back (nothing cropped), scored as
+                 stored in the files (h, w): the blocks carry no metadata, so --pattern gives the Bayer pattern
+                 and the noise level is estimated per image from its 32 noisy blocks together
 
-PSNR and SSIM use data_range 1; SSIM is Wang et al.'s with a Gaussian window (sigma 1.5), averaged over
-channels (cycleisp_fast.pipelines.metrics). The table on stdout gives each model's mean over the images; an
-image identical to its reference has an infinite PSNR, which the mean skips (as CycleISP's batch_PSNR does) and
-the table counts. --csv writes every score (image, model, psnr, ssim), atomically. The first pair that cannot
-be read stops the run (exit status 1, no CSV): means over part of a dataset would not compare.
+PSNR is 10 log10(1 / MSE) over every pixel and channel of an item (scikit-image's and MATLAB's psnr, data range
+1). By default the output is scored as the float the model gives, clamped to [0, 1], against the reference in
+[0, 1] (uint8 / 255 for SIDD): as CycleISP's test_sidd_rgb.py and MPRNet's / Restormer's evaluate_SIDD.m score
+SIDD. --output-dtype uint8 rounds each output to 8 bits first, as a PNG or a SIDD benchmark submission holds it
+(it scores a little lower). SSIM: --ssim skimage (default) is scikit-image's structural_similarity with a
+Gaussian window (sigma 1.5, population covariance), per channel and averaged, borders cropped (what CycleISP's
+scripts call); --ssim matlab is MATLAB's ssim as evaluate_SIDD.m calls it, which takes an H x W x 3 block as a
+volume: the 11-tap Gaussian also runs across the 3 channels, borders replicated and kept in the mean
+(cycleisp_fast.pipelines.metrics.ssim_matlab). The table on stdout gives each model's mean over the items (the
+1280 blocks for SIDD's validation set, as evaluate_SIDD.m averages them); an item identical to its reference has
+an infinite PSNR, which the mean skips (as CycleISP's batch_PSNR does) and the table counts. --csv writes every
+score (image, model, psnr, ssim), atomically. The first pair that cannot be read stops the run (exit status 1, no
+CSV): means over part of a dataset would not compare.
 
-DND has no public clean images: it is scored by its online server (denoise it with cycleisp-fast denoise and
-submit the results there).
+DND and SIDD's benchmark blocks have no public clean images: they are scored by their servers. Write the files
+those take with cycleisp-fast denoise (a DND folder, or BenchmarkNoisyBlocksSrgb.mat, as its only input) and
+upload them: DND's OUT/bundled/*.mat at https://noise.visinf.tu-darmstadt.de, SIDD's OUT/SubmitSrgb.mat at
+https://www.eecs.yorku.ca/~kamel/sidd/benchmark.php (or OUT/SubmitSrgb.csv on Kaggle).
 
 Examples:
   cycleisp-fast eval datasets/sidd_val --model cycleisp-srgb=sidd_rgb.pth --model aindnet=aindnet.pt --csv s.csv
+  cycleisp-fast eval datasets/sidd_val --layout sidd-val-srgb --model cycleisp-srgb=sidd_rgb.pth --ssim matlab
   cycleisp-fast eval my_pairs --layout folder --model cycleisp-srgb=runs/small/last.pt --limit 20
 """
 
@@ -41,15 +57,19 @@ from cycleisp_fast.bench.report import markdown_table
 from cycleisp_fast.commands.denoise import INPUT_ERRORS, check_tiling
 from cycleisp_fast.data.datasets import LAYOUTS, detect_layout, open_pairs
 from cycleisp_fast.data.files import atomic_path
-from cycleisp_fast.data.raw import unify_to_rggb
-from cycleisp_fast.ops import bayer_pack
+from cycleisp_fast.data.images import quantize
+from cycleisp_fast.data.raw import pack_rggb
+from cycleisp_fast.data.sidd_blocks import parse_sidd_patterns
+from cycleisp_fast.pipelines.benchmarks import denoise_item
 from cycleisp_fast.pipelines.denoisers import (DEFAULT_OVERLAP, DEFAULT_TILE, DENOISERS, denoise_raw, denoise_srgb,
                                                load_denoiser)
 from cycleisp_fast.pipelines.noise_estimation import estimate_raw_noise
-from cycleisp_fast.pipelines.metrics import mean_finite, psnr, ssim
+from cycleisp_fast.pipelines.metrics import mean_finite, psnr, ssim, ssim_matlab
 
 CSV_COLUMNS = ("image", "model", "psnr", "ssim")
 BASELINE = "noisy"
+SSIM_METRICS = {"skimage": ssim, "matlab": ssim_matlab}
+"""--ssim choice -> the metric (cycleisp_fast.pipelines.metrics)."""
 
 
 def parse_model(text: str) -> tuple[str, Path | None]:
@@ -70,19 +90,21 @@ def model_labels(specs: list[tuple[str, Path | None]]) -> list[str]:
             for name, weights in specs]
 
 
-def packed_rggb(mosaic: torch.Tensor, pattern: str) -> torch.Tensor:
-    """A ``(1, H, W)`` Bayer mosaic in ``pattern`` -> ``(1, 4, h, w)`` RGGB planes (cropped to RGGB first)."""
-    unified, _ = unify_to_rggb(mosaic, pattern)
-    return bayer_pack(unified[None].contiguous(), "RGGB")
+def rounded_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """``(1, 3, H, W)`` in [0, 1] -> the same, rounded to the nearest of the 256 levels of an 8-bit image."""
+    return torch.from_numpy(quantize(images[0], 8)).permute(2, 0, 1)[None] / 255.0
 
 
-def score_item(item: dict, models: list[torch.nn.Module], domain: str, args: argparse.Namespace
+def score_item(item: dict, models: list[torch.nn.Module], domain: str, layout: str, args: argparse.Namespace
                ) -> list[tuple[float, float]]:
     """``(psnr, ssim)`` of each model's result on one dataset item."""
     if "clean" not in item:
         raise ValueError(f"item {item.get('name')!r} has no clean image to score against")
-    if domain == "raw":
-        clean, noisy = (packed_rggb(item[key], item["pattern"]) for key in ("clean", "noisy"))
+    if layout == "sidd-val-raw":  # the (1, h, w) mosaic as the file stores it, denoised at its full size
+        clean = item["clean"][None]
+        outputs = [denoise_item(model, item, tile=args.tile, overlap=args.overlap)[None] for model in models]
+    elif domain == "raw":
+        clean, noisy = (pack_rggb(item[key], item["pattern"]) for key in ("clean", "noisy"))
         if item.get("shot") is not None and item.get("read") is not None:
             shot, read = float(item["shot"]), float(item["read"])
         else:
@@ -92,7 +114,10 @@ def score_item(item: dict, models: list[torch.nn.Module], domain: str, args: arg
     else:
         clean, noisy = item["clean"][None], item["noisy"][None]
         outputs = [denoise_srgb(model, noisy, tile=args.tile, overlap=args.overlap) for model in models]
-    return [(float(psnr(output, clean)[0]), float(ssim(output, clean)[0])) for output in outputs]
+    if args.output_dtype == "uint8":
+        outputs = [rounded_to_uint8(output) for output in outputs]
+    measure = SSIM_METRICS[args.ssim]
+    return [(float(psnr(output, clean)[0]), float(measure(output, clean)[0])) for output in outputs]
 
 
 def summary_table(rows: list[tuple[str, str, float, float]], labels: list[str]) -> str:
@@ -138,6 +163,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"a model to score (repeatable): {', '.join(DENOISERS)}; WEIGHTS an official or "
                              "trainer checkpoint (all but 'noisy' need one). 'noisy' is always scored")
     parser.add_argument("--csv", type=Path, metavar="FILE", help="write every image's scores to this CSV")
+    parser.add_argument("--output-dtype", dest="output_dtype", choices=("float", "uint8"), default="float",
+                        help="score the output as the model gives it, clamped to [0, 1] (float, default: CycleISP's, "
+                             "MPRNet's and Restormer's SIDD scripts), or rounded to 8 bits first (uint8: as a PNG or a "
+                             "SIDD submission holds it); sRGB only")
+    parser.add_argument("--ssim", choices=tuple(SSIM_METRICS), default="skimage",
+                        help="skimage (default): scikit-image's Gaussian SSIM, per channel; matlab: MATLAB's ssim as "
+                             "evaluate_SIDD.m calls it (an RGB image taken as a volume)")
+    parser.add_argument("--pattern", type=parse_sidd_patterns, metavar="PATTERN[,...]",
+                        help="sidd-val-raw (required) and sidd-raw: the Bayer pattern of every image, or for "
+                             "sidd-val-raw one per image, comma-separated: RGGB/BGGR/GRBG/GBRG or SIDD phone codes "
+                             "(GP, N6, G4: BGGR; IP: RGGB; S6: GRBG). sidd-raw reads each image's from its metadata "
+                             "file by default")
     parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
                         help=f"tile size in pixels of the model's input (default {DEFAULT_TILE})")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
@@ -152,9 +189,16 @@ def _open_dataset(args: argparse.Namespace, parser: argparse.ArgumentParser):
         layout = detect_layout(args.data) if args.layout == "auto" else args.layout
         if layout.startswith("dnd"):
             parser.error(f"{args.data} is DND ({layout}), which has no public clean images: it is scored by its "
-                         "online server (https://noise.visinf.tu-darmstadt.de); denoise it with cycleisp-fast "
-                         "denoise and submit the results there")
-        return layout, open_pairs(args.data, layout)
+                         f"online server (https://noise.visinf.tu-darmstadt.de); write its submission with "
+                         f"cycleisp-fast denoise {args.data} -o OUT --model ... and upload the files of OUT/bundled")
+        options = {}
+        if args.pattern is not None:
+            if layout not in ("sidd-raw", "sidd-val-raw"):
+                parser.error(f"--pattern applies to the sidd-raw and sidd-val-raw layouts, not to {layout}")
+            if layout == "sidd-raw" and len(args.pattern) > 1:
+                parser.error("sidd-raw takes one --pattern for every image (or none: each image's metadata file)")
+            options["pattern"] = args.pattern[0] if layout == "sidd-raw" else args.pattern
+        return layout, open_pairs(args.data, layout, **options)
     except (OSError, ValueError) as error:
         parser.error(str(error))
 
@@ -163,6 +207,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     check_tiling(args, parser)
     layout, dataset = _open_dataset(args, parser)
     domain = "raw" if layout.endswith("-raw") else "srgb"
+    if domain == "raw" and args.output_dtype == "uint8":
+        parser.error(f"--output-dtype uint8 rounds sRGB outputs to 8 bits; the {layout} dataset {args.data} is RAW")
     specs = [(BASELINE, None)] + [spec for spec in args.models if spec != (BASELINE, None)]
     for name, _ in specs:
         if DENOISERS[name].domain not in (domain, "any"):
@@ -180,13 +226,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     for index in tqdm(range(count), desc="eval", unit="pair", file=sys.stderr):
         try:
             item = dataset[index]
-            scores = score_item(item, models, domain, args)
+            scores = score_item(item, models, domain, layout, args)
         except INPUT_ERRORS as error:
             print(f"error: pair {index} of {args.data}: {error}", file=sys.stderr)
             return 1
         rows += [(item["name"], label, *score) for label, score in zip(labels, scores)]
     if args.csv is not None:
         write_scores(args.csv, rows)
-    print(f"{args.data} ({layout}): {count} pair(s)")
+    print(f"{args.data} ({layout}): {count} pair(s); PSNR and SSIM ({args.ssim}) of the {args.output_dtype} "
+          "outputs")
     print(summary_table(rows, labels))
     return 0

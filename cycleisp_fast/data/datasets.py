@@ -6,24 +6,25 @@ Layouts (``open_pairs`` detects them):
 - ``"sidd-srgb"`` / ``"sidd-raw"``: SIDD-Medium/-Small, ``root/Data/<scene>/[NNNN_]GT_SRGB_010.PNG`` +
   ``NOISY_SRGB_010.PNG`` (and ``_011``), or ``GT_RAW_010.MAT`` + ``NOISY_RAW_010.MAT`` + ``METADATA_RAW_010.MAT``;
 - ``"dnd-srgb"`` / ``"dnd-raw"``: the Darmstadt Noise Dataset benchmark, ``root/info.mat`` +
-  ``root/images_srgb/0001.mat`` or ``root/images_raw/0001.mat`` (noisy only; its ground truth is private).
+  ``root/images_srgb/0001.mat`` or ``root/images_raw/0001.mat`` (noisy only; its ground truth is private);
+- ``"sidd-val-srgb"`` / ``"sidd-val-raw"``: SIDD's validation blocks, ``root/ValidationNoisyBlocksSrgb.mat`` +
+  ``root/ValidationGtBlocksSrgb.mat`` (or ``...Raw.mat``), one item per 256x256 block
+  (:mod:`cycleisp_fast.data.sidd_blocks`).
 
 Items are dicts: ``name`` (str) plus ``clean``/``noisy`` ``(3, H, W)`` float32 in [0, 1] for sRGB, or
 ``(1, H, W)`` Bayer mosaics in [0, 1] with their ``pattern`` (colours of the top-left 2x2 block, row by
 row: ``"RGGB" | "BGGR" | "GRBG" | "GBRG"``) for RAW.
 
-MATLAB v7.3 ``.mat`` files are HDF5 files (read with h5py), and HDF5 stores MATLAB's column-major arrays
-with their axes reversed: a MATLAB ``H x W x 3`` image reads as ``(3, W, H)``. Every array read here is put
-back in MATLAB's axis order (``.T``), and boxes and Bayer patterns are read in that same order.
+MATLAB v7.3 ``.mat`` files are HDF5 files (read with h5py, :mod:`cycleisp_fast.data.matlab`), and HDF5 stores
+MATLAB's column-major arrays with their axes reversed: a MATLAB ``H x W x 3`` image reads as ``(3, W, H)``. Every
+array read here is put back in MATLAB's axis order (``.T``), and boxes and Bayer patterns are read in that same order.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
@@ -33,10 +34,12 @@ from torch.utils.data import Dataset
 
 from cycleisp_fast.data.files import DataFileError
 from cycleisp_fast.data.images import is_image_file, read_image
+from cycleisp_fast.data.matlab import mat_dataset, open_mat, read_mat_array
+from cycleisp_fast.data.sidd_blocks import SIDD_VALIDATION_FILES, sidd_validation_blocks
 from cycleisp_fast.ops._checks import check_choice
 from cycleisp_fast.ops.bayer import PATTERNS
 
-LAYOUTS = ("folder", "sidd-srgb", "sidd-raw", "dnd-srgb", "dnd-raw")
+LAYOUTS = ("folder", "sidd-srgb", "sidd-raw", "dnd-srgb", "dnd-raw", "sidd-val-srgb", "sidd-val-raw")
 DND_KINDS = ("srgb", "raw")
 _SHOWN = 5  # how many offending names an error message lists
 _DNG_CFA_PATTERN_TAG = 33422  # TIFF/EP CFAPattern: colours of the CFA repeat block, 0 = R, 1 = G, 2 = B
@@ -123,37 +126,7 @@ class PairedImageFolder(Dataset):
         return load_pair(self.names[index], *self.pairs[index])
 
 
-# ------------------------------------------------------------------------------------------- MATLAB files
-
-@contextlib.contextmanager
-def open_mat(path: Path) -> Iterator[h5py.File]:
-    """Opens a MATLAB v7.3 (HDF5) ``.mat`` file for reading; a missing file raises FileNotFoundError, any
-    other file DataFileError."""
-    if not path.is_file():
-        raise FileNotFoundError(f"MATLAB file not found: {path}")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise DataFileError(f"{path} is not a MATLAB v7.3 (HDF5) .mat file, or is corrupt: {error}") from error
-    with handle:
-        yield handle
-
-
-def _dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
-    if key not in handle or not isinstance(handle[key], h5py.Dataset):
-        raise DataFileError(f"{path} has no array {key!r}; it holds {sorted(handle.keys())}")
-    return handle[key]
-
-
-def read_mat_array(path: Path, key: str) -> np.ndarray:
-    """The array ``key`` of a MATLAB v7.3 file, in MATLAB's axis order (HDF5's reversed axes undone)."""
-    with open_mat(path) as handle:
-        array = _dataset(handle, key, path)
-        try:
-            return np.asarray(array[()]).T
-        except (OSError, ValueError) as error:  # truncated or corrupt chunks
-            raise DataFileError(f"cannot read {key!r} from {path}: {error}") from error
-
+# ---------------------------------------------------------------------------------------- Bayer patterns
 
 def shift_pattern(pattern: str, top: int, left: int) -> str:
     """The Bayer pattern of a crop starting at row ``top``, column ``left`` of a ``pattern`` mosaic."""
@@ -417,12 +390,23 @@ class DND(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def item_name(self, index: int) -> str:
+        """Item ``index``'s name, ``"<image>_<box>"`` 1-based (``"0001_01"``), without reading the image."""
+        image_number, box_number = self.items[index]
+        return f"{image_number + 1:04d}_{box_number + 1:02d}"
+
+    def box_shape(self, index: int) -> tuple[int, int]:
+        """``(height, width)`` of item ``index``'s benchmark box, from ``info.mat`` (the image is not read)."""
+        image_number, box_number = self.items[index]
+        first_row, first_col, last_row, last_col = (int(v) for v in self.images[image_number].boxes[box_number])
+        return last_row - first_row + 1, last_col - first_col + 1
+
     def __getitem__(self, index: int) -> dict:
         image_number, box_number = self.items[index]
         image = self.images[image_number]
         first_row, first_col, last_row, last_col = (int(value) for value in image.boxes[box_number])
         with open_mat(image.path) as handle:
-            array = _dataset(handle, self.key, image.path)
+            array = mat_dataset(handle, self.key, image.path)
             height, width = array.shape[-1], array.shape[-2]  # HDF5 holds MATLAB's H x W [x 3] as ([3,] W, H)
             if not (1 <= first_row <= last_row <= height and 1 <= first_col <= last_col <= width):
                 raise DataFileError(f"{self.root / 'info.mat'}: box {box_number + 1} of image {image_number + 1} "
@@ -436,7 +420,7 @@ class DND(Dataset):
                 raise DataFileError(f"cannot read {self.key!r} from {image.path}: {error}") from error
         noisy = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32))
         noisy = noisy.permute(2, 0, 1) if self.kind == "srgb" else noisy[None]
-        item = {"name": f"{image_number + 1:04d}_{box_number + 1:02d}", "noisy": noisy,
+        item = {"name": self.item_name(index), "noisy": noisy,
                 "box": torch.tensor([first_row - 1 - top, first_col - 1 - left, last_row - first_row + 1,
                                      last_col - first_col + 1])}
         if self.kind == "raw":
@@ -456,8 +440,8 @@ def _sidd_domains(root: Path) -> set[str]:
     return found
 
 
-def detect_layout(root) -> str:
-    """The layout (one of :data:`LAYOUTS`) of the dataset folder ``root``, from its structure."""
+def matching_layouts(root) -> list[str]:
+    """Every layout of :data:`LAYOUTS` whose files the folder ``root`` holds (a DND download holds two)."""
     root = _check_root(root)
     found = []
     if (root / "clean").is_dir() and (root / "noisy").is_dir():
@@ -466,11 +450,21 @@ def detect_layout(root) -> str:
         found += [f"sidd-{domain.lower()}" for domain in sorted(_sidd_domains(root), reverse=True)]
     if (root / "info.mat").is_file():
         found += [f"dnd-{kind}" for kind in DND_KINDS if (root / f"images_{kind}").is_dir()]
+    found += [f"sidd-val-{kind}" for kind, names in SIDD_VALIDATION_FILES.items()
+              if any((root / name).is_file() for name in names)]
+    return found
+
+
+def detect_layout(root) -> str:
+    """The layout (one of :data:`LAYOUTS`) of the dataset folder ``root``, from its structure."""
+    found = matching_layouts(root)
     if not found:
         raise DatasetLayoutError(
             f"cannot tell the dataset layout of {root}; looked for: clean/ + noisy/ (folder), "
             "Data/<scene>/[NNNN_]GT_SRGB_010.PNG (sidd-srgb), Data/<scene>/[NNNN_]GT_RAW_010.MAT (sidd-raw), "
-            "info.mat + images_srgb/ (dnd-srgb), info.mat + images_raw/ (dnd-raw)")
+            "info.mat + images_srgb/ (dnd-srgb), info.mat + images_raw/ (dnd-raw), "
+            "ValidationNoisyBlocksSrgb.mat + ValidationGtBlocksSrgb.mat (sidd-val-srgb), "
+            "ValidationNoisyBlocksRaw.mat + ValidationGtBlocksRaw.mat (sidd-val-raw)")
     if len(found) > 1:
         raise ValueError(f"{root} fits several dataset layouts {found}; pass layout= one of them")
     return found[0]
@@ -482,11 +476,12 @@ def open_pairs(root, layout: str = "auto", **options) -> Dataset:
     Args:
         root: the dataset folder.
         layout: one of :data:`LAYOUTS`, or ``"auto"`` to detect it (:func:`detect_layout`).
-        options: passed on to the dataset class: ``clean=``/``noisy=`` (folder), ``pattern=`` (sidd-raw),
-            ``margin=`` (dnd-*).
+        options: passed on to the dataset class: ``clean=``/``noisy=`` (folder), ``pattern=`` (sidd-raw,
+            sidd-val-raw), ``noise=`` (sidd-val-raw), ``margin=`` (dnd-*).
 
     Returns:
-        :class:`PairedImageFolder`, :class:`SIDDSrgb`, :class:`SIDDRaw` or :class:`DND`.
+        :class:`PairedImageFolder`, :class:`SIDDSrgb`, :class:`SIDDRaw`, :class:`DND` or
+        :class:`~cycleisp_fast.data.sidd_blocks.SIDDBlocks`.
     """
     check_choice(layout, "layout", ("auto",) + LAYOUTS)
     if layout == "auto":
@@ -497,4 +492,6 @@ def open_pairs(root, layout: str = "auto", **options) -> Dataset:
         return SIDDSrgb(root, **options)
     if layout == "sidd-raw":
         return SIDDRaw(root, **options)
+    if layout.startswith("sidd-val-"):
+        return sidd_validation_blocks(root, layout.removeprefix("sidd-val-"), **options)
     return DND(root, kind=layout.removeprefix("dnd-"), **options)

@@ -13,6 +13,8 @@ denoiser (or a noise estimate) wants it unbiased; clipping at 0 would lift the m
 Only 2x2 Bayer sensors (one R, two G, one B) are supported; X-Trans, other colour filter layouts, linear
 (demosaiced) DNGs and files LibRaw cannot decode raise :class:`~cycleisp_fast.data.files.DataFileError`
 naming the file. :func:`restore_geometry` puts a (denoised) packed result back into the file's own layout.
+Benchmark crops are unified by flips instead (:func:`rggb_flip_axes`, as DND's official RAW script does), which
+keep every pixel of the crop.
 """
 
 from __future__ import annotations
@@ -123,6 +125,24 @@ def unify_to_rggb(mosaic: Mosaic, pattern: str) -> tuple[Mosaic, tuple[int, int]
         raise ValueError(f"mosaic of {mosaic.shape[-2]}x{mosaic.shape[-1]} pixels with pattern {pattern} holds no "
                          f"whole RGGB block once {top} row(s) and {left} column(s) are cropped")
     return mosaic[..., top:top + height, left:left + width], (top, left)
+
+
+def pack_rggb(mosaic: torch.Tensor, pattern: str) -> torch.Tensor:
+    """``(N, H, W)`` Bayer mosaics in ``pattern`` -> ``(N, 4, h, w)`` planes (R, Gr, Gb, B) of the
+    RGGB-unified mosaics (:func:`unify_to_rggb`: cropped, so ``h = (H - top) // 2``)."""
+    unified, _ = unify_to_rggb(mosaic, pattern)
+    return bayer_pack(unified[:, None].contiguous(), "RGGB")
+
+
+def rggb_flip_axes(pattern: str) -> tuple[int, ...]:
+    """The axes to flip (``-2`` rows, ``-1`` columns) that turn a ``pattern`` mosaic of even height and width into
+    an RGGB one: the unification of DND's official RAW script (``fliplr`` for GRBG, ``flipud`` for GBRG), which
+    keeps every pixel; BGGR takes both flips. Flipping the same axes again restores the original.
+
+    Example: ``torch.flip(mosaic, rggb_flip_axes("GRBG"))`` -> RGGB (``(-1,)``: a horizontal flip)."""
+    check_choice(pattern, "pattern", PATTERNS)
+    top, left = divmod(pattern.index("R"), 2)
+    return tuple(axis for axis, flipped in ((-2, top), (-1, left)) if flipped)
 
 
 def read_raw(path: Union[str, os.PathLike], *, clip: bool = False) -> RawImage:

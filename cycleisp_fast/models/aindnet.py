@@ -127,7 +127,7 @@ class _Level(nn.Module):
         self.blocks = nn.ModuleList(AINResBlock(channels, resize=resize, backend=backend) for _ in range(blocks))
 
     def forward(self, x: Tensor, noise_map: Tensor) -> Tensor:
-        noise_map = resize_noise_map(noise_map, x.shape[-2:], self.resize)
+        noise_map = resize_noise_map(noise_map, x.shape[-2:], self.resize).contiguous()
         for block in self.blocks:
             x = block(x, noise_map)
         return x

@@ -1,13 +1,20 @@
 """Image-quality metrics, batched: PSNR and SSIM per image of ``(N, C, H, W)`` tensors.
 
-Both follow scikit-image, which the CycleISP scripts call: :func:`psnr` is ``peak_signal_noise_ratio`` and
-:func:`ssim` is ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-channel_axis=0)`` (Wang et al. 2004, what CycleISP's ``batch_SSIM`` meant to compute). Both compute in float64.
+:func:`psnr` and :func:`ssim` follow scikit-image, which the CycleISP scripts call: ``peak_signal_noise_ratio`` and
+``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=0)``
+(Wang et al. 2004, what CycleISP's ``batch_SSIM`` meant to compute). :func:`ssim_matlab` is MATLAB's ``ssim``,
+with which MPRNet, Restormer and most papers since score SIDD (``evaluate_SIDD.m``); MATLAB's ``psnr`` is
+:func:`psnr`. All compute in float64.
+
+Example::
+
+    psnr(denoised, clean), ssim(denoised, clean), ssim_matlab(denoised, clean)  # each (N,) float64
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +63,18 @@ def gaussian_window(dtype: torch.dtype = torch.float64, device: torch.device | s
     return window / window.sum()
 
 
+def _ssim_map(x64: Tensor, y64: Tensor, local_mean: Callable[[Tensor], Tensor], data_range: float) -> Tensor:
+    """Wang et al.'s SSIM map of two float64 tensors, ``local_mean`` giving the weighted local means (applied to
+    ``x, y, x*x, y*y, x*y`` stacked on the first axis)."""
+    moments = local_mean(torch.cat([x64, y64, x64 * x64, y64 * y64, x64 * y64]))
+    mean_x, mean_y, mean_xx, mean_yy, mean_xy = moments.chunk(5)
+    var_x, var_y = mean_xx - mean_x * mean_x, mean_yy - mean_y * mean_y
+    cov_xy = mean_xy - mean_x * mean_y
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    return ((2 * mean_x * mean_y + c1) * (2 * cov_xy + c2)
+            / ((mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2)))
+
+
 def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     """Structural similarity of each image (Wang et al. 2004), the mean over its channels.
 
@@ -84,14 +103,46 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
         return F.conv2d(image, window.view(1, 1, 1, size))
 
     x64, y64 = x.double().reshape(n * c, 1, h, w), y.double().reshape(n * c, 1, h, w)
-    moments = local_mean(torch.cat([x64, y64, x64 * x64, y64 * y64, x64 * y64]))
-    mean_x, mean_y, mean_xx, mean_yy, mean_xy = moments.chunk(5)
-    var_x, var_y = mean_xx - mean_x * mean_x, mean_yy - mean_y * mean_y
-    cov_xy = mean_xy - mean_x * mean_y
-    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
-    ssim_map = ((2 * mean_x * mean_y + c1) * (2 * cov_xy + c2)
-                / ((mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2)))
+    ssim_map = _ssim_map(x64, y64, local_mean, data_range)
     return ssim_map.reshape(n, c, -1).mean(dim=2).mean(dim=1)
+
+
+def ssim_matlab(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
+    """SSIM of each image as MATLAB's ``ssim(A, ref)`` (Image Processing Toolbox, default options) computes it for
+    the ``H x W x C`` array of a ``(C, H, W)`` image.
+
+    MATLAB treats a 3-D array, an RGB image included, as a volume (``DataFormat`` ``"SSS"``, its default): the
+    local statistics are Gaussian-weighted over x, y *and the channel axis* (sigma 1.5, ``2 * ceil(3 * 1.5) + 1
+    = 11`` taps along each axis, the same taps as :func:`gaussian_window`), with replicated borders
+    (``Padding "replicate"``, so the 3 channels of an RGB image are padded with copies of the first and last),
+    population moments, ``C1 = (0.01 L)**2``, ``C2 = (0.03 L)**2`` (L = ``data_range``: 1 for single/double
+    images, 255 for uint8, which gives the same value as the uint8 image / 255 with L = 1), and the SSIM map is
+    averaged over every pixel and channel, borders included. One channel is MATLAB's 2-D ``ssim``. Not the mean of
+    per-channel SSIMs, and not scikit-image's :func:`ssim` (reflected borders, cropped from the mean).
+
+    Matches MATLAB up to rounding: MATLAB computes single inputs in single precision, this in float64.
+
+    Args:
+        x, y: ``(N, C, H, W)`` floating tensors of the same shape (e.g. restored and clean, in [0, 1]).
+        data_range: the span of valid values (1.0 for [0, 1]).
+
+    Returns:
+        ``(N,)`` float64.
+    """
+    _check_pair(x, y, data_range)
+    n, c, h, w = x.shape
+    size = 2 * SSIM_RADIUS + 1
+    window = gaussian_window(device=x.device)
+
+    def local_mean(volume: Tensor) -> Tensor:  # (M, 1, C, H, W), same size: replicated borders, separable taps
+        volume = F.pad(volume, (SSIM_RADIUS,) * 6, mode="replicate")
+        for shape in ((1, 1, size, 1, 1), (1, 1, 1, size, 1), (1, 1, 1, 1, size)):
+            volume = F.conv3d(volume, window.view(shape))
+        return volume
+
+    x64, y64 = x.double().reshape(n, 1, c, h, w), y.double().reshape(n, 1, c, h, w)
+    ssim_map = _ssim_map(x64, y64, local_mean, data_range)
+    return ssim_map.reshape(n, -1).mean(dim=1)
 
 
 def mean_finite(values: Tensor) -> float:

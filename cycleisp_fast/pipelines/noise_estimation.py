@@ -69,7 +69,7 @@ def _fit_noise_line(levels: Tensor, variances: Tensor, counts: Tensor) -> tuple[
         keep &= ~outliers
 
 
-def estimate_raw_noise(packed: Tensor) -> NoiseLevels:
+def estimate_raw_noise(packed: Tensor, *, pooled: bool = False) -> NoiseLevels:
     """Estimates the heteroscedastic noise ``variance = shot * x + read`` of packed RAW images.
 
     In the spirit of Foi et al. 2008 ("Practical Poissonian-Gaussian noise modeling and fitting for single-image
@@ -92,13 +92,21 @@ def estimate_raw_noise(packed: Tensor) -> NoiseLevels:
 
     Args:
         packed: ``(N, 4, h, w)`` (or one ``(4, h, w)``) float in about [0, 1], ``h, w >= 10``.
+        pooled: one estimate from the blocks of all N images together, for crops of one photograph (SIDD's 32
+            blocks of an image share its noise level); a crop too dark or small to fit a line alone still counts.
 
     Returns:
-        :class:`~cycleisp_fast.noise.NoiseLevels` of ``(N,)`` float64 tensors on the CPU.
+        :class:`~cycleisp_fast.noise.NoiseLevels` of ``(N,)`` float64 tensors on the CPU (``(1,)`` when pooled).
+
+    Example::
+
+        levels = estimate_raw_noise(crops, pooled=True)  # crops (32, 4, 128, 128) -> levels.shot (1,)
     """
     if isinstance(packed, Tensor) and packed.dim() == 3:
         packed = packed[None]
     check_tensor(packed, "packed", shape_doc="(N, 4, h, w) packed RGGB in [0, 1]", channels=4)
+    if not isinstance(pooled, bool):
+        raise TypeError(f"pooled must be a bool, got {type(pooled).__name__}")
     n, _, height, width = packed.shape
     rows, cols = (height - 2) // NOISE_BLOCK * NOISE_BLOCK, (width - 2) // NOISE_BLOCK * NOISE_BLOCK
     if rows == 0 or cols == 0:
@@ -107,20 +115,22 @@ def estimate_raw_noise(packed: Tensor) -> NoiseLevels:
     planes = packed.detach().to("cpu", torch.float64).reshape(n * 4, 1, height, width)
     clipped_at_zero = (planes.reshape(n, -1) >= 0).all(dim=1).repeat_interleave(4).view(n * 4, 1, 1, 1)
     clipped = (planes >= 1) | ((planes <= 0) & clipped_at_zero)
+    fits = 1 if pooled else n
 
-    def blocks(window_map: Tensor, pool) -> Tensor:  # a map over 3x3 windows -> one value per block, (n, -1)
-        return pool(window_map[..., :rows, :cols], NOISE_BLOCK).reshape(n, -1)
+    def blocks(window_map: Tensor, pool) -> Tensor:  # a map over 3x3 windows -> one value per block, (fits, -1)
+        return pool(window_map[..., :rows, :cols], NOISE_BLOCK).reshape(fits, -1)
 
     energies = blocks(F.conv2d(planes, _HIGH_PASS_2D.view(1, 1, 3, 3)).square(), F.avg_pool2d)
     levels = blocks(F.avg_pool2d(planes, 3, stride=1), F.avg_pool2d)
     clipped = blocks(F.max_pool2d(clipped.double(), 3, stride=1), F.max_pool2d) > 0
     shots, reads = [], []
-    for index in range(n):
+    for index in range(fits):
         keep = ~clipped[index]
         image_levels, image_energies = levels[index][keep], energies[index][keep]
         bins = min(_BINS, image_levels.numel() // _MIN_BLOCKS_PER_BIN)
         if bins < 2:
-            raise ValueError(f"image {index} of packed has too few unclipped {NOISE_BLOCK}x{NOISE_BLOCK} blocks "
+            which = f"the {n} images of packed together have" if pooled else f"image {index} of packed has"
+            raise ValueError(f"{which} too few unclipped {NOISE_BLOCK}x{NOISE_BLOCK} blocks "
                              f"({image_levels.numel()}) to estimate its noise; need {2 * _MIN_BLOCKS_PER_BIN}")
         bin_levels, bin_variances, counts = [], [], []
         for chunk in torch.tensor_split(torch.argsort(image_levels), bins):

@@ -1,14 +1,10 @@
 """Paired-image datasets (folder, SIDD sRGB/RAW, DND sRGB/RAW) built in tmp_path, and their layout errors.
 
-The .mat files are written the way MATLAB v7.3 writes them: HDF5 with a 512-byte MATLAB header, every array
-stored with its axes reversed (a MATLAB H x W x 3 image is an HDF5 (3, W, H) dataset), struct arrays as
-datasets of object references into ``#refs#``. SIDD metadata files are MATLAB v5 (scipy.io.savemat)."""
+The .mat files are written the way MATLAB v7.3 writes them (tests/matlab_files.py). SIDD metadata files are
+MATLAB v5 (scipy.io.savemat)."""
 
 from __future__ import annotations
 
-import struct
-
-import h5py
 import numpy as np
 import pytest
 import scipy.io
@@ -19,6 +15,8 @@ from torch.utils.data import DataLoader
 from cycleisp_fast.data.datasets import (DND, DatasetLayoutError, PairedImageFolder, SIDDRaw, SIDDSrgb,
                                          detect_layout, open_pairs)
 from cycleisp_fast.data.files import DataFileError
+from matlab_files import (DND_BOXES, DND_HEIGHT, DND_NLF, DND_PATTERNS, DND_WIDTH, write_dnd,
+                          write_mat73)
 
 HEIGHT, WIDTH = 16, 24
 RNG = np.random.default_rng(0)
@@ -35,24 +33,6 @@ def _as_tensor(pixels: np.ndarray) -> torch.Tensor:
 
 def _random_pixels(height=HEIGHT, width=WIDTH) -> np.ndarray:
     return RNG.integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def _mat73(path) -> h5py.File:
-    """A new HDF5 file with MATLAB's v7.3 header in its 512-byte user block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = h5py.File(path, "w", userblock_size=512)
-    handle.close()
-    text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
-    with open(path, "r+b") as raw:  # 116 bytes of text, 8 of subsystem offset, version 0x0200, endian "IM"
-        raw.write(text.ljust(116) + bytes(8) + struct.pack("<H", 0x0200) + b"IM")
-    return h5py.File(path, "a")
-
-
-def _write_mat73(path, **arrays) -> None:
-    """Saves MATLAB-order arrays as MATLAB v7.3 does: axes reversed."""
-    with _mat73(path) as handle:
-        for key, array in arrays.items():
-            handle.create_dataset(key, data=np.asarray(array).T)
 
 
 # ------------------------------------------------------------------------------------------------ folder
@@ -185,8 +165,8 @@ def _sidd_raw(root, codes=(1, 0, 2, 1), nested=False, with_metadata=True):
     mosaics = {}
     for index in ("010", "011"):
         clean, noisy = RNG.random((HEIGHT, WIDTH)), RNG.random((HEIGHT, WIDTH))
-        _write_mat73(scene / f"0004_GT_RAW_{index}.MAT", x=clean)
-        _write_mat73(scene / f"0004_NOISY_RAW_{index}.MAT", x=noisy)
+        write_mat73(scene / f"0004_GT_RAW_{index}.MAT", x=clean)
+        write_mat73(scene / f"0004_NOISY_RAW_{index}.MAT", x=noisy)
         if with_metadata:
             _cfa_metadata(scene / f"0004_METADATA_RAW_{index}.MAT", list(codes), nested)
         mosaics[f"{scene.name}_{index}"] = clean, noisy
@@ -223,7 +203,7 @@ def test_sidd_raw_metadata_errors(tmp_path):
     scipy.io.savemat(metadata, {"metadata": {"Filename": "IMG.dng"}})
     with pytest.raises(DataFileError, match="no CFAPattern .*pass pattern="):
         SIDDRaw(tmp_path)[0]
-    _write_mat73(metadata, metadata=np.zeros((2, 2)))
+    write_mat73(metadata, metadata=np.zeros((2, 2)))
     with pytest.raises(DataFileError, match="expected a MATLAB v5 .mat file.*pass pattern="):
         SIDDRaw(tmp_path)[0]
 
@@ -234,66 +214,15 @@ def test_sidd_raw_bad_mat_files(tmp_path):
     gt.write_bytes(b"MATLAB 5.0 MAT-file, not HDF5")
     with pytest.raises(DataFileError, match="GT_RAW_010.MAT is not a MATLAB v7.3"):
         SIDDRaw(tmp_path, pattern="RGGB")[0]
-    _write_mat73(gt, y=np.zeros((HEIGHT, WIDTH)))
+    write_mat73(gt, y=np.zeros((HEIGHT, WIDTH)))
     with pytest.raises(DataFileError, match=r"GT_RAW_010.MAT has no array 'x'; it holds \['y'\]"):
         SIDDRaw(tmp_path, pattern="RGGB")[0]
-    _write_mat73(gt, x=np.zeros((HEIGHT, WIDTH - 2)))
+    write_mat73(gt, x=np.zeros((HEIGHT, WIDTH - 2)))
     with pytest.raises(DataFileError, match=r"sizes differ.*16x22.*16x24"):
         SIDDRaw(tmp_path, pattern="RGGB")[0]
 
 
 # --------------------------------------------------------------------------------------------------- DND
-
-# MATLAB's info(i).camera.pattern codes (1 = R, 2 = G, 3 = B), row by row.
-DND_CODES = {"RGGB": [[1, 2], [2, 3]], "GRBG": [[2, 1], [3, 2]], "GBRG": [[2, 3], [1, 2]], "BGGR": [[3, 2], [2, 1]]}
-DND_HEIGHT, DND_WIDTH = 40, 56
-# [first row, first column, last row, last column], 1-based inclusive (the DND devkit's convention).
-DND_BOXES = [np.array([[1, 1, 8, 8], [10, 21, 17, 28], [33, 49, 40, 56]]),
-             np.array([[2, 3, 9, 10], [5, 40, 12, 47], [31, 2, 38, 9]])]
-DND_PATTERNS = ["RGGB", "GRBG"]
-DND_NLF = [(1.5e-3, 2.0e-6), (4.0e-3, 7.5e-6)]
-
-
-def _reference_struct_field(handle, field: str, objects: list) -> None:
-    """info.<field> of a 1 x N struct array: an HDF5 (N, 1) dataset of references into #refs#."""
-    references = []
-    for number, write in enumerate(objects):
-        references.append(write(handle, f"#refs#/{field}_{number}").ref)
-    handle["info"].create_dataset(field, data=np.array(references, dtype=h5py.ref_dtype).reshape(-1, 1))
-
-
-def _struct(**arrays):
-    def write(handle, name):
-        group = handle.create_group(name)
-        for key, value in arrays.items():
-            group.create_dataset(key, data=np.asarray(value, dtype=np.float64).T)
-        return group
-    return write
-
-
-def _matrix(value):
-    return lambda handle, name: handle.create_dataset(name, data=np.asarray(value, dtype=np.float64).T)
-
-
-def _dnd(root, kinds=("srgb", "raw"), fields=("boundingboxes", "nlf", "camera")):
-    """Two DND images per kind (MATLAB order arrays returned) and info.mat."""
-    with _mat73(root / "info.mat") as handle:
-        handle.create_group("info")
-        objects = {"boundingboxes": [_matrix(boxes) for boxes in DND_BOXES],
-                   "nlf": [_struct(a=[[a]], b=[[b]]) for a, b in DND_NLF],
-                   "camera": [_struct(pattern=DND_CODES[pattern]) for pattern in DND_PATTERNS]}
-        for field in fields:
-            _reference_struct_field(handle, field, objects[field])
-    images = {}
-    for kind in kinds:
-        for number in range(len(DND_BOXES)):
-            shape = (DND_HEIGHT, DND_WIDTH, 3) if kind == "srgb" else (DND_HEIGHT, DND_WIDTH)
-            image = RNG.random(shape).astype(np.float32)
-            _write_mat73(root / f"images_{kind}" / f"{number + 1:04d}.mat",
-                         **{"InoisySRGB" if kind == "srgb" else "Inoisy": image})
-            images[kind, number] = image
-    return images
-
 
 def _colour_map(pattern: str) -> np.ndarray:
     """(DND_HEIGHT, DND_WIDTH) colour letters of a full mosaic whose top-left block is ``pattern``."""
@@ -302,7 +231,7 @@ def _colour_map(pattern: str) -> np.ndarray:
 
 
 def test_dnd_srgb_crops_follow_the_devkit_box_convention(tmp_path):
-    images = _dnd(tmp_path)
+    images = write_dnd(tmp_path)
     dataset = DND(tmp_path, kind="srgb")
     assert len(dataset) == 6
     assert [item["name"] for item in dataset] == ["0001_01", "0001_02", "0001_03", "0002_01", "0002_02", "0002_03"]
@@ -316,7 +245,7 @@ def test_dnd_srgb_crops_follow_the_devkit_box_convention(tmp_path):
 
 
 def test_dnd_raw_crops_noise_levels_and_patterns(tmp_path):
-    images = _dnd(tmp_path)
+    images = write_dnd(tmp_path)
     dataset = DND(tmp_path, kind="raw")
     for number, item in enumerate(dataset):
         image_number, box_number = divmod(number, 3)
@@ -330,7 +259,7 @@ def test_dnd_raw_crops_noise_levels_and_patterns(tmp_path):
 
 
 def test_dnd_margin_keeps_context_clipped_at_the_border(tmp_path):
-    images = _dnd(tmp_path, kinds=("raw",))
+    images = write_dnd(tmp_path, kinds=("raw",))
     dataset = DND(tmp_path, kind="raw", margin=3)
     for number, item in enumerate(dataset):
         image_number, box_number = divmod(number, 3)
@@ -347,7 +276,7 @@ def test_dnd_margin_keeps_context_clipped_at_the_border(tmp_path):
 
 
 def test_dnd_items_collate(tmp_path):
-    _dnd(tmp_path, kinds=("raw",))
+    write_dnd(tmp_path, kinds=("raw",))
     batch = next(iter(DataLoader(DND(tmp_path, kind="raw"), batch_size=3)))
     assert batch["noisy"].shape == (3, 1, 8, 8) and batch["name"] == ["0001_01", "0001_02", "0001_03"]
     assert batch["box"].shape == (3, 4) and batch["pattern"] == ["RGGB", "GBRG", "RGGB"]
@@ -356,7 +285,7 @@ def test_dnd_items_collate(tmp_path):
 def test_dnd_layout_errors(tmp_path):
     with pytest.raises(DatasetLayoutError, match=r"info.mat is missing; expected .*/info.mat and .*images_srgb/0001"):
         DND(tmp_path)
-    _dnd(tmp_path, kinds=("srgb",))
+    write_dnd(tmp_path, kinds=("srgb",))
     with pytest.raises(DatasetLayoutError, match=r"2 of the 2 DND images .* missing from .*images_raw: 0001.mat, 0002"):
         DND(tmp_path, kind="raw")
     with pytest.raises(ValueError, match="kind must be one of"):
@@ -366,7 +295,7 @@ def test_dnd_layout_errors(tmp_path):
 
 
 def test_dnd_bad_info_files(tmp_path):
-    _dnd(tmp_path, fields=("boundingboxes",))
+    write_dnd(tmp_path, fields=("boundingboxes",))
     assert len(DND(tmp_path, kind="srgb")) == 6  # sRGB needs neither nlf nor camera
     with pytest.raises(DataFileError, match=r"info.mat: the 'info' struct has no field 'nlf'"):
         DND(tmp_path, kind="raw")
@@ -376,8 +305,8 @@ def test_dnd_bad_info_files(tmp_path):
 
 
 def test_dnd_box_outside_the_image(tmp_path):
-    _dnd(tmp_path, kinds=("srgb",))
-    _write_mat73(tmp_path / "images_srgb" / "0001.mat", InoisySRGB=np.zeros((20, 20, 3), np.float32))
+    write_dnd(tmp_path, kinds=("srgb",))
+    write_mat73(tmp_path / "images_srgb" / "0001.mat", InoisySRGB=np.zeros((20, 20, 3), np.float32))
     with pytest.raises(DataFileError, match=r"box 2 of image 1 \[10, 21, 17, 28\] lies outside the 20x20 image"):
         DND(tmp_path)[1]
 
@@ -388,8 +317,8 @@ def test_open_pairs_detects_every_layout(tmp_path):
     _folder(tmp_path / "folder")
     _sidd_srgb(tmp_path / "sidd_srgb", prefixed=True)
     _sidd_raw(tmp_path / "sidd_raw")
-    _dnd(tmp_path / "dnd_srgb", kinds=("srgb",))
-    _dnd(tmp_path / "dnd_raw", kinds=("raw",))
+    write_dnd(tmp_path / "dnd_srgb", kinds=("srgb",))
+    write_dnd(tmp_path / "dnd_raw", kinds=("raw",))
     expected = {"folder": PairedImageFolder, "sidd_srgb": SIDDSrgb, "sidd_raw": SIDDRaw, "dnd_srgb": DND,
                 "dnd_raw": DND}
     for folder, dataset_class in expected.items():
@@ -402,7 +331,7 @@ def test_open_pairs_detects_every_layout(tmp_path):
 def test_open_pairs_explicit_layout_and_options(tmp_path):
     _sidd_raw(tmp_path, with_metadata=False)
     assert open_pairs(tmp_path, "sidd-raw", pattern="GBRG")[0]["pattern"] == "GBRG"
-    _dnd(tmp_path / "dnd")
+    write_dnd(tmp_path / "dnd")
     with pytest.raises(ValueError, match=r"fits several dataset layouts \['dnd-srgb', 'dnd-raw'\]"):
         open_pairs(tmp_path / "dnd")
     assert open_pairs(tmp_path / "dnd", "dnd-raw", margin=2)[1]["box"].tolist() == [2, 2, 8, 8]
