@@ -3,13 +3,24 @@
 Each subcommand is a module with ``add_arguments(parser)`` and ``run(args, parser) -> exit code``; to add
 one, add it to :data:`SUBCOMMANDS`. ``run`` gets its own parser to report problems found after parsing
 with ``parser.error`` (exit code 2, like any bad option).
+
+User errors that surface later as exceptions (:data:`USER_ERRORS`: a file that is missing, unreadable or
+holds the wrong data, a value out of range, memory the machine does not have) print one line,
+``cycleisp-fast <command>: error: <message>``, and exit with status 1; a traceback means a bug. ``--debug`` (or
+``CYCLEISP_FAST_DEBUG=1``) shows the traceback of a user error too.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sys
 from typing import Sequence
+
+import torch
+
+from cycleisp_fast import __version__
 
 SUBCOMMANDS = {
     "selftest": ("cycleisp_fast.selftest", "check every fused backend against the reference on this machine"),
@@ -21,10 +32,17 @@ SUBCOMMANDS = {
     "convert": ("cycleisp_fast.commands.convert", "convert weights (e.g. AINDNet's TF checkpoint) into a PyTorch file"),
 }
 """Subcommand name -> (module, one-line help)."""
+USER_ERRORS = (OSError, ValueError, ImportError, MemoryError, torch.OutOfMemoryError)
+"""What a bad input, option or environment raises (the messages name the file or argument): reported in one line.
+Every error class of the package derives from one of these (DataFileError, ConfigError, ... are ValueErrors)."""
+DEBUG_VARIABLE = "CYCLEISP_FAST_DEBUG"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cycleisp-fast", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cycleisp-fast {__version__} (torch {torch.__version__})")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the Python traceback of an error (also: {DEBUG_VARIABLE}=1)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, summary) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
@@ -38,4 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``cycleisp-fast <command> [options]``; returns its exit code (argparse exits 2 on bad arguments)."""
     args = build_parser().parse_args(argv)
-    return args.run(args, args.parser)
+    debug = args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    try:
+        return args.run(args, args.parser)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"cycleisp-fast {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        message = str(error) or type(error).__name__
+        if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+            message = f"out of memory ({message}); try a smaller --tile, batch or input"
+        print(f"cycleisp-fast {args.command}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        return 1

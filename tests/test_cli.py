@@ -94,3 +94,37 @@ def test_synth_through_the_main_command(tmp_path, capsys):
     assert sorted(p.stem for p in (tmp_path / "noisy").iterdir()) == sorted(SAMPLE_NAMES)
     assert sorted(p.stem for p in (tmp_path / "clean").iterdir()) == sorted(SAMPLE_NAMES)
     assert not (tmp_path / "raw").exists()
+
+
+def test_a_user_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    from cycleisp_fast.commands import convert
+    from cycleisp_fast.data.files import DataFileError
+
+    def failing_run(args, parser):
+        raise DataFileError("photo.png: truncated PNG (expected 4096 more bytes)")
+
+    monkeypatch.setattr(convert, "run", failing_run)
+    argv = ["convert", "--model", "aindnet", "--weights", "w", "-o", "out.pt"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == ("cycleisp-fast convert: error: photo.png: truncated PNG (expected 4096 more bytes) "
+                   "(--debug shows the traceback)\n")
+    with pytest.raises(DataFileError):
+        cli.main(["--debug", *argv])
+    monkeypatch.setenv(cli.DEBUG_VARIABLE, "1")
+    with pytest.raises(DataFileError):
+        cli.main(argv)
+
+
+def test_a_bug_keeps_its_traceback_and_version_prints(monkeypatch, capsys):
+    from cycleisp_fast.commands import convert
+
+    def buggy_run(args, parser):
+        raise KeyError("internal")
+
+    monkeypatch.setattr(convert, "run", buggy_run)
+    with pytest.raises(KeyError):
+        cli.main(["convert", "--model", "aindnet", "--weights", "w", "-o", "out.pt"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("cycleisp-fast 0.")

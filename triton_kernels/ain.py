@@ -107,7 +107,8 @@ def _ain_stats_kernel(x_ptr, partial_ptr, plane_size, chunks, CHUNK: tl.constexp
     out = partial_ptr + tl.program_id(0).to(tl.int64) * 3
     tl.store(out, count.to(acc_dtype))
     tl.store(out + 1, shift + divide(sum_d, size))
-    tl.store(out + 2, tl.maximum(tl.sum(square, axis=0) - divide(sum_d * sum_d, size), 0))
+    tl.store(out + 2, tl.maximum(tl.sum(square, axis=0) - divide(sum_d * sum_d, size), 0,
+                                 propagate_nan=tl.PropagateNan.ALL))  # a NaN variance stays NaN
 
 
 @triton.jit

@@ -16,9 +16,11 @@ BLOCK = 256
 HIGHLIGHT_INFLECTION = tl.constexpr(0.9)
 
 
+# propagate_nan=ALL: NaN in, NaN out, as torch.clamp / torch.maximum (Triton's default min/max drop a NaN operand).
 @triton.jit
 def _clip01(v):
-    return tl.minimum(tl.maximum(v, 0.0), 1.0)
+    return tl.minimum(tl.maximum(v, 0.0, propagate_nan=tl.PropagateNan.ALL), 1.0,
+                      propagate_nan=tl.PropagateNan.ALL)
 
 
 @triton.jit
@@ -44,12 +46,13 @@ def camera_mosaic_kernel(linear_ptr, matrix_ptr, gains_ptr, packed_ptr, H, W, BL
     c1 = tl.load(m + 3).to(acc) * l0 + tl.load(m + 4).to(acc) * l1 + tl.load(m + 5).to(acc) * l2
     c2 = tl.load(m + 6).to(acc) * l0 + tl.load(m + 7).to(acc) * l1 + tl.load(m + 8).to(acc) * l2
     grey = (c0 + c1 + c2) / 3.0
-    ramp = tl.maximum(grey - HIGHLIGHT_INFLECTION, 0.0) / (1.0 - HIGHLIGHT_INFLECTION)
+    ramp = (tl.maximum(grey - HIGHLIGHT_INFLECTION, 0.0, propagate_nan=tl.PropagateNan.ALL)
+            / (1.0 - HIGHLIGHT_INFLECTION))
     mask_hl = ramp * ramp
     plane = (y % 2) * 2 + (x % 2)
     colour = tl.where(plane == 0, 0, tl.where(plane == 3, 2, 1))
     gain = tl.load(gains_ptr + n * 3 + colour, mask=mask).to(acc)
-    safe = tl.maximum(mask_hl + (1.0 - mask_hl) * gain, gain)
+    safe = tl.maximum(mask_hl + (1.0 - mask_hl) * gain, gain, propagate_nan=tl.PropagateNan.ALL)
     cam = tl.where(colour == 0, c0, tl.where(colour == 1, c1, c2))
     out = _clip01(cam * safe)
     offsets = ((n * 4 + plane) * (H // 2) + y // 2) * (W // 2) + x // 2

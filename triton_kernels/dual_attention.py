@@ -90,15 +90,23 @@ def _tap_weights(sa_ptr, TAPS: tl.constexpr):
 
 
 @triton.jit
-def _taps(plane_ptr, plane_stride, pixels, mask, H, W, SIGN: tl.constexpr, TAPS: tl.constexpr):
-    """(TAPS, BLOCK_P) tile of the 3x3 neighbourhoods of the pixels: tap t = 9 k + 3 dy + dx holds plane k
-    (at plane_ptr + k plane_stride) at (h + SIGN (dy - 1), w + SIGN (dx - 1)); 0 outside the image (zero
-    padding), for masked pixels and for t >= 18. SIGN 1 gives the conv's inputs, -1 its transpose's."""
+def _tap_sites(pixels, mask, H, W, SIGN: tl.constexpr, TAPS: tl.constexpr):
+    """(TAPS, BLOCK_P) offsets within a plane pair and whether each lies inside the image: tap t = 9 k + 3 dy + dx
+    of a pixel (h, w) is plane k at (h + SIGN (dy - 1), w + SIGN (dx - 1)); outside for masked pixels and t >= 18.
+    SIGN 1 gives the conv's inputs, -1 its transpose's."""
     t = tl.arange(0, TAPS)[:, None]
     y = (pixels // W)[None, :] + SIGN * ((t % 9) // 3 - 1)
     x = (pixels % W)[None, :] + SIGN * (t % 3 - 1)
     inside = (t < 18) & mask[None, :] & (y >= 0) & (y < H) & (x >= 0) & (x < W)
-    return tl.load(plane_ptr + (t // 9) * plane_stride + y * W + x, mask=inside, other=0)
+    return t // 9, y * W + x, inside
+
+
+@triton.jit
+def _taps(plane_ptr, plane_stride, pixels, mask, H, W, SIGN: tl.constexpr, TAPS: tl.constexpr):
+    """(TAPS, BLOCK_P) tile of the 3x3 neighbourhoods of the pixels (see :func:`_tap_sites`; plane k at plane_ptr +
+    k plane_stride): 0 outside the image (zero padding), for masked pixels and for t >= 18."""
+    plane, offset, inside = _tap_sites(pixels, mask, H, W, SIGN, TAPS)
+    return tl.load(plane_ptr + plane * plane_stride + offset, mask=inside, other=0)
 
 
 @triton.jit
@@ -165,7 +173,7 @@ def _channel_mlp(mean, w1_ptr, b1_ptr, w2_ptr, b2_ptr, C, R, CP: tl.constexpr, R
     j = tl.arange(0, CP)
     r = tl.arange(0, RP)
     z = tl.sum(_matrix(w1_ptr, r, j, R, C, C, 1) * mean[None, :], axis=1) + tl.load(b1_ptr + r, mask=r < R, other=0)
-    hidden = tl.where(z > 0, z, 0)
+    hidden = tl.where(z < 0, 0, z)  # relu that keeps NaN, as torch.relu
     z = tl.sum(_matrix(w2_ptr, j, r, C, R, R, 1) * hidden[None, :], axis=1) + tl.load(b2_ptr + j, mask=j < C, other=0)
     return hidden, _sigmoid(z)
 
@@ -185,9 +193,13 @@ def _channel_pool_kernel(res_ptr, pool_ptr, argmax_ptr, partial_ptr, C, plane_si
         channels = start + tl.arange(0, BLOCK_C)
         offsets, inside = _tile(image, channels, pixels, C, plane_size)
         values = tl.load(res_ptr + offsets, mask=inside, other=float("-inf")).to(acc_dtype)
-        block_max = tl.max(values, axis=0)
+        is_nan = values != values  # torch.max propagates NaN, and its argmax is the first NaN channel
+        first_nan = tl.min(tl.where(is_nan, channels[:, None], C), axis=0)
+        block_max = tl.max(tl.where(is_nan, float("-inf"), values), axis=0)
         block_channel = tl.min(tl.where(values == block_max[None, :], channels[:, None], C), axis=0)
-        greater = block_max > best  # strict: an earlier block keeps a tie
+        block_channel = tl.where(first_nan < C, first_nan, block_channel)
+        block_max = tl.where(first_nan < C, float("nan"), block_max)
+        greater = (block_max > best) | ((first_nan < C) & (best == best))  # strict: an earlier block keeps a tie
         best_channel = tl.where(greater, block_channel, best_channel).to(tl.int32)
         best = tl.where(greater, block_max, best)
         values = tl.where(inside, values, 0)
@@ -295,8 +307,9 @@ def _logit_grad_kernel(grad_s_ptr, pool_ptr, sa_ptr, grad_logit_ptr, grad_sa_ptr
     grad_logit = total * (1 - s)
     tl.store(grad_logit_ptr + image * plane_size + pixels, grad_logit, mask=mask)
     t = tl.arange(0, TAPS)
-    tl.store(grad_sa_ptr + tl.program_id(0).to(tl.int64) * 18 + t, tl.sum(taps * grad_logit[None, :], axis=1),
-             mask=t < 18)
+    inside = _tap_sites(pixels, mask, H, W, 1, TAPS)[2]  # padding adds nothing, even times a non-finite dL/dlogit
+    tl.store(grad_sa_ptr + tl.program_id(0).to(tl.int64) * 18 + t,
+             tl.sum(tl.where(inside, taps * grad_logit[None, :], 0), axis=1), mask=t < 18)
 
 
 @triton.jit
@@ -327,7 +340,7 @@ def _channel_attention_grad_kernel(outer_ptr, mean_ptr, w1_ptr, b1_ptr, w2_ptr, 
                  mask=(rows[:, None] < C) & (cols[None, :] < C))
     grad_z2 = grad_scale * scale * (1 - scale)
     grad_hidden = tl.sum(_matrix(w2_ptr, cols, reduced, C, R, R, 1) * grad_z2[:, None], axis=0)
-    grad_z1 = tl.where(hidden > 0, grad_hidden, 0)
+    grad_z1 = tl.where(hidden <= 0, 0, grad_hidden)  # as torch: a NaN hidden passes its gradient
     grad_mean = tl.sum(_matrix(w1_ptr, reduced, cols, R, C, C, 1) * grad_z1[:, None], axis=0)
     mlp = (reduced[:, None] < R) & (cols[None, :] < C)  # (RP, CP)
     tl.store(grad_w1_ptr + (image * R + reduced[:, None]) * C + cols[None, :], grad_z1[:, None] * mean[None, :],

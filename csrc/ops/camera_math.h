@@ -30,12 +30,12 @@ CYCLEISP_HOST_DEVICE T mosaic_site(T l0, T l1, T l2, const T* m, const T* gains,
   const T c2 = m[6] * l0 + m[7] * l1 + m[8] * l2;
   const T grey = (c0 + c1 + c2) / T(3);
   T over = grey - T(kHighlightInflection);
-  over = over > T(0) ? over : T(0);
+  over = over < T(0) ? T(0) : over;  // NaN stays NaN, as torch.clamp_min
   const T ramp = over / T(1.0 - kHighlightInflection);
   const T mask = ramp * ramp;
   const T gain = gains[colour];
   const T blended = mask + (T(1) - mask) * gain;
-  const T safe = blended > gain ? blended : gain;
+  const T safe = (blended > gain || blended != blended) ? blended : gain;  // torch.maximum: NaN wins
   const T cam = colour == 0 ? c0 : (colour == 1 ? c1 : c2);
   return clip01(cam * safe);
 }

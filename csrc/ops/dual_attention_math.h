@@ -82,7 +82,7 @@ CYCLEISP_HOST_DEVICE void channel_attention_forward(const acc_t* mean, const acc
   for (int64_t r = 0; r < reduced; ++r) {
     acc_t z = b1[r];
     for (int64_t j = 0; j < channels; ++j) z += w1[r * channels + j] * mean[j];
-    hidden[r] = z > acc_t(0) ? z : acc_t(0);
+    hidden[r] = z < acc_t(0) ? acc_t(0) : z;  // relu that keeps NaN, as torch.relu
   }
   for (int64_t i = 0; i < channels; ++i) {
     acc_t z = b2[i];
@@ -111,7 +111,7 @@ CYCLEISP_HOST_DEVICE void channel_attention_backward(const acc_t* grad_scale, co
   }
   for (int64_t j = 0; j < channels; ++j) grad_mean[j] = acc_t(0);
   for (int64_t r = 0; r < reduced; ++r) {
-    const acc_t grad_z = hidden[r] > acc_t(0) ? grad_hidden[r] : acc_t(0);
+    const acc_t grad_z = hidden[r] <= acc_t(0) ? acc_t(0) : grad_hidden[r];  // torch: NaN passes the gradient
     grad_b1[r] += grad_z;
     for (int64_t j = 0; j < channels; ++j) {
       grad_w1[r * channels + j] += grad_z * mean[j];

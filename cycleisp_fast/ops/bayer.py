@@ -86,6 +86,11 @@ if _extension.LOADED:
     _register(torch.ops.cycleisp_fast.bayer_remap.default)
 
 
+LEVEL_LIMIT = 2.0**60
+"""Black and white levels lie within ±LEVEL_LIMIT, and white - black >= 1 / LEVEL_LIMIT: so that the levels, their
+range and its reciprocal are ordinary float32 numbers on every backend (no overflow to inf or NaN)."""
+
+
 def _level_values(level, name: str, device: torch.device) -> list[float]:
     """A scalar, 4 values (R, Gr, Gb, B) or a tensor of either -> 4 Python floats."""
     if isinstance(level, torch.Tensor):
@@ -99,8 +104,8 @@ def _level_values(level, name: str, device: torch.device) -> list[float]:
         values = [float(v) for v in level]
     else:
         raise ValueError(f"{name} must be a number or 4 numbers (R, Gr, Gb, B), got {level!r}")
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"{name} must be finite, got {values}")
+    if not all(math.isfinite(v) and abs(v) <= LEVEL_LIMIT for v in values):
+        raise ValueError(f"{name} must be finite and within ±2^60 (float32 computes with it), got {values}")
     return values
 
 
@@ -111,8 +116,9 @@ def _levels(black_level: Level, white_level: Level, device: torch.device):
         raise ValueError("black_level and white_level must be given together (or neither)")
     black = _level_values(black_level, "black_level", device)
     white = _level_values(white_level, "white_level", device)
-    if any(w <= b for b, w in zip(black, white)):
-        raise ValueError(f"white_level must exceed black_level in every channel, got black={black}, white={white}")
+    if any(not w - b >= 1 / LEVEL_LIMIT for b, w in zip(black, white)):
+        raise ValueError(f"white_level must exceed black_level by at least 2^-60 in every channel (the range is "
+                         f"divided by in float32), got black={black}, white={white}")
     return black, white
 
 

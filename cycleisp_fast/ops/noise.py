@@ -53,12 +53,13 @@ def _setup_context(ctx, inputs, output):
 
 
 def _unclipped(y: torch.Tensor, clip_min: Optional[float], clip_max: Optional[float]) -> Optional[torch.Tensor]:
-    """Where y lies strictly inside the clip range (None when nothing is clipped)."""
+    """Where y was not clipped: neither at nor beyond a bound (None when nothing is clipped). A NaN sample was
+    not clipped, as in the reference (``where(y <= min, min, y)`` passes NaN and its gradient through)."""
     inside = None
     if clip_min is not None:
-        inside = y > clip_min
+        inside = ~(y <= clip_min)
     if clip_max is not None:
-        inside = y < clip_max if inside is None else inside & (y < clip_max)
+        inside = ~(y >= clip_max) if inside is None else inside & ~(y >= clip_max)
     return inside
 
 

@@ -10,10 +10,12 @@ HIGHLIGHT_INFLECTION = 0.9
 """Brooks' safe gains: above this grey level the inverse gains fade out quadratically, so that highlights stay
 saturated instead of taking a colour cast."""
 
-# Bilinear demosaic kernels: on a plane holding one colour's samples (zeros elsewhere), the green kernel averages
-# the 4 direct neighbours at non-green sites and keeps green sites; the red/blue kernel averages 2 or 4 neighbours.
-_GREEN_KERNEL = torch.tensor([[0.0, 0.25, 0.0], [0.25, 1.0, 0.25], [0.0, 0.25, 0.0]], dtype=torch.float64)
-_RED_BLUE_KERNEL = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]], dtype=torch.float64)
+# Bilinear demosaic kernels as (dy, dx, weight) taps: on a plane holding one colour's samples (zeros elsewhere), the
+# green kernel averages the 4 direct neighbours at non-green sites and keeps green sites; the red/blue kernel
+# averages 2 or 4 neighbours. Only the nonzero taps are summed, so a NaN sample reaches exactly the outputs whose
+# formula uses it (a convolution would also multiply it by the kernel's zeros).
+_GREEN_TAPS = ((0, 1, 0.25), (1, 0, 0.25), (1, 1, 1.0), (1, 2, 0.25), (2, 1, 0.25))
+_RED_BLUE_TAPS = tuple((dy, dx, (1.0, 0.5, 0.25)[abs(dy - 1) + abs(dx - 1)]) for dy in range(3) for dx in range(3))
 
 
 def apply_color_matrix(image: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
@@ -42,10 +44,14 @@ def demosaic_bilinear(packed: torch.Tensor) -> torch.Tensor:
     mosaic = F.pixel_shuffle(packed, 2)  # (N, 1, 2h, 2w): planes R, Gr, Gb, B at (0,0), (0,1), (1,0), (1,1)
     rows = torch.arange(2 * h, device=packed.device)[:, None] % 2
     cols = torch.arange(2 * w, device=packed.device)[None, :] % 2
-    masks = torch.stack([(rows == 0) & (cols == 0), rows != cols, (rows == 1) & (cols == 1)]).to(packed.dtype)
-    planes = F.pad(mosaic * masks, (1, 1, 1, 1), mode="reflect")  # (N, 3, 2h + 2, 2w + 2)
-    kernels = torch.stack([_RED_BLUE_KERNEL, _GREEN_KERNEL, _RED_BLUE_KERNEL])[:, None]
-    return F.conv2d(planes, kernels.to(device=packed.device, dtype=packed.dtype), groups=3)
+    masks = torch.stack([(rows == 0) & (cols == 0), rows != cols, (rows == 1) & (cols == 1)])
+    planes = F.pad(torch.where(masks, mosaic, 0.0), (1, 1, 1, 1), mode="reflect")  # (N, 3, 2h + 2, 2w + 2)
+
+    def interpolate(plane: torch.Tensor, taps) -> torch.Tensor:
+        return sum(weight * plane[:, :, dy:dy + 2 * h, dx:dx + 2 * w] for dy, dx, weight in taps)
+
+    return torch.cat([interpolate(planes[:, 0:1], _RED_BLUE_TAPS), interpolate(planes[:, 1:2], _GREEN_TAPS),
+                      interpolate(planes[:, 2:3], _RED_BLUE_TAPS)], dim=1)
 
 
 def camera_demosaic(packed: torch.Tensor, gains: torch.Tensor, cam2rgb: torch.Tensor) -> torch.Tensor:

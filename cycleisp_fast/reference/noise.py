@@ -152,6 +152,23 @@ def poisson(rate: torch.Tensor, seed: int, offset: int) -> torch.Tensor:
     return k
 
 
+class _WithIdentityGradient(torch.autograd.Function):
+    """``value``, with the gradient flowing to ``x`` as if it were ``x`` (the straight-through ``value + (x -
+    x.detach())`` without its ``inf - inf = NaN`` at infinite x)."""
+
+    @staticmethod
+    def forward(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return value.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return None, grad
+
+
 def noise_sample(x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, seed: int, offset: int, model: int,
                  clip_min: float | None, clip_max: float | None) -> torch.Tensor:
     """Noisy ``y`` like ``x`` (any shape); ``shot``/``read`` are 1-D per-plane values (P dividing numel,
@@ -179,7 +196,7 @@ def noise_sample(x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, seed: 
             rate = flat.to(torch.float64) / shot_e.to(torch.float64)
             poissonian = (shot_e.to(torch.float64) * poisson(rate, seed, offset)).to(acc)
             value = torch.where((shot_e == 0) | flat.isnan(), flat + gaussian, poissonian + gaussian)
-        y = value + (flat - flat.detach())  # the value, with the gradient of the mean E[y] = x
+        y = _WithIdentityGradient.apply(value, flat)  # the value, with the gradient of the mean E[y] = x
     if clip_min is not None:
         y = torch.where(y <= clip_min, torch.full_like(y, clip_min), y)
     if clip_max is not None:

@@ -172,7 +172,7 @@ CYCLEISP_CPU_CLONES void pool_tile(Block<const T> res, int64_t channels, int64_t
   }
   for_each_element<kNHWC>(channels, size, [&](int64_t c, int64_t t) {
     const T v = data[element<kNHWC>(c, t, res.ld)];
-    const bool greater = v > max[t];
+    const bool greater = v > max[t] || (v != v && max[t] == max[t]);  // the first NaN wins, as in torch.max
     max[t] = greater ? v : max[t];
     argmax[t] = greater ? static_cast<int32_t>(c) : argmax[t];
     mean[t] += v;

@@ -238,7 +238,7 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t p = pixel0 + q * kThreads;
       if (p >= plane) continue;
       const acc_t v = static_cast<acc_t>(image[c * plane + p]);
-      if (c == 0 || v > top[q]) {  // the first channel holding the maximum
+      if (c == 0 || v > top[q] || (v != v && top[q] == top[q])) {  // the first maximum; the first NaN wins
         top[q] = v;
         index[q] = static_cast<int32_t>(c);
       }
