@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``cycleisp-fast <command> [options]``; returns its exit code (argparse exits 2 on bad arguments)."""
     args = build_parser().parse_args(argv)
-    debug = args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    debug = args.debug = args.debug or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
         return args.run(args, args.parser)
     except KeyboardInterrupt:

@@ -173,9 +173,11 @@ def _channel_mlp(mean, w1_ptr, b1_ptr, w2_ptr, b2_ptr, C, R, CP: tl.constexpr, R
     j = tl.arange(0, CP)
     r = tl.arange(0, RP)
     z = tl.sum(_matrix(w1_ptr, r, j, R, C, C, 1) * mean[None, :], axis=1) + tl.load(b1_ptr + r, mask=r < R, other=0)
-    hidden = tl.where(z < 0, 0, z)  # relu that keeps NaN, as torch.relu
+    # relu that keeps NaN, as torch.relu; the padding lanes r >= R (0 * an infinite mean = NaN) and j >= C are
+    # zeroed so that they carry nothing non-finite into the real lanes
+    hidden = tl.where((z < 0) | (r >= R), 0, z)
     z = tl.sum(_matrix(w2_ptr, j, r, C, R, R, 1) * hidden[None, :], axis=1) + tl.load(b2_ptr + j, mask=j < C, other=0)
-    return hidden, _sigmoid(z)
+    return hidden, tl.where(j < C, _sigmoid(z), 0)
 
 
 @triton.jit
@@ -307,9 +309,11 @@ def _logit_grad_kernel(grad_s_ptr, pool_ptr, sa_ptr, grad_logit_ptr, grad_sa_ptr
     grad_logit = total * (1 - s)
     tl.store(grad_logit_ptr + image * plane_size + pixels, grad_logit, mask=mask)
     t = tl.arange(0, TAPS)
-    inside = _tap_sites(pixels, mask, H, W, 1, TAPS)[2]  # padding adds nothing, even times a non-finite dL/dlogit
+    # a zero-padded tap adds dL/dlogit * 0 (NaN for a non-finite dL/dlogit, as the reference conv); lanes past the
+    # image add nothing
+    valid = (t < 18)[:, None] & mask[None, :]
     tl.store(grad_sa_ptr + tl.program_id(0).to(tl.int64) * 18 + t,
-             tl.sum(tl.where(inside, taps * grad_logit[None, :], 0), axis=1), mask=t < 18)
+             tl.sum(tl.where(valid, taps * grad_logit[None, :], 0), axis=1), mask=t < 18)
 
 
 @triton.jit

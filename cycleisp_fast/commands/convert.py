@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from cycleisp_fast.data.files import save_torch
+from cycleisp_fast.data.files import output_problem, save_torch
 from cycleisp_fast.pipelines.denoisers import DENOISERS, load_denoiser
 
 CONVERTIBLE = tuple(name for name in DENOISERS if name != "noisy")
@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.output.is_dir():
         parser.error(f"-o {args.output} is a folder; give the file to write, e.g. {args.output / 'weights.pt'}")
+    if problem := output_problem(args.output, folder=False):
+        parser.error(f"-o: {problem}")
     try:
         model = load_denoiser(args.model, args.weights)
     except (FileNotFoundError, ValueError) as error:

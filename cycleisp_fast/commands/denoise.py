@@ -14,8 +14,9 @@ the file's DNG NoiseProfile, else estimated from the image (Foi et al. style: th
 residual against the local brightness, see cycleisp_fast.pipelines.noise_estimation.estimate_raw_noise).
 
 Large images are denoised in tiles (--tile, --overlap, in pixels of what the model sees: packed RAW is half the
-sensor's size). An input that cannot be read is reported on stderr ("error: FILE: why") and skipped; the others
-are still denoised, and the exit status is 1. Every output is written atomically (never half-written).
+sensor's size). An input that fails (unreadable, over the pixel limit, out of memory, anything) is reported on
+stderr ("error: FILE: why"; --debug adds the traceback) and skipped; the others are still denoised, and the exit
+status is 1. Every output is written atomically (never half-written).
 
 Benchmarks (the only INPUT), written as their servers take them (cycleisp_fast.data.submissions):
 
@@ -48,6 +49,7 @@ import argparse
 import os
 import platform
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +59,7 @@ from tqdm import tqdm
 from cycleisp_fast.backend import BACKENDS
 from cycleisp_fast.bench.cli import parse_device
 from cycleisp_fast.data.datasets import DND, matching_layouts
-from cycleisp_fast.data.files import atomic_path
+from cycleisp_fast.data.files import atomic_path, output_problem
 from cycleisp_fast.data.images import IMAGE_SUFFIXES, read_image, write_image
 from cycleisp_fast.data.raw import RAW_SUFFIXES, RawImage, is_raw_file, read_raw
 from cycleisp_fast.data.sidd_blocks import SIDDBlocks, parse_sidd_patterns
@@ -133,6 +135,17 @@ def noise_levels(raw: RawImage, args: argparse.Namespace) -> tuple[float, float,
         return float(raw.noise_profile[0]), float(raw.noise_profile[1]), "from the file's NoiseProfile"
     shot, read = estimate_raw_noise(raw.packed)
     return float(shot[0]), float(read[0]), "estimated"
+
+
+def describe_file_failure(path: Path, error: Exception) -> str:
+    """One line naming ``path`` and what went wrong: the message of an input error (it names the file or is
+    prefixed with it), or the exception's type and message for anything else (memory, a bug)."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if isinstance(error, MemoryError | torch.OutOfMemoryError):
+        message = f"out of memory ({message or type(error).__name__}); try a smaller --tile"
+    elif not isinstance(error, INPUT_ERRORS):
+        message = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return message if str(path) in message else f"{path}: {message}"
 
 
 def denoise_file(path: Path, model: torch.nn.Module, args: argparse.Namespace) -> str | None:
@@ -255,6 +268,8 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if problem := output_problem(args.outdir, folder=True):
+        parser.error(f"-o/--outdir: {problem}")
     benchmark = benchmark_input(args.inputs, parser)
     if benchmark is not None:
         return _run_dnd(benchmark, args, parser) if benchmark.is_dir() else _run_sidd(benchmark, args, parser)
@@ -273,9 +288,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     for path in tqdm(inputs, desc="denoise", unit="file", file=sys.stderr):
         try:
             note = denoise_file(path, model, args)
-        except INPUT_ERRORS as error:
-            message = str(error) if str(path) in str(error) else f"{path}: {error}"
-            tqdm.write(f"error: {message}", file=sys.stderr)
+        except Exception as error:  # whatever one file raises (bad data, memory, a bug) must not end the batch
+            tqdm.write(f"error: {describe_file_failure(path, error)}", file=sys.stderr)
+            if getattr(args, "debug", False):
+                tqdm.write("".join(traceback.format_exception(error)), file=sys.stderr)
             failures.append(path)
             continue
         if note is not None:

@@ -56,7 +56,7 @@ from cycleisp_fast.bench.cli import parse_device
 from cycleisp_fast.bench.report import markdown_table
 from cycleisp_fast.commands.denoise import INPUT_ERRORS, check_tiling
 from cycleisp_fast.data.datasets import LAYOUTS, detect_layout, open_pairs
-from cycleisp_fast.data.files import atomic_path
+from cycleisp_fast.data.files import atomic_path, output_problem
 from cycleisp_fast.data.images import quantize
 from cycleisp_fast.data.raw import pack_rggb
 from cycleisp_fast.data.sidd_blocks import parse_sidd_patterns
@@ -205,6 +205,8 @@ def _open_dataset(args: argparse.Namespace, parser: argparse.ArgumentParser):
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     check_tiling(args, parser)
+    if args.csv is not None and (problem := output_problem(args.csv, folder=False)):
+        parser.error(f"--csv: {problem}")
     layout, dataset = _open_dataset(args, parser)
     domain = "raw" if layout.endswith("-raw") else "srgb"
     if domain == "raw" and args.output_dtype == "uint8":

@@ -13,9 +13,11 @@ Output layout (``NAME`` = input stem, ``NAME_k`` with ``--repeat``):
                        ``read`` (variances), and for unprocessing the camera (``rgb2cam``, ``cam2rgb``,
                        ``rgb_gain``, ``red_gain``, ``blue_gain``); ``--no-raw`` skips it
   OUT/synth.json       the settings of the run
-Every file is written atomically. Run again with the same settings to resume: finished pairs are skipped and the
-rest come out exactly as an uninterrupted run makes them (batch ``b`` draws from ``(seed, offset=b)``; images of
-the same size are batched in input order). Images with an odd side lose their last row or column.
+OUT takes one run at a time (a lock file, .cycleisp-fast.lock): a second run into it fails at once and writes
+nothing. Every file is written atomically. Run again with the same settings to resume: finished pairs are skipped
+and the rest come out exactly as an uninterrupted run makes them (batch ``b`` draws from ``(seed, offset=b)``;
+images of the same size are batched in input order). Images with an odd side lose their last row or column;
+--max-size crops them while they are still 8/16-bit samples.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from pathlib import Path
 import torch
 
 from cycleisp_fast.bench.cli import parse_device
+from cycleisp_fast.data.files import output_problem
+from cycleisp_fast.data.locks import run_folder_lock
+from cycleisp_fast.ops.noise import MAX_SEED
 from cycleisp_fast.pipelines.synthesis import CYCLEISP_WEIGHTS as WEIGHT_FILES
 
 FORMATS = {"png": (".png", 8), "tiff": (".tif", 16)}
@@ -102,10 +107,10 @@ def _load_inputs(inputs: list[Path], max_size: int | None) -> dict[str, torch.Te
         if file.stem in images:
             raise ValueError(f"two inputs are named {file.stem!r} (the output names come from the input stems): "
                              f"rename {file}")
-        image = read_image(file)
+        image = centre_crop_even(read_image(file, max_size=max_size), None)  # cropped before it becomes float32
         if min(image.shape[1:]) < 2:
-            raise ValueError(f"input {file} is {image.shape[2]}x{image.shape[1]}: too small for a Bayer mosaic")
-        images[file.stem] = centre_crop_even(image, max_size).contiguous()
+            raise ValueError(f"input {file} has a side of 1 pixel: too small for a Bayer mosaic")
+        images[file.stem] = image.contiguous()
     return images
 
 
@@ -145,6 +150,33 @@ def _check_settings(out: Path, settings: dict) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    for name in ("repeat", "batch_size", "max_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.max_size is not None and args.max_size < 2:
+        parser.error("--max-size must be at least 2")
+    if problem := output_problem(args.out, folder=True):
+        parser.error(f"-o/--out: {problem}")
+    if not 0 <= args.seed < MAX_SEED:
+        parser.error(f"--seed must be in [0, 2**63), got {args.seed}")
+    weights = _weights(args, parser)
+    levels = args.levels or ("unprocessing" if args.pipeline == "unprocessing" else "cycleisp_dnd")
+    images = _load_inputs(list(args.inputs), args.max_size)
+    settings = {"pipeline": args.pipeline, "levels": levels, "noise": args.noise, "seed": args.seed,
+                "batch_size": args.batch_size, "repeat": args.repeat, "max_size": args.max_size,
+                "format": args.format, "raw": not args.no_raw, "inputs": list(images),
+                "weights": {k: os.fspath(v) for k, v in weights.items()} if weights else None}
+    with run_folder_lock(args.out, "synth"):
+        _check_settings(args.out, settings)
+        count = _synthesize(args, images, weights, levels)
+    print(f"{count} pairs in {args.out} (clean/, noisy/{'' if args.no_raw else ', raw/'})")
+    return 0
+
+
+def _synthesize(args: argparse.Namespace, images: dict[str, torch.Tensor], weights, levels: str) -> int:
+    """Writes every pair of the run into ``args.out`` (its lock held), skipping those already there; returns the
+    number of pairs of the run."""
     from tqdm import tqdm
 
     from cycleisp_fast.data.files import save_numpy
@@ -152,23 +184,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from cycleisp_fast.noise import NoiseModel
     from cycleisp_fast.pipelines.synthesis import make_synthesizer
 
-    for name in ("repeat", "batch_size", "max_size"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if args.max_size is not None and args.max_size < 2:
-        parser.error("--max-size must be at least 2")
-    weights = _weights(args, parser)
-    levels = args.levels or ("unprocessing" if args.pipeline == "unprocessing" else "cycleisp_dnd")
-    images = _load_inputs(list(args.inputs), args.max_size)
     suffix, bits = FORMATS[args.format]
-    settings = {"pipeline": args.pipeline, "levels": levels, "noise": args.noise, "seed": args.seed,
-                "batch_size": args.batch_size, "repeat": args.repeat, "max_size": args.max_size,
-                "format": args.format, "raw": not args.no_raw, "inputs": list(images),
-                "weights": {k: os.fspath(v) for k, v in weights.items()} if weights else None}
-    args.out.mkdir(parents=True, exist_ok=True)
-    _check_settings(args.out, settings)
-
     noise = NoiseModel(levels, args.noise, backend=args.backend)
     synth = make_synthesizer(args.pipeline, weights, noise=noise, device=args.device, backend=args.backend)
     names, tensors = list(images), list(images.values())
@@ -198,5 +214,4 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 write_image(clean_path, pairs.clean[j].float().cpu(), bits=bits)
                 write_image(noisy_path, pairs.noisy[j].float().cpu(), bits=bits)
                 progress.update(1)
-    print(f"{len(items)} pairs in {args.out} (clean/, noisy/{'' if args.no_raw else ', raw/'})")
-    return 0
+    return len(items)

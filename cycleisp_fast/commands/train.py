@@ -17,7 +17,7 @@ import contextlib
 from pathlib import Path
 
 from cycleisp_fast import backend
-from cycleisp_fast.data.files import DataFileError
+from cycleisp_fast.data.files import DataFileError, output_problem
 from cycleisp_fast.pipelines.train_config import ConfigError, load_config, packaged_configs
 from cycleisp_fast.pipelines.training import (CONFIG_NAME, RunFolderError, distributed_from_environment, format_metrics,
                                               select_device, train)
@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if problem := output_problem(args.out, folder=True):
+        parser.error(f"--out: {problem}")
     if args.config is None:
         if not args.resume:
             parser.error("--config is required (a packaged name such as demo, or a TOML file)")

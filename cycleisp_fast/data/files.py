@@ -1,4 +1,4 @@
-"""Atomic output files, and the error raised for bad input files.
+"""Atomic output files, the check of an output path before work starts, and the error raised for bad input files.
 
 Every output of the package is written through :func:`atomic_path`: the data goes to a hidden temporary
 file in the destination folder, which is renamed onto the destination (``os.replace``, atomic on POSIX and
@@ -23,9 +23,32 @@ class DataFileError(ValueError):
     The message names the file and the problem."""
 
 
+def describe_read_error(error: BaseException) -> str:
+    """``"EOFError: the file is empty or truncated"``, ``"RuntimeError: <first line>"``: a reader's exception in one
+    line, for messages that name the file."""
+    lines = str(error).strip().splitlines()
+    detail = lines[0] if lines else "the file is empty or truncated"
+    return f"{type(error).__name__}: {detail}"
+
+
+NAME_MAX = 255
+"""The longest file name (bytes) of the file systems the package writes to (ext4, XFS, APFS, NTFS)."""
+
+
 def _temporary_sibling(path: Path) -> Path:
-    """A hidden, unique name next to ``path`` that keeps its suffix: ``dir/.name.<pid>.<random>.tmp<suffix>``."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    """A hidden, unique name next to ``path`` that keeps its suffix: ``dir/.name.<pid>.<random>.tmp<suffix>``, with
+    ``name`` shortened (bytes) so that the whole fits :data:`NAME_MAX` whatever the length of ``path``'s name."""
+    tail = f".{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}"
+    room = NAME_MAX - 1 - len(os.fsencode(tail))  # the leading dot takes one byte
+    name = os.fsencode(path.name)[:room].decode("utf-8", errors="ignore")  # a cut character is dropped
+    return path.with_name(f".{name}{tail}")
+
+
+def _naming(error: OSError, temporary: Path, target: Path) -> OSError:
+    """``error`` with the user's ``target`` in place of the internal ``temporary`` it names (same type)."""
+    if error.filename is None or os.fspath(error.filename) != os.fspath(temporary):
+        return error
+    return type(error)(error.errno, error.strerror, os.fspath(target))
 
 
 @contextlib.contextmanager
@@ -34,8 +57,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     When the block exits normally the temporary file replaces ``path`` (``os.replace``); when it raises (any
     exception, KeyboardInterrupt included) the temporary file is deleted and ``path`` is left as it was.
-    Parent folders are created. The temporary name is hidden (leading dot), unique per process and call,
-    and ends with ``path``'s suffix, so libraries that pick a format from the suffix see the right one.
+    Parent folders are created. The temporary name is hidden (leading dot), unique per process and call, fits
+    :data:`NAME_MAX`, and ends with ``path``'s suffix, so libraries that pick a format from the suffix see the
+    right one. An OSError about the temporary file (a read-only or full disk) is raised naming ``path``, and
+    the cleanup never raises an error of its own.
     """
     target = Path(path)
     if target.is_dir():
@@ -47,9 +72,36 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if not temporary.exists():
             raise FileNotFoundError(f"nothing was written for {target}: the block left no file at {temporary}")
         os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            renamed = _naming(error, temporary, target)
+            if renamed is not error:
+                raise renamed from None
         raise
+
+
+def output_problem(path: str | os.PathLike, *, folder: bool) -> str | None:
+    """What stops the package from writing the output ``path`` (a folder to create or fill when ``folder``, else a
+    file), as the end of a sentence that starts with the option's name, or None when nothing does. Checked before
+    a command starts its work, so that a bad output path fails at once.
+
+    Example: ``output_problem("photo.png", folder=True)`` -> ``"photo.png is an existing file, not a folder"``.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        return f"{path} is an existing file, not a folder"
+    if not folder and path.is_dir():
+        return f"{path} is an existing folder, not a file"
+    ancestor = path if folder and path.is_dir() else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{path} cannot be created: {ancestor} is a file, not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"{path} cannot be written: {ancestor} is not writable (read-only, or no permission)"
+    return None
 
 
 def save_torch(obj, path: str | os.PathLike) -> Path:

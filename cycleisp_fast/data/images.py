@@ -4,12 +4,17 @@ Decoders: Pillow for PNGs of up to 8 bits per sample and for JPEG; pypng for 16-
 16-bit RGB to 8 bits); tifffile for TIFF. Integer samples are divided by the largest value of their bit
 depth (255, 65535; 2**bits - 1 for 1/2/4-bit PNG), grayscale is replicated to three channels and alpha is
 dropped (not composited). Writers round to the nearest level and write through :func:`atomic_path`.
+
+Every reader checks the size its file's header claims against the pixel limit
+(:func:`cycleisp_fast.data.limits.check_pixels`) before decoding, and ``read_image(..., max_size=...)`` crops the
+decoded integer samples before they become float32, so that memory follows the crop.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -17,9 +22,11 @@ import numpy as np
 import png
 import tifffile
 import torch
-from PIL import Image
+from PIL import Image, JpegImagePlugin, PngImagePlugin
 
 from cycleisp_fast.data.files import DataFileError, atomic_path
+from cycleisp_fast.data.limits import check_pixels
+from cycleisp_fast.data.samples import centre_crop_even
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -44,26 +51,50 @@ def _check_readable(path: Path) -> None:
         raise DataFileError(f"{path} is not a file (expected an image file)")
 
 
-def _png_bit_depth(path: Path) -> int:
-    """The bit depth stored in a PNG's IHDR chunk (bytes 24 of the file)."""
+def _png_header(path: Path) -> tuple[int, int, int]:
+    """``(height, width, bit depth)`` from a PNG's IHDR chunk (the first 26 bytes of the file)."""
     with open(path, "rb") as handle:
         header = handle.read(26)
     if len(header) < 26 or not header.startswith(_PNG_SIGNATURE) or header[12:16] != b"IHDR":
         raise DataFileError(f"{path} is not a valid PNG file (bad signature or header)")
-    return header[24]
+    width, height = struct.unpack(">II", header[16:24])
+    return height, width, header[24]
 
 
 def _read_png16(path: Path) -> np.ndarray:
     """``(H, W, planes)`` uint16 samples of a 16-bit PNG, as stored (pypng; an sBIT chunk is ignored, since PNG
-    samples always span the full range of their bit depth)."""
+    samples always span the full range of their bit depth). The size was checked from the header."""
     width, height, rows, info = png.Reader(filename=str(path)).read()
-    samples = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    samples = np.empty((height, width * info["planes"]), dtype=np.uint16)
+    for index, row in enumerate(rows):
+        samples[index] = row
     return samples.reshape(height, width, info["planes"])
 
 
+def _open_pillow(path: Path) -> Image.Image:
+    """Opens ``path`` with Pillow, reading only its header. PNG and JPEG (known by their signatures) go straight to
+    their format's reader, so that the pixel limit of this package, not Pillow's global one, decides what is
+    decoded; any other content goes through ``Image.open``, whose own limit is then reported as such."""
+    with open(path, "rb") as handle:
+        signature = handle.read(8)
+    if signature.startswith(_PNG_SIGNATURE):
+        return PngImagePlugin.PngImageFile(path)
+    if signature.startswith(b"\xff\xd8\xff"):
+        return JpegImagePlugin.JpegImageFile(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise DataFileError(f"{path}: {error} (Pillow's own limit, PIL.Image.MAX_IMAGE_PIXELS)") from error
+
+
 def _read_pillow(path: Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 samples through Pillow (alpha dropped, grayscale/palette expanded)."""
-    with Image.open(path) as image:
+    """``(H, W, 3)`` uint8 samples through Pillow (alpha dropped, grayscale/palette expanded), the size checked
+    against the pixel limit from the header before decoding."""
+    with _open_pillow(path) as image:
+        width, height = image.size
+        check_pixels(path, height, width)
         image.load()
         if image.mode not in _PILLOW_MODES:
             raise DataFileError(f"{path}: unsupported image mode {image.mode!r} (expected 8-bit gray, RGB, "
@@ -72,52 +103,69 @@ def _read_pillow(path: Path) -> np.ndarray:
 
 
 def _read_tiff(path: Path) -> np.ndarray:
-    """``(H, W, C)`` samples of the first image of a TIFF; C is 1 to 4."""
+    """``(H, W, C)`` samples of the first image of a TIFF; C is 1 to 4. Axes, sample type and size are checked
+    from the header before decoding."""
     with tifffile.TiffFile(path) as tiff:
         if not tiff.series:
             raise DataFileError(f"{path} holds no image")
         series = tiff.series[0]
+        axes, shape = series.axes, tuple(series.shape)
+        if axes not in ("YX", "YXS", "SYX"):
+            raise DataFileError(f"{path}: expected one 2-D image (axes YX, YXS or SYX), got axes {axes!r} with "
+                                f"shape {shape}")
+        if np.dtype(series.dtype) not in (np.uint8, np.uint16):
+            raise DataFileError(f"{path}: unsupported sample type {series.dtype} (expected 8- or 16-bit unsigned "
+                                "integers)")
+        sizes = dict(zip(axes, shape))
+        if sizes.get("S", 1) > 4:
+            raise DataFileError(f"{path}: expected 1 to 4 channels (gray, gray+alpha, RGB, RGBA), got {sizes['S']}")
+        check_pixels(path, sizes["Y"], sizes["X"])
         samples = series.asarray()
-        axes = series.axes
     if axes == "YX":
-        samples = samples[:, :, None]
-    elif axes == "SYX":
-        samples = np.moveaxis(samples, 0, -1)
-    elif axes != "YXS":
-        raise DataFileError(f"{path}: expected one 2-D image (axes YX, YXS or SYX), got axes {axes!r} with "
-                            f"shape {samples.shape}")
+        return samples[:, :, None]
+    if axes == "SYX":
+        return np.moveaxis(samples, 0, -1)
     return samples
 
 
-def _to_rgb_tensor(samples: np.ndarray, path: Path) -> torch.Tensor:
+def _to_rgb_tensor(samples: np.ndarray, path: Path, max_size: int | None) -> torch.Tensor:
     """``(H, W, C)`` unsigned samples -> ``(3, H, W)`` float32 in [0, 1]; C = 1 (gray), 2 (gray + alpha),
-    3 (RGB) or 4 (RGBA)."""
+    3 (RGB) or 4 (RGBA). With ``max_size``, the centred crop of :func:`centre_crop_even` is taken first."""
     if samples.dtype not in (np.uint8, np.uint16):
         raise DataFileError(f"{path}: unsupported sample type {samples.dtype} (expected 8- or 16-bit unsigned "
                             "integers)")
     channels = samples.shape[2]
-    if channels in (1, 2):
-        samples = np.repeat(samples[:, :, :1], 3, axis=2)
-    elif channels in (3, 4):
-        samples = samples[:, :, :3]
-    else:
+    if channels not in (1, 2, 3, 4):
         raise DataFileError(f"{path}: expected 1 to 4 channels (gray, gray+alpha, RGB, RGBA), got {channels}")
+    planes = samples.transpose(2, 0, 1)
+    if max_size is not None:
+        planes = centre_crop_even(planes, max_size)
+    planes = np.repeat(planes[:1], 3, axis=0) if channels in (1, 2) else planes[:3]
     max_value = float(np.iinfo(samples.dtype).max)
-    image = torch.from_numpy(np.ascontiguousarray(samples.transpose(2, 0, 1))).to(torch.float32)
-    return image.div_(max_value)
+    return torch.from_numpy(np.ascontiguousarray(planes)).to(torch.float32).div_(max_value)
 
 
-def read_image(path: str | os.PathLike) -> torch.Tensor:
+def read_image(path: str | os.PathLike, *, max_size: int | None = None) -> torch.Tensor:
     """Reads a PNG, JPEG or TIFF image.
 
+    Args:
+        path: the file.
+        max_size: when given (an int >= 2), return only the centred crop with even sides, each at most
+            ``max_size`` (:func:`cycleisp_fast.data.samples.centre_crop_even`), taken from the integer samples
+            before they are converted, so that the float32 image is only as large as the crop.
     Returns:
         ``(3, H, W)`` float32 in [0, 1]: 8-bit samples / 255, 16-bit / 65535 (1/2/4-bit PNG / (2**bits - 1));
         grayscale replicated to three channels, alpha dropped.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        DataFileError: an unknown suffix, a corrupt/truncated/non-image file, or an unsupported sample type.
+        DataFileError: an unknown suffix, a corrupt/truncated/non-image file, an unsupported sample type, or a
+            header claiming more pixels than the pixel limit (:mod:`cycleisp_fast.data.limits`).
+
+    Example: ``read_image("photo.png", max_size=512).shape`` -> ``(3, 512, 512)`` for a large photo.
     """
+    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 2):
+        raise ValueError(f"max_size must be an int >= 2 or None, got {max_size!r}")
     path = Path(path)
     _check_readable(path)
     suffix = path.suffix.lower()
@@ -125,10 +173,14 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
         raise DataFileError(f"{path}: unknown image suffix {path.suffix!r}, expected one of {IMAGE_SUFFIXES}")
     try:
         if suffix in _TIFF_SUFFIXES:
-            return _to_rgb_tensor(_read_tiff(path), path)
-        if suffix == ".png" and _png_bit_depth(path) == 16:
-            return _to_rgb_tensor(_read_png16(path), path)
-        return _to_rgb_tensor(_read_pillow(path), path)
+            samples = _read_tiff(path)
+        elif suffix == ".png":
+            height, width, bit_depth = _png_header(path)
+            check_pixels(path, height, width)
+            samples = _read_png16(path) if bit_depth == 16 else _read_pillow(path)
+        else:
+            samples = _read_pillow(path)
+        return _to_rgb_tensor(samples, path, max_size)
     except DataFileError:
         raise
     except _DECODE_ERRORS as error:

@@ -21,6 +21,11 @@ import numpy as np
 import scipy.io
 
 from cycleisp_fast.data.files import DataFileError
+from cycleisp_fast.data.limits import check_array_bytes
+
+_MATLAB_ITEMSIZES = {"logical": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "char": 2, "int32": 4,
+                     "uint32": 4, "single": 4}
+"""Bytes per element of MATLAB's classes (as ``scipy.io.whosmat`` names them); any other class counts 8."""
 
 
 @contextlib.contextmanager
@@ -48,6 +53,7 @@ def read_mat_array(path: Path, key: str) -> np.ndarray:
     """The array ``key`` of a MATLAB v7.3 file, in MATLAB's axis order (HDF5's reversed axes undone)."""
     with open_mat(path) as handle:
         array = mat_dataset(handle, key, path)
+        check_array_bytes(path, key, array.shape, array.dtype.itemsize)
         try:
             return np.asarray(array[()]).T
         except (OSError, ValueError) as error:  # truncated or corrupt chunks
@@ -61,7 +67,8 @@ def read_mat_variable(path: Path, names: tuple[str, ...]) -> tuple[str, np.ndarr
 
     Raises:
         FileNotFoundError: no such file.
-        DataFileError: not a MATLAB file, corrupt, or holding none of ``names`` (the message lists what it holds).
+        DataFileError: not a MATLAB file, corrupt, holding none of ``names`` (the message lists what it holds), or
+            the array is larger than the pixel limit allows (:func:`cycleisp_fast.data.limits.check_array_bytes`).
     """
     if not path.is_file():
         raise FileNotFoundError(f"MATLAB file not found: {path}")
@@ -71,8 +78,10 @@ def read_mat_variable(path: Path, names: tuple[str, ...]) -> tuple[str, np.ndarr
         name = _first_held(names, held, path)
         return name, read_mat_array(path, name)
     try:
-        held = [variable for variable, _, _ in scipy.io.whosmat(path)]
-        name = _first_held(names, held, path)
+        contents = {variable: (shape, matlab_class) for variable, shape, matlab_class in scipy.io.whosmat(path)}
+        name = _first_held(names, list(contents), path)
+        shape, matlab_class = contents[name]
+        check_array_bytes(path, name, shape, _MATLAB_ITEMSIZES.get(matlab_class, 8))
         array = scipy.io.loadmat(path, variable_names=[name])[name]
     except DataFileError:
         raise

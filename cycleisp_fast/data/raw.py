@@ -30,6 +30,7 @@ import tifffile
 import torch
 
 from cycleisp_fast.data.files import DataFileError
+from cycleisp_fast.data.limits import check_pixels
 from cycleisp_fast.ops import bayer_pack, bayer_unpack
 from cycleisp_fast.ops._checks import check_choice, check_tensor
 from cycleisp_fast.ops.bayer import PATTERNS
@@ -154,8 +155,9 @@ def read_raw(path: Union[str, os.PathLike], *, clip: bool = False) -> RawImage:
     Raises:
         FileNotFoundError: no such file.
         DataFileError: LibRaw cannot decode it (corrupt, truncated, not a RAW file), it is not a 2x2 Bayer
-            mosaic with one R, two G and one B (X-Trans, linear DNG, other layouts), or its levels or DNG colour
-            tags are malformed.
+            mosaic with one R, two G and one B (X-Trans, linear DNG, other layouts), its levels or DNG colour
+            tags are malformed, or its sensor has more pixels than the pixel limit (:mod:`cycleisp_fast.data.limits`,
+            checked before decoding).
     """
     if not isinstance(clip, bool):
         raise TypeError(f"clip must be a bool, got {type(clip).__name__}")
@@ -164,7 +166,8 @@ def read_raw(path: Union[str, os.PathLike], *, clip: bool = False) -> RawImage:
         raise FileNotFoundError(f"RAW file {path} does not exist" if not path.exists()
                                 else f"RAW file {path} is not a file")
     try:
-        with rawpy.imread(str(path)) as raw:
+        with rawpy.imread(str(path)) as raw:  # reads the metadata only; the samples are decoded on first use
+            check_pixels(path, raw.sizes.raw_height, raw.sizes.raw_width)
             mosaic, plane_colours, pattern = _bayer_mosaic(raw, path)
             black_by_colour = np.asarray(raw.black_level_per_channel, dtype=np.float64)
             white_level = float(raw.white_level)

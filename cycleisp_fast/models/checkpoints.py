@@ -68,7 +68,7 @@ def load_official(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str,
 
     Accepts the ``{"state_dict": ...}`` wrapper and bare dicts, strips ``module.``, checks that every alias of a
     shared parameter (the network's one PReLU) holds the same values, ignores Raw2Rgb's unused ``conv1x1`` and
-    keeps CCM's blur when the checkpoint lacks them. For :class:`~cycleisp_fast.models.AINDNet` it also takes
+    keeps CCM's blur when the checkpoint lacks them, and refuses non-finite weights. For :class:`~cycleisp_fast.models.AINDNet` it also takes
     the official TensorFlow checkpoint: its folder (holding TF's ``checkpoint`` file) or a prefix
     (``.../model.ckpt-NNNN``), read with TensorFlow (see :mod:`cycleisp_fast.models.tf_checkpoint`). Raises
     ``ValueError`` listing the missing, unexpected and mis-shaped keys, or the aliases that disagree; nothing is
@@ -103,11 +103,22 @@ def load_official(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str,
         if key in state:
             aliases.setdefault(id(tensor), []).append(key)
     for keys in aliases.values():
-        differing = [k for k in keys[1:] if not torch.equal(state[keys[0]], state[k])]
+        differing = [k for k in keys[1:] if not _same_values(state[keys[0]], state[k])]
         if differing:
             raise ValueError(f"checkpoint does not fit {name}: one shared parameter is stored under {len(keys)} names "
                              f"but with different values: " + _listing(f"these differ from {keys[0]}", differing))
+    non_finite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if non_finite:
+        raise ValueError(f"checkpoint holds non-finite (NaN or infinite) weights, which would make every output NaN: "
+                         + _listing("in", non_finite))
     with torch.no_grad():
         for key, value in state.items():
             expected[key].copy_(value)
     return model
+
+
+def _same_values(a: Tensor, b: Tensor) -> bool:
+    """Equal shapes and values, NaN equal to NaN (an alias of a NaN weight is still the same weight)."""
+    if a.shape != b.shape or not torch.equal(a.isnan(), b.isnan()):
+        return False
+    return torch.equal(torch.where(a.isnan(), 0, a), torch.where(b.isnan(), 0, b))

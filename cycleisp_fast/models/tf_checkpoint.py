@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cycleisp_fast.data.files import describe_read_error
 from cycleisp_fast.models.aindnet import AINDNet
 
 TF_INSTALL_HINT = "pip install 'cycleisp_fast[tf]' (or: pip install tensorflow-cpu)"
@@ -167,9 +168,8 @@ def _newest_in_folder(tf, folder: Path) -> str:
 
 
 def _broken(prefix: str, error: Exception) -> ValueError:
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return ValueError(f"TensorFlow checkpoint {prefix} (its .index / .data-* files) could not be read: "
-                      f"{type(error).__name__}: {detail}")
+                      f"{describe_read_error(error)}")
 
 
 def read_aindnet_tf_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:

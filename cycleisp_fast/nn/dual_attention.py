@@ -40,6 +40,8 @@ class ChannelAttention(nn.Module):
 
     def __init__(self, channel: int, reduction: int = 16):
         super().__init__()
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (channel, reduction)):
+            raise ValueError(f"channel and reduction must be ints >= 1, got channel={channel!r}, reduction={reduction!r}")
         if channel // reduction < 1:
             raise ValueError(f"channel // reduction must be at least 1, got channel={channel}, reduction={reduction}")
         self.avg_pool = nn.AdaptiveAvgPool2d(1)

@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from cycleisp_fast.data.files import describe_read_error
 from cycleisp_fast.models import AINDNet, DenoiseNet, load_official
 from cycleisp_fast.models.checkpoints import is_tf_checkpoint
 from cycleisp_fast.ops._checks import check_backend_argument, check_choice, check_tensor
@@ -33,6 +34,10 @@ from cycleisp_fast.pipelines.tiling import tiled_apply
 
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 32
+MAX_PARAMETERS = 200_000_000
+"""The most parameters a trainer checkpoint's ``model_kwargs`` may imply (the official networks: 2.6 M to 13.8 M):
+the model is first built on the meta device to count them, so a file asking for a huge network is refused before
+anything is allocated."""
 
 
 class NoisyBaseline(nn.Module):
@@ -82,8 +87,8 @@ def _read_checkpoint(path: Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, not a torch file, or holding objects weights_only refuses
-        raise ValueError(f"weights {path} could not be read as a torch checkpoint: "
-                         f"{type(error).__name__}: {error}") from error
+        raise ValueError(f"weights {path} could not be read as a torch checkpoint: {describe_read_error(error)}"
+                         ) from error
     if not isinstance(checkpoint, dict):
         raise ValueError(f"weights {path} must hold a dict (a state dict or a trainer checkpoint), got "
                          f"{type(checkpoint).__name__}")
@@ -92,6 +97,24 @@ def _read_checkpoint(path: Path) -> dict:
 
 def _is_trainer_checkpoint(checkpoint: dict) -> bool:
     return isinstance(checkpoint.get("model"), str) and isinstance(checkpoint.get("state_dict"), dict)
+
+
+def _build_bounded(entry: Denoiser, model_kwargs: dict, backend: str | None) -> nn.Module:
+    """``entry.build(**model_kwargs)`` once the arguments are known to be plain values and to imply at most
+    :data:`MAX_PARAMETERS` parameters (counted on the meta device)."""
+    odd = {key: value for key, value in model_kwargs.items()
+           if not isinstance(key, str) or not isinstance(value, (bool, int, float, str))}
+    if odd:
+        raise ValueError(f"its model_kwargs must map names to numbers or strings, got {odd!r}")
+    try:
+        with torch.device("meta"):
+            count = sum(p.numel() for p in entry.build(backend=backend, **model_kwargs).parameters())
+    except (TypeError, ValueError) as error:  # an unknown constructor argument, or a value the model refuses
+        raise ValueError(f"its model_kwargs {model_kwargs} do not fit: {error}") from error
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"its model_kwargs {model_kwargs} ask for a network of {count:,} parameters, more than the "
+                         f"{MAX_PARAMETERS:,} this package loads (the official networks have at most 13.8 M)")
+    return entry.build(backend=backend, **model_kwargs)
 
 
 def load_denoiser(name: str, weights: str | os.PathLike | None = None, *, device: torch.device | str = "cpu",
@@ -138,10 +161,7 @@ def load_denoiser(name: str, weights: str | os.PathLike | None = None, *, device
                 model_kwargs = checkpoint.get("model_kwargs") or {}
                 if not isinstance(model_kwargs, dict):
                     raise ValueError(f"its model_kwargs must be a dict, got {type(model_kwargs).__name__}")
-                try:
-                    model = entry.build(backend=backend, **model_kwargs)
-                except TypeError as error:  # an unknown constructor argument
-                    raise ValueError(f"its model_kwargs {model_kwargs} do not fit: {error}") from error
+                model = _build_bounded(entry, model_kwargs, backend)
                 load_official(model, checkpoint["state_dict"])
             else:
                 model = load_official(entry.build(backend=backend), checkpoint)

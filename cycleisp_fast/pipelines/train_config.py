@@ -27,6 +27,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from cycleisp_fast.noise import NOISE_LEVEL_SAMPLERS, NOISE_MODELS
+from cycleisp_fast.ops.noise import MAX_SEED
 
 DENOISE_TASKS = ("denoise-srgb", "denoise-raw")
 AINDNET_TASKS = ("aindnet-synthetic", "aindnet-transfer")
@@ -49,7 +50,8 @@ REQUIRED = object()
 @dataclass(frozen=True)
 class Key:
     """One config key: its type (``int``, ``float``, ``str`` or ``bool``), default, the tasks that use it
-    (None: every task), and optionally its allowed values or lower bound (``positive``: > 0, else >= 0)."""
+    (None: every task), and optionally its allowed values, lower bound (``positive``: > 0, else >= 0) and upper
+    bound (``below``: the value must be smaller)."""
 
     type: type
     default: Any
@@ -57,12 +59,14 @@ class Key:
     tasks: tuple[str, ...] | None = None
     choices: tuple | None = None
     positive: bool | None = None
+    below: int | None = None
 
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "": {
         "task": Key(str, REQUIRED, "what to train", choices=TASKS),
-        "seed": Key(int, 0, "seeds the initial weights, the patches and the synthetic noise", positive=False),
+        "seed": Key(int, 0, "seeds the initial weights, the patches and the synthetic noise", positive=False,
+                    below=MAX_SEED),
         "steps": Key(int, 100_000, "optimizer steps in all", positive=True),
         "batch_size": Key(int, 16, "patches per step and process (the global batch is this x world size)",
                           positive=True),
@@ -212,6 +216,8 @@ def _check_value(dotted: str, spec: Key, value: Any, where: str) -> Any:
         raise ConfigError(f"config key {dotted!r}{where} must be > 0, got {value!r}")
     if spec.positive is False and not value >= 0:
         raise ConfigError(f"config key {dotted!r}{where} must be >= 0, got {value!r}")
+    if spec.below is not None and not value < spec.below:
+        raise ConfigError(f"config key {dotted!r}{where} must be < {spec.below}, got {value!r}")
     return value
 
 

@@ -38,7 +38,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from cycleisp_fast.data.files import atomic_path, save_torch
+from cycleisp_fast.data.files import atomic_path, describe_read_error, save_torch
+from cycleisp_fast.data.locks import run_folder_lock
 from cycleisp_fast.pipelines.train_config import config_differences, config_to_toml
 from cycleisp_fast.pipelines.train_tasks import Task, make_task
 
@@ -189,9 +190,33 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+CHECKPOINT_FIELDS = {"model": str, "model_kwargs": dict, "state_dict": dict, "optimizer": dict, "scheduler": dict,
+                     "scaler": dict, "step": int, "config": dict, "rng": dict}
+"""What ``last.pt`` holds (see :func:`_save`), by type."""
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """A training checkpoint (``torch.load`` with ``weights_only=True``)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """A training checkpoint (``torch.load`` with ``weights_only=True``), its fields checked.
+
+    Raises:
+        RunFolderError: the file cannot be read (truncated, empty, not a torch file) or lacks a field or holds one
+            of the wrong type; the message names the file.
+    """
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # truncated, empty, not a torch file, or objects weights_only refuses
+        raise RunFolderError(f"{path} could not be read as a training checkpoint ({describe_read_error(error)})"
+                             ) from error
+    if not isinstance(checkpoint, dict):
+        raise RunFolderError(f"{path} is not a training checkpoint: it holds a {type(checkpoint).__name__}, not a dict")
+    problems = [f"{key} (missing)" if key not in checkpoint else f"{key} ({type(checkpoint[key]).__name__}, expected "
+                f"{kind.__name__})" for key, kind in CHECKPOINT_FIELDS.items()
+                if key not in checkpoint or not isinstance(checkpoint[key], kind) or isinstance(checkpoint[key], bool)]
+    if problems:
+        raise RunFolderError(f"{path} is not a training checkpoint of this package: " + ", ".join(problems))
+    if checkpoint["step"] < 0 or not isinstance(checkpoint["rng"].get("torch"), torch.Tensor):
+        raise RunFolderError(f"{path} is not a training checkpoint of this package: bad step or rng state")
+    return checkpoint
 
 
 def _resume_state(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -257,18 +282,20 @@ def train(config: dict[str, Any], run_dir: str | os.PathLike, *, resume: bool = 
     stop = config["steps"] if stop_after is None else stop_after
     if not isinstance(stop, int) or isinstance(stop, bool) or not 0 < stop <= config["steps"]:
         raise ValueError(f"stop_after must be a step in 1..{config['steps']} (steps), got {stop_after!r}")
-    checkpoint_path = run_dir / CHECKPOINT_NAME
-    if not resume and checkpoint_path.exists():
-        raise RunFolderError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): resume it (--resume) or choose "
-                             "another output folder")
-    state = _resume_state(run_dir, config) if resume else None
-    if state is not None and state["step"] >= stop:
-        raise RunFolderError(f"{checkpoint_path} is already at step {state['step']}: nothing left to train up to "
-                             f"step {stop}")
-    if config["amp"] != "off" and device.type != "cuda":
-        warnings.warn(f"amp = {config['amp']!r} runs on CUDA only: training in float32 on {device}", stacklevel=2)
-    with process_group(device, place):
-        return _train(config, run_dir, state, device, place, stop, progress)
+    # Rank 0 owns the folder for the whole run (the other ranks write nothing into it); see data/locks.py.
+    with run_folder_lock(run_dir, "train") if place.is_main else contextlib.nullcontext():
+        checkpoint_path = run_dir / CHECKPOINT_NAME
+        if not resume and checkpoint_path.exists():
+            raise RunFolderError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): resume it (--resume) or choose "
+                                 "another output folder")
+        state = _resume_state(run_dir, config) if resume else None
+        if state is not None and state["step"] >= stop:
+            raise RunFolderError(f"{checkpoint_path} is already at step {state['step']}: nothing left to train up to "
+                                 f"step {stop}")
+        if config["amp"] != "off" and device.type != "cuda":
+            warnings.warn(f"amp = {config['amp']!r} runs on CUDA only: training in float32 on {device}", stacklevel=2)
+        with process_group(device, place):
+            return _train(config, run_dir, state, device, place, stop, progress)
 
 
 def _train(config: dict[str, Any], run_dir: Path, state: dict[str, Any] | None, device: torch.device,
@@ -283,13 +310,17 @@ def _train(config: dict[str, Any], run_dir: Path, state: dict[str, Any] | None, 
     start = 0
     log = JsonLog(run_dir / LOG_NAME, place.is_main)
     if state is not None:
-        network.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        try:
+            network.load_state_dict(state["state_dict"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if device.type == "cuda" and "cuda" in state["rng"]:
+                torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
+            raise RunFolderError(f"{run_dir / CHECKPOINT_NAME} cannot be resumed: its saved state does not fit the "
+                                 f"run ({describe_read_error(error)})") from error
         start = state["step"]
         log.truncate_after(start)
     elif place.is_main:

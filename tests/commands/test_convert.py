@@ -84,4 +84,4 @@ def test_convert_refuses_weights_that_give_non_finite_outputs(tmp_path, capsys):
     prefix = tf_graph.write_checkpoint(str(tmp_path / "model.ckpt-5"), values)
     with pytest.raises(SystemExit):
         run(convert_command, ["--model", "aindnet", "--weights", prefix, "-o", tmp_path / "a.pt"])
-    assert "non-finite outputs" in capsys.readouterr().err and not (tmp_path / "a.pt").exists()
+    assert "non-finite" in capsys.readouterr().err and not (tmp_path / "a.pt").exists()

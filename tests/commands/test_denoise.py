@@ -258,6 +258,41 @@ def test_corrupt_input_is_reported_and_skipped_without_partial_output(tmp_path, 
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.png"]  # no bad.png, no temporary file
 
 
+def test_a_bomb_and_a_memory_error_end_only_their_own_file(tmp_path, capsys, monkeypatch):
+    """Errors of any kind in one file (a header over the pixel limit, MemoryError, an unexpected exception) are
+    reported naming that file; the files after it are still denoised."""
+    for name in ("a", "c", "d", "e"):
+        write_image(tmp_path / "in" / f"{name}.png", scene(16, 16))
+    (tmp_path / "in" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + (100_000).to_bytes(4, "big") * 2
+                                            + b"\x08\x02\x00\x00\x00" + b"\x00" * 4)
+    denoise_file = denoise_command.denoise_file
+    failures = {"c.png": MemoryError(), "d.png": ZeroDivisionError("a bug")}
+
+    def failing(path, model, args):
+        if path.name in failures:
+            raise failures[path.name]
+        return denoise_file(path, model, args)
+
+    monkeypatch.setattr(denoise_command, "denoise_file", failing)
+    assert run_denoise([tmp_path / "in", "-o", tmp_path / "out", "--model", "noisy"]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'in' / 'b.png'}: 100000 x 100000 pixels" in err
+    assert f"{tmp_path / 'in' / 'c.png'}: out of memory (MemoryError)" in err
+    assert f"{tmp_path / 'in' / 'd.png'}: ZeroDivisionError: a bug" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "e.png"]
+
+
+def test_an_existing_file_as_the_output_folder_is_named_before_any_input(tmp_path, capsys):
+    write_image(tmp_path / "a.png", scene(16, 16))
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(SystemExit) as exited:
+        run_denoise([tmp_path / "a.png", "-o", tmp_path / "taken", "--model", "noisy"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"-o/--outdir: {tmp_path / 'taken'} is an existing file, not a folder" in err
+    assert "a.png" not in err
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--model", "cycleisp-raw", "--weights", "{raw}"], "sRGB images"),
     (["--model", "cycleisp-srgb", "--weights", "{raw}"], "raw.pt"),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from cycleisp_fast.data.files import DataFileError, atomic_path, save_numpy, save_torch
+from cycleisp_fast.data.files import NAME_MAX, DataFileError, atomic_path, output_problem, save_numpy, save_torch
 
 
 def _names(folder) -> list[str]:
@@ -63,6 +66,49 @@ def test_atomic_path_temporary_names_are_unique(tmp_path):
         second.write_text("2")
     assert (tmp_path / "x.txt").read_text() == "1"  # the outer block ends last
     assert _names(tmp_path) == ["x.txt"]
+
+
+@pytest.mark.parametrize("name", ["n" * 251 + ".png", "é" * 125 + ".tif", "x" * 255])
+def test_atomic_path_temporary_name_fits_the_name_limit(tmp_path, name):
+    """A legal name of up to 255 bytes (multi-byte characters included) gets a temporary sibling that fits too."""
+    target = tmp_path / name
+    with atomic_path(target) as temporary:
+        assert len(os.fsencode(temporary.name)) <= NAME_MAX and temporary.name.startswith(".")
+        assert temporary.name.endswith(f".tmp{target.suffix}") and temporary.parent == target.parent
+        temporary.write_bytes(b"data")
+    assert target.read_bytes() == b"data"
+    assert _names(tmp_path) == [name]
+
+
+def test_atomic_path_errors_name_the_users_path_not_the_temporary(tmp_path):
+    """A read-only or full disk fails while the temporary is written: the error names the destination."""
+    target = tmp_path / "out.png"
+    with pytest.raises(PermissionError) as caught:
+        with atomic_path(target) as temporary:
+            raise PermissionError(errno.EROFS, "Read-only file system", str(temporary))
+    assert caught.value.filename == str(target) and caught.value.errno == errno.EROFS
+    assert str(target) in str(caught.value) and ".tmp" not in str(caught.value)
+
+
+def test_atomic_path_cleanup_never_raises_a_second_error(tmp_path, monkeypatch):
+    def unlink(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(RuntimeError, match="the write failed"):  # not the cleanup's OSError
+        with atomic_path(tmp_path / "out.bin"):
+            raise RuntimeError("the write failed")
+
+
+def test_output_problem_names_what_stops_a_write(tmp_path):
+    (tmp_path / "file").write_text("")
+    assert output_problem(tmp_path / "new" / "deeper", folder=True) is None
+    assert output_problem(tmp_path / "new.csv", folder=False) is None
+    assert output_problem(tmp_path, folder=True) is None
+    assert output_problem(tmp_path / "file", folder=True) == f"{tmp_path / 'file'} is an existing file, not a folder"
+    assert output_problem(tmp_path, folder=False) == f"{tmp_path} is an existing folder, not a file"
+    assert output_problem(tmp_path / "file" / "x" / "y.csv", folder=False) == (
+        f"{tmp_path / 'file' / 'x' / 'y.csv'} cannot be created: {tmp_path / 'file'} is a file, not a folder")
 
 
 def test_atomic_path_refuses_a_folder(tmp_path):

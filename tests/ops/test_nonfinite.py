@@ -18,6 +18,18 @@ from conftest import fused_backends
 CASES = [case for case in all_cases().values() if not case.opt_in and case.name not in ("denoisenet_srgb", "aindnet")
          and (case.dtype is None or case.dtype.is_floating_point)]  # integer RAW samples hold no NaN or Inf
 SPECIALS = (float("nan"), float("inf"), float("-inf"))
+
+
+def _conv_paths():
+    """PyTorch's own convs (the reference's, and those around a fused kernel in whole blocks) run without oneDNN
+    (mkldnn). oneDNN's batched float32 conv weight gradient leaves out the zero-padded taps, so a non-finite
+    dL/dlogit at the image border does not reach the weight's gradient there, while PyTorch's other conv paths
+    (one image, float64, no oneDNN) multiply it by the padding (NaN), as every fused kernel does: PyTorch is
+    machine- and batch-dependent on this point, and the tests hold the kernels to the IEEE arithmetic of zero
+    padding."""
+    return torch.backends.mkldnn.flags(enabled=False)
+
+
 DATA_INPUTS = {"dual_attention": (0, 1), "dab": (0,), "ain_resblock": (0, 1)}
 """The inputs that take non-finite values, where a case also has a layer's learned weights (the rest): weights are
 assumed finite (README, "Failure behaviour"). Cases not listed: every floating input (data, noise levels, camera
@@ -27,13 +39,15 @@ gains and matrices, Bayer levels)."""
 def _outputs(case, inputs, kwargs, backend, grad_output):
     leaves = grad_leaves(inputs)
     try:
-        output = case.op(*leaves, **kwargs, backend=backend)
+        with _conv_paths():
+            output = case.op(*leaves, **kwargs, backend=backend)
     except (ValueError, RuntimeError) as error:
         return type(error).__name__
     wrt = [t for t in leaves if t.requires_grad]
     if grad_output is None or not wrt or not output.requires_grad:
         return [output.detach()]
-    grads = torch.autograd.grad(output, wrt, grad_output, allow_unused=True, materialize_grads=True)
+    with _conv_paths():
+        grads = torch.autograd.grad(output, wrt, grad_output, allow_unused=True, materialize_grads=True)
     return [output.detach(), *grads]
 
 
@@ -97,3 +111,23 @@ def test_non_finite_or_negative_noise_levels_are_rejected_on_every_backend(backe
         for shot, read in ((torch.tensor([0.01, level]), good), (good, torch.tensor([level, 1e-4]))):
             with pytest.raises(ValueError):
                 op(x, shot, read, seed=0, backend=backend)
+
+
+@pytest.mark.parametrize("special", SPECIALS)
+@pytest.mark.parametrize("pixel", [(0, 0), (0, 11), (36, 28)], ids=["corner", "top-edge", "far-corner"])
+def test_dual_attention_weight_gradient_of_border_non_finite_keeps_padded_taps(pixel, special):
+    """A non-finite res at the border makes dL/dlogit there non-finite: the reference conv's weight gradient then
+    multiplies it by the zero padding too (NaN), and every backend must do the same (the CI failure of 91cb212)."""
+    case = all_cases()["dual_attention"]
+    inputs = list(case.make_inputs((1, 64, 37, 29), torch.float32, torch.device("cpu"),
+                                   make_generator(torch.device("cpu"))))
+    inputs[0] = inputs[0].detach().clone()
+    inputs[0][0, 0, pixel[0], pixel[1]] = special
+    expected = _outputs(case, inputs, {}, "reference", None)
+    grad_output = torch.randn(expected[0].shape, generator=make_generator(torch.device("cpu"), 1))
+    expected = _outputs(case, inputs, {}, "reference", grad_output)
+    for backend in fused_backends(case.kernel):
+        actual = _outputs(case, inputs, {}, backend, grad_output)
+        for index, (a, e) in enumerate(zip(actual, expected)):
+            torch.testing.assert_close(a, e, equal_nan=True, rtol=1e-4, atol=1e-4,
+                                       msg=lambda m: f"{backend}, {'output' if index == 0 else f'grad {index}'}: {m}")

@@ -415,14 +415,14 @@ void backward_kernel(BackwardTensors& t) {
       max_grad[i] = spatial_logit_transposed(image_logit_grad, sa, 0, s.height, s.width, h, w);
       mean_grad[i] = spatial_logit_transposed(image_logit_grad, sa, 1, s.height, s.width, h, w) * inverse_channels;
       const T grad = image_logit_grad[p];
+      const T padded = grad * T(0);  // a zero-padded tap: 0, NaN for a non-finite dL/dlogit (as the reference conv)
       for (int k = 0; k < 2; ++k) {
         for (int dy = 0; dy < 3; ++dy) {
           const int64_t y = h + dy - 1;
-          if (y < 0 || y >= s.height) continue;
           for (int dx = 0; dx < 3; ++dx) {
             const int64_t x = w + dx - 1;
-            if (x < 0 || x >= s.width) continue;
-            part.sa[k * 9 + dy * 3 + dx] += grad * image_pool[k * P + y * s.width + x];
+            const bool inside = y >= 0 && y < s.height && x >= 0 && x < s.width;
+            part.sa[k * 9 + dy * 3 + dx] += inside ? grad * image_pool[k * P + y * s.width + x] : padded;
           }
         }
       }

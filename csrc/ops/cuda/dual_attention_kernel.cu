@@ -359,13 +359,15 @@ __global__ void __launch_bounds__(kThreads)
       spatial_out[task.image * plane + p] = s;
       grad_logit[task.image * plane + p] = g;
     }
-    // dL/dsa[k][dy][dx] = sum_p dL/dlogit(p) pool_k(p + (dy - 1, dx - 1)), zero padding.
+    // dL/dsa[k][dy][dx] = sum_p dL/dlogit(p) pool_k(p + (dy - 1, dx - 1)), zero padding: a padded tap adds
+    // dL/dlogit(p) * 0, NaN for a non-finite dL/dlogit, as the reference conv's weight gradient does.
     const int64_t h = p / width, w = p % width;
 #pragma unroll
     for (int tap = 0; tap < kSpatialTaps; ++tap) {
       const int64_t y = h + tap / 3 % 3 - 1, xx = w + tap % 3 - 1;
-      const bool tap_inside = inside && y >= 0 && y < height && xx >= 0 && xx < width;
-      const acc_t term = warp_sum(tap_inside ? g * image_pool[tap / 9 * plane + y * width + xx] : acc_t(0));
+      const bool tap_inside = y >= 0 && y < height && xx >= 0 && xx < width;
+      const acc_t pool_tap = tap_inside ? image_pool[tap / 9 * plane + y * width + xx] : acc_t(0);
+      const acc_t term = warp_sum(inside ? g * pool_tap : acc_t(0));
       if (tid % kWarp == 0) warp_taps[tid / kWarp][tap] = term;
     }
   }
