@@ -82,7 +82,7 @@ def _extension():
 setup(
     packages=find_packages(include=["cycleisp_fast", "cycleisp_fast.*"]) + ["cycleisp_fast.triton_kernels"],
     package_dir={"cycleisp_fast.triton_kernels": "triton_kernels"},
-    package_data={"cycleisp_fast": ["configs/*.toml"]},
+    package_data={"cycleisp_fast": ["configs/*.toml", "py.typed"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
     # The extension is ABI-bound to the torch it was compiled against.

@@ -2,7 +2,8 @@
 
 from cycleisp_fast import _extension  # noqa: F401  (loads the compiled kernels, or warns once)
 from cycleisp_fast.backend import available_backends, get_backend, set_backend, use_backend
-from cycleisp_fast import ops, nn  # noqa: E402
+from cycleisp_fast import ops, nn, models  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["available_backends", "get_backend", "set_backend", "use_backend", "ops", "nn", "__version__"]
+"""The package's version, written only here (pyproject.toml reads it)."""
+__all__ = ["available_backends", "get_backend", "set_backend", "use_backend", "ops", "nn", "models", "__version__"]

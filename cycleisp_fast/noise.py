@@ -45,13 +45,14 @@ seed or from an explicit ``(seed, offset)``.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 import torch
 
+from cycleisp_fast.checks import check_choice as _check_choice
+from cycleisp_fast.checks import check_count, check_dtype, check_generator, check_int
 from cycleisp_fast.ops import noise as _ops_noise
-from cycleisp_fast.ops._checks import check_choice as _check_choice
+from cycleisp_fast.seeds import Stream, keyed_generator
 
 __all__ = [
     "NoiseLevels",
@@ -89,37 +90,6 @@ class NoisySample(NamedTuple):
     variance: Optional[torch.Tensor]
     shot: torch.Tensor
     read: torch.Tensor
-
-
-# --------------------------------------------------------------------------------------------------------
-# Argument checks
-# --------------------------------------------------------------------------------------------------------
-
-def check_count(value, name: str, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int ({what}), got {value!r} of type {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int ({what}), got {int(value)}")
-    return int(value)
-
-
-def check_generator(generator) -> Optional[torch.Generator]:
-    if generator is None:
-        return None
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    if generator.device.type != "cpu":
-        raise ValueError(
-            "generator must be a CPU torch.Generator (levels are drawn on the CPU so that they do not depend "
-            f"on the device), got one on {generator.device}"
-        )
-    return generator
-
-
-def check_dtype(dtype) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or dtype.is_complex:
-        raise TypeError(f"dtype must be a real floating torch.dtype, got {dtype!r}")
-    return dtype
 
 
 def _finish(shot: torch.Tensor, read: torch.Tensor, device, dtype) -> NoiseLevels:
@@ -279,32 +249,6 @@ NOISE_MODELS = tuple(_ops_noise.MODELS)
 VARIANCE_SOURCES = _ops_noise.VARIANCE_SOURCES
 _OP_NAMES = {"heteroscedastic_gaussian": "heteroscedastic_gaussian_noise",
              "poisson_gaussian": "poisson_gaussian_noise"}
-_MASK64 = (1 << 64) - 1
-
-
-def _splitmix64(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-LEVEL_STREAM = 0x6E6F6973654C766C
-"""The salt of the noise levels' generator in :func:`keyed_generator`."""
-
-
-def keyed_generator(seed: int, offset: int, stream: int) -> torch.Generator:
-    """A CPU generator keyed by ``(seed, offset)`` and a per-purpose ``stream`` salt (noise levels, camera
-    parameters, ...), so that ``(seed, offset)`` alone fix every random draw of a sample and the purposes do not
-    share draws."""
-    key = _splitmix64(_splitmix64((seed ^ stream) & _MASK64) ^ (offset & _MASK64))
-    return torch.Generator(device="cpu").manual_seed(key)
-
-
-def check_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
-    return int(value)
 
 
 def _as_level_tensor(value, name: str, n: int, channels: int, device, dtype) -> torch.Tensor:
@@ -398,14 +342,7 @@ class NoiseModel:
             return self.sampler
         from cycleisp_fast import ops
 
-        name = _OP_NAMES[self.model]
-        op = getattr(ops, name, None)
-        if op is None:
-            raise RuntimeError(
-                f"cycleisp_fast.ops has no {name} (needed for model={self.model!r}); pass sampler= to use "
-                "another noise op"
-            )
-        return op
+        return getattr(ops, _OP_NAMES[self.model])
 
     def sample_levels(self, n: int, channels: Optional[int] = None, *,
                       generator: Optional[torch.Generator] = None, device=None,
@@ -442,7 +379,7 @@ class NoiseModel:
         level_dtype = torch.float64 if clean.dtype == torch.float64 else torch.float32
         level_generator = generator
         if seed is not None and generator is None:
-            level_generator = keyed_generator(seed, offset, LEVEL_STREAM)
+            level_generator = keyed_generator(seed, offset, Stream.LEVELS)
         with torch.no_grad():
             shot, read = self.sample_levels(n, channels, generator=level_generator, device=clean.device,
                                             dtype=level_dtype)

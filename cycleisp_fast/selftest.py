@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import torch
 
 from cycleisp_fast import backend
-from cycleisp_fast.bench.cli import parse_device
+from cycleisp_fast.arguments import parse_device
 from cycleisp_fast.bench.measure import FUSED
 from cycleisp_fast.bench.registry import Case, Variant, all_cases, grad_leaves, make_generator
 from cycleisp_fast.bench.report import dtype_name, format_size, markdown_table

@@ -1,6 +1,7 @@
 """Backend choice: precedence, availability errors, the environment variable, and the package working
 (with one warning) when the compiled extension is missing."""
 
+import importlib
 import os
 
 import pytest
@@ -98,3 +99,14 @@ def test_package_works_with_one_warning_when_the_extension_is_missing():
     assert count == "1"
     assert "'native'" not in rest
     assert rest.endswith("[0.0, 1.0, 4.0, 5.0]")
+
+
+def test_the_extension_is_built_with_a_cpu_kernel_of_every_op():
+    """The test job builds the extension (scripts/test.sh): a failed or partial build fails here, rather than
+    only as native tests that compare nothing."""
+    modules = {name: importlib.import_module(f"cycleisp_fast.ops.{name}")
+               for name in ("ain", "bayer", "camera", "dual_attention", "noise")}
+    assert _extension.LOADED, "the C++ extension cycleisp_fast._C did not load"
+    names = [modules[name].OP_NAME for name in ("ain", "bayer", "dual_attention", "noise")] + list(
+        modules["camera"].OP_NAMES)
+    assert [name for name in names if not _extension.has_native_kernel(name, "cpu")] == []

@@ -439,15 +439,6 @@ def test_noise_model_bad_arguments():
     assert "cycleisp_dnd" in repr(model)
 
 
-def test_noise_model_missing_op_message():
-    from cycleisp_fast import ops
-
-    if hasattr(ops, "heteroscedastic_gaussian_noise"):
-        pytest.skip("the real op exists")
-    with pytest.raises(RuntimeError, match="heteroscedastic_gaussian_noise"):
-        NoiseModel()(_clean())
-
-
 def test_noise_model_in_training_step():
     """Inside autograd: the levels carry no graph; the fake op's output is differentiable wrt clean."""
     clean = _clean().requires_grad_()
@@ -458,21 +449,12 @@ def test_noise_model_in_training_step():
 
 
 # ------------------------------------------------------------------------------------------------------
-# NoiseModel with the real ops (skipped while cycleisp_fast.ops lacks them)
+# NoiseModel with the real ops
 # ------------------------------------------------------------------------------------------------------
-
-def _real_op(name):
-    from cycleisp_fast import ops
-
-    if not hasattr(ops, name):
-        pytest.skip(f"cycleisp_fast.ops has no {name} yet")
-    return getattr(ops, name)
-
 
 @pytest.mark.parametrize("model_name, op_name", [("heteroscedastic_gaussian", "heteroscedastic_gaussian_noise"),
                                                  ("poisson_gaussian", "poisson_gaussian_noise")])
 def test_noise_model_real_op(model_name, op_name):
-    _real_op(op_name)
     model = NoiseModel("cycleisp_dnd", model_name)
     clean = torch.rand(2, 4, 16, 16)
     a = model(clean, generator=torch.Generator().manual_seed(0))

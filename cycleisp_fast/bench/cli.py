@@ -16,6 +16,7 @@ from typing import Sequence
 
 import torch
 
+from cycleisp_fast.arguments import parse_device
 from cycleisp_fast.bench.measure import PROVIDERS, measure_case, measure_rates, note
 from cycleisp_fast.bench.registry import MODES, Case, Size, all_cases
 from cycleisp_fast.bench.report import dtype_name, format_size, format_table, make_rows, write_csv, write_plot
@@ -32,20 +33,6 @@ def parse_size(text: str) -> Size:
     if not all(part.isdigit() and int(part) > 0 for part in parts):
         raise argparse.ArgumentTypeError(f"expected positive integers joined by 'x', like 4x1x1024x1024; got {text!r}")
     return tuple(int(part) for part in parts)
-
-
-def parse_device(text: str) -> torch.device:
-    """``"cpu"``, ``"cuda"`` or ``"cuda:1"`` -> a device this machine has."""
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:<index>; got {text!r}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"got {text!r}, but CUDA is not available here (torch.cuda.is_available() "
-                                         "is False)")
-    return device
 
 
 def parse_seconds(text: str) -> float:

@@ -11,7 +11,7 @@ Inputs are image files (PNG, JPEG, TIFF), RAW files (DNG, NEF, CR2, ARW, ... any
 
 The RAW model (cycleisp-raw) needs the noise level, variance = shot * x + read: --shot/--read when given, else
 the file's DNG NoiseProfile, else estimated from the image (Foi et al. style: the variance of a high-pass
-residual against the local brightness, see cycleisp_fast.pipelines.noise_estimation.estimate_raw_noise).
+residual against the local brightness, see cycleisp_fast.noise_estimation.estimate_raw_noise).
 
 Large images are denoised in tiles (--tile, --overlap, in pixels of what the model sees: packed RAW is half the
 sensor's size). An input that fails (unreadable, over the pixel limit, out of memory, anything) is reported on
@@ -56,8 +56,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cycleisp_fast.arguments import INPUT_ERRORS, check_tiling, parse_device
 from cycleisp_fast.backend import BACKENDS
-from cycleisp_fast.bench.cli import parse_device
 from cycleisp_fast.data.datasets import DND, matching_layouts
 from cycleisp_fast.data.files import atomic_path, output_problem
 from cycleisp_fast.data.images import IMAGE_SUFFIXES, read_image, write_image
@@ -65,14 +65,12 @@ from cycleisp_fast.data.raw import RAW_SUFFIXES, RawImage, is_raw_file, read_raw
 from cycleisp_fast.data.sidd_blocks import SIDDBlocks, parse_sidd_patterns
 from cycleisp_fast.data.submissions import (SIDD_KAGGLE_FILES, SIDD_SUBMISSIONS, check_matlab_field_names,
                                             write_sidd_kaggle_csv, write_sidd_submission)
+from cycleisp_fast.noise_estimation import estimate_raw_noise
 from cycleisp_fast.pipelines.benchmarks import denoise_dnd, denoise_sidd_blocks
 from cycleisp_fast.pipelines.denoisers import (DEFAULT_OVERLAP, DEFAULT_TILE, DENOISERS, denoise_raw, denoise_srgb,
                                                load_denoiser)
-from cycleisp_fast.pipelines.noise_estimation import estimate_raw_noise
 from cycleisp_fast.pipelines.unprocessing import process
 
-INPUT_ERRORS = (OSError, ValueError, RuntimeError)
-"""What a bad input raises (missing, corrupt, unsupported, too large for the device): reported, then skipped."""
 DND_LAYOUTS = ("dnd-srgb", "dnd-raw")
 
 
@@ -231,13 +229,6 @@ def _optional_field(text: str) -> tuple[str, str]:
     if not separator:
         raise argparse.ArgumentTypeError(f"expected FIELD=TEXT, got {text!r}")
     return name, value
-
-
-def check_tiling(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """``--tile`` / ``--overlap`` must satisfy ``tile > 2 * overlap >= 0`` (each tile keeps its centre)."""
-    if args.overlap < 0 or args.tile <= 2 * args.overlap:
-        parser.error(f"--tile must be larger than twice --overlap, and --overlap >= 0; got --tile {args.tile} "
-                     f"--overlap {args.overlap}")
 
 
 def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[Path]:

@@ -51,19 +51,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from cycleisp_fast.arguments import INPUT_ERRORS, check_tiling, parse_device
 from cycleisp_fast.backend import BACKENDS
-from cycleisp_fast.bench.cli import parse_device
 from cycleisp_fast.bench.report import markdown_table
-from cycleisp_fast.commands.denoise import INPUT_ERRORS, check_tiling
 from cycleisp_fast.data.datasets import LAYOUTS, detect_layout, open_pairs
 from cycleisp_fast.data.files import atomic_path, output_problem
 from cycleisp_fast.data.images import quantize
 from cycleisp_fast.data.raw import pack_rggb
 from cycleisp_fast.data.sidd_blocks import parse_sidd_patterns
+from cycleisp_fast.noise_estimation import estimate_raw_noise
 from cycleisp_fast.pipelines.benchmarks import denoise_item
 from cycleisp_fast.pipelines.denoisers import (DEFAULT_OVERLAP, DEFAULT_TILE, DENOISERS, denoise_raw, denoise_srgb,
                                                load_denoiser)
-from cycleisp_fast.pipelines.noise_estimation import estimate_raw_noise
 from cycleisp_fast.pipelines.metrics import mean_finite, psnr, ssim, ssim_matlab
 
 CSV_COLUMNS = ("image", "model", "psnr", "ssim")

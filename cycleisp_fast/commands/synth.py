@@ -30,10 +30,10 @@ from pathlib import Path
 
 import torch
 
-from cycleisp_fast.bench.cli import parse_device
+from cycleisp_fast.arguments import parse_device
 from cycleisp_fast.data.files import output_problem
 from cycleisp_fast.data.locks import run_folder_lock
-from cycleisp_fast.ops.noise import MAX_SEED
+from cycleisp_fast.seeds import MAX_SEED
 from cycleisp_fast.pipelines.synthesis import CYCLEISP_WEIGHTS as WEIGHT_FILES
 
 FORMATS = {"png": (".png", 8), "tiff": (".tif", 16)}

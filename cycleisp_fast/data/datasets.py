@@ -36,7 +36,7 @@ from cycleisp_fast.data.files import DataFileError
 from cycleisp_fast.data.images import is_image_file, read_image
 from cycleisp_fast.data.matlab import mat_dataset, open_mat, read_mat_array
 from cycleisp_fast.data.sidd_blocks import SIDD_VALIDATION_FILES, sidd_validation_blocks
-from cycleisp_fast.ops._checks import check_choice
+from cycleisp_fast.checks import check_choice
 from cycleisp_fast.ops.bayer import PATTERNS
 
 LAYOUTS = ("folder", "sidd-srgb", "sidd-raw", "dnd-srgb", "dnd-raw", "sidd-val-srgb", "sidd-val-raw")

@@ -29,12 +29,12 @@ import rawpy
 import tifffile
 import torch
 
+from cycleisp_fast.color import normalised_rgb_to_camera
 from cycleisp_fast.data.files import DataFileError
 from cycleisp_fast.data.limits import check_pixels
 from cycleisp_fast.ops import bayer_pack, bayer_unpack
-from cycleisp_fast.ops._checks import check_choice, check_tensor
+from cycleisp_fast.checks import check_choice, check_tensor
 from cycleisp_fast.ops.bayer import PATTERNS
-from cycleisp_fast.pipelines.unprocessing import normalised_rgb_to_camera
 
 Mosaic = Union[torch.Tensor, np.ndarray]
 

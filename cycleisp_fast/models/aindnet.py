@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from cycleisp_fast.nn.ain import AIN, RESIZE_ALIASES, RESIZE_MODES, AINResBlock, resize_noise_map
 from cycleisp_fast.nn.tf_compat import (AvgPool2dSame, avg_pool2d_same, conv2d_same, conv_transpose2d_same,
                                         resize_bilinear_legacy, truncated_normal_)
-from cycleisp_fast.ops._checks import check_backend_argument, check_choice, check_tensor
+from cycleisp_fast.checks import check_backend_argument, check_choice, check_tensor
 
 COARSE_SCALES = (8, 4)
 UPSAMPLE_MODES = ("tf_legacy", "bilinear")

@@ -109,7 +109,7 @@ def load_official(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str,
                              f"but with different values: " + _listing(f"these differ from {keys[0]}", differing))
     non_finite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if non_finite:
-        raise ValueError(f"checkpoint holds non-finite (NaN or infinite) weights, which would make every output NaN: "
+        raise ValueError("checkpoint holds non-finite (NaN or infinite) weights, which would make every output NaN: "
                          + _listing("in", non_finite))
     with torch.no_grad():
         for key, value in state.items():

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from cycleisp_fast import backend as _backend, ops
 from cycleisp_fast.nn.dual_attention import RRG, default_conv
-from cycleisp_fast.ops._checks import check_tensor
+from cycleisp_fast.checks import check_tensor
 from cycleisp_fast.ops.dual_attention import OP_NAME as DUAL_ATTENTION_OP
 
 

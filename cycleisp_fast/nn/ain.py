@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from cycleisp_fast import ops
 from cycleisp_fast.nn.tf_compat import avg_pool2d_same, conv2d_same, resize_bilinear_legacy
-from cycleisp_fast.ops._checks import check_backend_argument, check_choice, check_tensor
+from cycleisp_fast.checks import check_backend_argument, check_choice, check_tensor
 
 RESIZE_MODES = ("tf_legacy", "avgpool")
 RESIZE_ALIASES = {"subsample": "tf_legacy"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from cycleisp_fast import ops
-from cycleisp_fast.ops._checks import check_backend_argument, check_choice
+from cycleisp_fast.checks import check_backend_argument, check_choice
 from cycleisp_fast.ops.bayer import PATTERNS, Level
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cycleisp_fast import ops
-from cycleisp_fast.ops._checks import check_backend_argument
+from cycleisp_fast.checks import check_backend_argument
 from cycleisp_fast.reference import dual_attention as reference
 
 

@@ -17,7 +17,7 @@ import torch
 
 from cycleisp_fast import _extension, backend as _backend
 from cycleisp_fast._dtypes import accumulation_dtype
-from cycleisp_fast.ops._checks import check_tensor
+from cycleisp_fast.checks import check_tensor
 from cycleisp_fast.reference import ain as reference
 
 OP_NAME = "ain_forward"

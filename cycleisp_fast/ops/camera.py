@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from cycleisp_fast import _extension, backend as _backend
-from cycleisp_fast.ops._checks import check_tensor
+from cycleisp_fast.checks import check_tensor
 from cycleisp_fast.reference import camera as reference
 
 OP_NAMES = ("camera_mosaic", "camera_demosaic")

@@ -23,13 +23,13 @@ import torch
 
 from cycleisp_fast import _extension, backend as _backend
 from cycleisp_fast._dtypes import accumulation_dtype
-from cycleisp_fast.ops._checks import check_choice
+from cycleisp_fast.checks import check_choice
 from cycleisp_fast.reference import noise as reference
+from cycleisp_fast.seeds import MAX_SEED
 
 OP_NAME = "noise_sample"
 MODELS = {"heteroscedastic_gaussian": reference.HETEROSCEDASTIC_GAUSSIAN, "poisson_gaussian": reference.POISSON_GAUSSIAN}
 VARIANCE_SOURCES = ("noisy", "clean")
-MAX_SEED = 2**63
 MAX_OFFSET = 2**32
 
 

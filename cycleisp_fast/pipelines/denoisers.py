@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from cycleisp_fast.data.files import describe_read_error
 from cycleisp_fast.models import AINDNet, DenoiseNet, load_official
 from cycleisp_fast.models.checkpoints import is_tf_checkpoint
-from cycleisp_fast.ops._checks import check_backend_argument, check_choice, check_tensor
+from cycleisp_fast.checks import check_backend_argument, check_choice, check_tensor
 from cycleisp_fast.pipelines.tiling import tiled_apply
 
 DEFAULT_TILE = 512

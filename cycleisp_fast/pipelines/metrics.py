@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cycleisp_fast.ops._checks import check_tensor
+from cycleisp_fast.checks import check_tensor
 
 SSIM_SIGMA = 1.5
 """Standard deviation of the Gaussian window, in pixels."""

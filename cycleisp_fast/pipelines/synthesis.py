@@ -27,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cycleisp_fast.noise import NoiseModel, check_count, check_generator, check_int, keyed_generator
-from cycleisp_fast.ops._checks import check_tensor
+from cycleisp_fast.checks import check_count, check_generator, check_int
+from cycleisp_fast.noise import NoiseModel
+from cycleisp_fast.seeds import Stream, keyed_generator
+from cycleisp_fast.checks import check_tensor
 from cycleisp_fast.pipelines.unprocessing import CameraParams, process, random_camera_params, unprocess
 
-CAMERA_STREAM = 0x63616D6572615F70
-"""The salt of the camera parameters' generator (:func:`cycleisp_fast.noise.keyed_generator`)."""
 
 
 class SyntheticBatch(NamedTuple):
@@ -93,7 +93,7 @@ class UnprocessingSynthesizer:
     def __call__(self, clean: Tensor, *, seed: Optional[int] = None, offset: int = 0,
                  generator: Optional[torch.Generator] = None) -> SyntheticBatch:
         _check_call(clean, seed, offset, generator)
-        camera_generator = generator if seed is None else keyed_generator(seed, offset, CAMERA_STREAM)
+        camera_generator = generator if seed is None else keyed_generator(seed, offset, Stream.CAMERA)
         with torch.no_grad():
             camera = random_camera_params(clean.shape[0], generator=camera_generator, device=clean.device,
                                           dtype=clean.dtype)
@@ -206,9 +206,6 @@ def make_synthesizer(kind: str = "unprocessing", weights: Optional[Mapping[str, 
 # Clean patches for on-the-fly training pairs
 # --------------------------------------------------------------------------------------------------------
 
-PATCH_STREAM = 0x7061746368657321
-
-
 def dihedral(x: Tensor, k: int) -> Tensor:
     """The ``k``-th of the 8 flips/rotations of the square (``k`` in 0..7) of ``(..., H, W)``."""
     if k >= 4:
@@ -250,7 +247,7 @@ class CleanPatches(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Tensor:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} patches")
-        generator = keyed_generator(self.seed, index, PATCH_STREAM)
+        generator = keyed_generator(self.seed, index, Stream.PATCH)
         draws = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
         image = self.images[min(int(draws[0] * len(self.images)), len(self.images) - 1)]
         p = self.patch_size

@@ -17,7 +17,7 @@ from typing import Callable
 import torch.nn.functional as F
 from torch import Tensor
 
-from cycleisp_fast.ops._checks import check_tensor
+from cycleisp_fast.checks import check_tensor
 
 
 def _positive_int(value, name: str, minimum: int = 1) -> int:

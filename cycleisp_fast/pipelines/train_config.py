@@ -27,7 +27,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from cycleisp_fast.noise import NOISE_LEVEL_SAMPLERS, NOISE_MODELS
-from cycleisp_fast.ops.noise import MAX_SEED
+from cycleisp_fast.seeds import MAX_SEED
 
 DENOISE_TASKS = ("denoise-srgb", "denoise-raw")
 AINDNET_TASKS = ("aindnet-synthetic", "aindnet-transfer")

@@ -34,17 +34,13 @@ from torch import Tensor, nn
 from cycleisp_fast.data.images import list_images, read_image
 from cycleisp_fast.models import (CCM, AINDNet, DenoiseNet, Raw2Rgb, Rgb2Raw, aindnet_real_loss, aindnet_synthetic_loss,
                                   joint_loss, load_official, raw2rgb_loss, rgb2raw_loss, transfer_rt, transfer_tf)
-from cycleisp_fast.noise import NoiseModel, keyed_generator
+from cycleisp_fast.noise import NoiseModel
 from cycleisp_fast.pipelines.metrics import mean_finite, psnr
-from cycleisp_fast.pipelines.synthesis import (CAMERA_STREAM, CYCLEISP_WEIGHTS, CleanPatches, dihedral,
-                                              make_synthesizer)
+from cycleisp_fast.pipelines.synthesis import CYCLEISP_WEIGHTS, CleanPatches, dihedral, make_synthesizer
 from cycleisp_fast.pipelines.train_config import SRGB_PAIR_LAYOUTS, ConfigError
 from cycleisp_fast.pipelines.unprocessing import random_camera_params, unprocess
+from cycleisp_fast.seeds import VALIDATION_SEED_SALT, Stream, keyed_generator
 
-VALIDATION_SEED_SALT = 0x76616C69646174
-"""Validation patches and noise use ``seed ^ VALIDATION_SEED_SALT``: never the training draws."""
-PAIR_STREAM = 0x7061697263726F70
-"""The salt of a real pair's crop generator (:func:`cycleisp_fast.noise.keyed_generator`)."""
 ISP_FILE_NAMES = CYCLEISP_WEIGHTS
 """The files of the ISP networks in a weights folder, the official names that ``cycleisp-fast synth --weights DIR``
 reads too; ISP runs write theirs there."""
@@ -84,7 +80,7 @@ class PairPatches(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} patches")
-        draws = torch.rand(4, generator=keyed_generator(self.seed, index, PAIR_STREAM), dtype=torch.float64).tolist()
+        draws = torch.rand(4, generator=keyed_generator(self.seed, index, Stream.PAIR), dtype=torch.float64).tolist()
         pair_index = min(int(draws[0] * len(self.pairs)), len(self.pairs) - 1)
         pair = self.pairs[pair_index]
         height, width = pair["clean"].shape[-2:]
@@ -306,7 +302,7 @@ class IspTask(CleanImageTask):
     (:func:`unprocess`) under a random camera (keyed by ``(seed, offset)``)."""
 
     def make_pairs(self, clean: Tensor, seed: int, offset: int) -> dict[str, Tensor]:
-        camera = random_camera_params(clean.shape[0], generator=keyed_generator(seed, offset, CAMERA_STREAM),
+        camera = random_camera_params(clean.shape[0], generator=keyed_generator(seed, offset, Stream.CAMERA),
                                       device=clean.device, dtype=clean.dtype)
         with torch.no_grad():
             return {"srgb": clean, "raw": unprocess(clean, camera)}

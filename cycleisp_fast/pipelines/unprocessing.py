@@ -27,8 +27,9 @@ import torch
 from torch import Tensor
 
 from cycleisp_fast import ops
-from cycleisp_fast.noise import check_count, check_dtype, check_generator
-from cycleisp_fast.ops._checks import check_tensor
+from cycleisp_fast.color import normalised_rgb_to_camera
+from cycleisp_fast.checks import check_count, check_dtype, check_generator
+from cycleisp_fast.checks import check_tensor
 
 XYZ_TO_CAMERA = torch.tensor([
     [[1.0234, -0.2969, -0.2266], [-0.5625, 1.6328, -0.0469], [-0.0703, 0.2188, 0.6406]],
@@ -38,10 +39,6 @@ XYZ_TO_CAMERA = torch.tensor([
 ], dtype=torch.float64)
 """``(4, 3, 3)``: the XYZ -> camera matrices of the four cameras that Brooks et al. mix (DNG ColorMatrix data)."""
 
-SRGB_TO_XYZ = torch.tensor([[0.4124564, 0.3575761, 0.1804375],
-                            [0.2126729, 0.7151522, 0.0721750],
-                            [0.0193339, 0.1191920, 0.9503041]], dtype=torch.float64)
-"""``(3, 3)``: linear sRGB (D65) -> CIE XYZ."""
 
 class CameraParams(NamedTuple):
     """Per-image camera parameters: ``rgb2cam``/``cam2rgb`` ``(N, 3, 3)`` (inverse of each other), and the gains
@@ -56,13 +53,6 @@ class CameraParams(NamedTuple):
     def to(self, *args, **kwargs) -> "CameraParams":
         """Every tensor through ``Tensor.to(*args, **kwargs)``."""
         return CameraParams(*(t.to(*args, **kwargs) for t in self))
-
-
-def normalised_rgb_to_camera(xyz_to_camera: Tensor) -> Tensor:
-    """``xyz_to_camera @ SRGB_TO_XYZ`` with each row scaled to sum to 1 (so grey stays grey before the white
-    balance), for ``(..., 3, 3)`` float64 matrices."""
-    rgb2cam = xyz_to_camera @ SRGB_TO_XYZ.to(xyz_to_camera.device)
-    return rgb2cam / rgb2cam.sum(dim=-1, keepdim=True)
 
 
 def random_camera_params(n: int, *, generator: Optional[torch.Generator] = None, device=None,

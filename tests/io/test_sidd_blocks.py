@@ -13,7 +13,7 @@ from cycleisp_fast.data.datasets import detect_layout, matching_layouts, open_pa
 from cycleisp_fast.data.files import DataFileError
 from cycleisp_fast.data.raw import pack_rggb, rggb_flip_axes
 from cycleisp_fast.data.sidd_blocks import SIDDBlocks, parse_sidd_patterns, read_sidd_blocks, sidd_validation_blocks
-from cycleisp_fast.pipelines.noise_estimation import estimate_raw_noise
+from cycleisp_fast.noise_estimation import estimate_raw_noise
 from matlab_files import write_sidd_blocks
 
 RNG = np.random.default_rng(3)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cycleisp_fast.noise import NoiseLevels
-from cycleisp_fast.ops._checks import check_tensor
+from cycleisp_fast.checks import check_tensor
 
 
 _HIGH_PASS = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64)
