@@ -98,27 +98,21 @@ def load_official(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str,
             problems.append(_listing(what, items))
     if problems:
         raise ValueError(f"checkpoint does not fit {name}: " + "; ".join(problems))
+    non_finite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if non_finite:
+        raise ValueError("checkpoint holds non-finite (NaN or infinite) weights, which would make every output NaN: "
+                         + _listing("in", non_finite))
     aliases: dict[int, list[str]] = {}
     for key, tensor in expected.items():
         if key in state:
             aliases.setdefault(id(tensor), []).append(key)
     for keys in aliases.values():
-        differing = [k for k in keys[1:] if not _same_values(state[keys[0]], state[k])]
+        differing = [k for k in keys[1:] if not torch.equal(state[keys[0]], state[k])]
         if differing:
             raise ValueError(f"checkpoint does not fit {name}: one shared parameter is stored under {len(keys)} names "
                              f"but with different values: " + _listing(f"these differ from {keys[0]}", differing))
-    non_finite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if non_finite:
-        raise ValueError("checkpoint holds non-finite (NaN or infinite) weights, which would make every output NaN: "
-                         + _listing("in", non_finite))
     with torch.no_grad():
         for key, value in state.items():
             expected[key].copy_(value)
     return model
 
-
-def _same_values(a: Tensor, b: Tensor) -> bool:
-    """Equal shapes and values, NaN equal to NaN (an alias of a NaN weight is still the same weight)."""
-    if a.shape != b.shape or not torch.equal(a.isnan(), b.isnan()):
-        return False
-    return torch.equal(torch.where(a.isnan(), 0, a), torch.where(b.isnan(), 0, b))
