@@ -3,7 +3,8 @@
 The CPU kernels are always built. The CUDA kernels are built when a CUDA toolkit and a CUDA build of
 torch are present (no GPU needed), and never when CYCLEISP_FAST_SKIP_CUDA=1. FORCE_CUDA=1 makes a
 missing toolkit an error instead of a silent CPU-only build. TORCH_CUDA_ARCH_LIST picks the GPU
-architectures; without it and without a visible GPU, DEFAULT_CUDA_ARCHS is used.
+architectures; without it and without a visible GPU, the cuda_arch lines of csrc/build_flags.txt are used.
+Every compiler flag lives in csrc/build_flags.txt, which CMakeLists.txt reads too.
 """
 
 import glob
@@ -12,7 +13,14 @@ import sys
 
 from setuptools import find_packages, setup
 
-DEFAULT_CUDA_ARCHS = "8.0;9.0"
+BUILD_FLAGS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "build_flags.txt")
+
+
+def build_flags(tool):
+    """The flags of one tool ("cxx", "nvcc", "link", "cuda_arch") in csrc/build_flags.txt, in file order."""
+    with open(BUILD_FLAGS_FILE) as lines:
+        pairs = [line.split(None, 1) for line in lines if line.strip() and not line.startswith("#")]
+    return [flag.strip() for name, flag in pairs if name == tool]
 
 
 def _flag(name):
@@ -46,12 +54,7 @@ def _extension():
     sources = sorted(
         glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/ops/cpu/*.cpp")
     )
-    # -fno-trapping-math lets GCC if-convert (and so vectorise) selects such as LeakyReLU, -fno-math-errno
-    # loops that take square roots (no errno branch); results unchanged, and no kernel reads errno.
-    # -ffp-contract=off: no fused multiply-adds in the AVX-512 clones (csrc/ops/cpu/vectorize.h); -fmad=false
-    # the same for nvcc, so that the GPU rounds as the CPU does (the seeded noise is bit-identical on both);
-    # kernels that want FMAs in their inner products call fma() explicitly.
-    cxx_flags = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno", "-ffp-contract=off"]
+    cxx_flags = build_flags("cxx")
     include_dirs = [os.path.abspath("csrc")]
     if not with_cuda:
         return cpp_extension.CppExtension(
@@ -59,10 +62,10 @@ def _extension():
             sources,
             include_dirs=include_dirs,
             extra_compile_args={"cxx": cxx_flags},
-            extra_link_args=["-fopenmp"],
+            extra_link_args=build_flags("link"),
         )
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
+        os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(build_flags("cuda_arch"))
     # Some headers that torch's CUDA headers include (cusparse.h, ...) ship only in the pip NVIDIA packages.
     for site in sys.path:
         pip_cuda = os.path.join(site, "nvidia", "cu13", "include")
@@ -74,8 +77,8 @@ def _extension():
         "cycleisp_fast._C",
         sources,
         include_dirs=include_dirs,
-        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo", "-fmad=false"]},
-        extra_link_args=["-fopenmp"],
+        extra_compile_args={"cxx": cxx_flags, "nvcc": build_flags("nvcc")},
+        extra_link_args=build_flags("link"),
     )
 
 

@@ -109,3 +109,13 @@ def resolve(op_name: str, device_type: str, backend: str | None = None) -> str:
         )
         raise RuntimeError(f"backend {name!r} cannot run {op_name} on {device_type} tensors ({why}); available there: {can}")
     return name
+
+
+def is_reference(device_type: str, backend: str | None = None) -> bool:
+    """Whether the fused ops run their plain-PyTorch reference on ``device_type`` tensors: the backend in force
+    (``backend`` overriding it) is ``"reference"``, or ``"auto"`` finds neither native kernels for the device nor
+    Triton on a GPU. Models ask it to choose between the official computation and their faster rewrites."""
+    name = _check_available(_check_name(backend)) if backend is not None else get_backend()
+    if name != "auto":
+        return name == "reference"
+    return not (_extension.has_native_kernels(device_type) or triton_importable() and device_type == "cuda")

@@ -2,7 +2,7 @@
 
 For each device (the CPU, and the GPU when there is one), each fused backend that can run there (native;
 Triton on a GPU, or on the CPU under ``TRITON_INTERPRET=1``), each case of the registry
-(:mod:`cycleisp_fast.bench.registry`), dtype, size and variant (every CFA pattern): the output, and the
+(:mod:`cycleisp_fast.cases`), dtype, size and variant (every CFA pattern): the output, and the
 gradients of the floating inputs for one random grad_output, must equal the reference's — bit for bit for
 pure data movement, within ``torch.testing.assert_close``'s default tolerances otherwise.
 """
@@ -20,7 +20,7 @@ import torch
 from cycleisp_fast import backend
 from cycleisp_fast.arguments import parse_device
 from cycleisp_fast.bench.measure import FUSED
-from cycleisp_fast.bench.registry import Case, Variant, all_cases, grad_leaves, make_generator
+from cycleisp_fast.cases import HALF_TOLERANCES, Case, Variant, all_cases, grad_leaves, make_generator
 from cycleisp_fast.bench.report import dtype_name, format_size, markdown_table
 
 DTYPES = {"cpu": (torch.float32,), "cuda": (torch.float32, torch.float16, torch.bfloat16)}
@@ -80,12 +80,6 @@ def _max_abs_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     if actual.numel() == 0:
         return 0.0
     return (actual.double() - expected.double()).abs().max().item()
-
-
-HALF_TOLERANCES = {torch.float16: {"rtol": 1e-2, "atol": 1e-2}, torch.bfloat16: {"rtol": 2e-2, "atol": 2e-2}}
-"""Non-exact checks in half precision: a reduction in another order than the reference's (statistics are
-float32 on both sides) moves the half-precision result by an ulp or two; other dtypes use assert_close's
-defaults."""
 
 
 def _mismatch(actual: torch.Tensor, expected: torch.Tensor, exact: bool, tolerances=None) -> str | None:

@@ -3,7 +3,7 @@
 # builds/installs cycleisp_fast against them. Sourced by scripts/main.sh and scripts/test.sh.
 #   PYTHON                 interpreter for the venv (default python3)
 #   CYCLEISP_FAST_VENV     venv location (default .venv in the repository)
-#   TORCH_CUDA_ARCH_LIST   GPU architectures to compile (setup.py defaults to "8.0;9.0" without a GPU)
+#   TORCH_CUDA_ARCH_LIST   GPU architectures to compile (default without a GPU: the cuda_arch lines of csrc/build_flags.txt)
 #   CYCLEISP_FAST_SKIP_CUDA=1 / FORCE_CUDA=1   skip the CUDA kernels / fail if they cannot be built
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -8,11 +8,12 @@ cd "$repo"
 mkdir -p build
 cmake_cuda=OFF
 if [ "${CYCLEISP_FAST_SKIP_CUDA:-0}" != "1" ] && [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]; then cmake_cuda=ON; fi
-TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-8.0;9.0}" cmake -S . -B build/cmake -DCYCLEISP_FAST_CUDA="$cmake_cuda" \
+cmake -S . -B build/cmake -DCYCLEISP_FAST_CUDA="$cmake_cuda" \
   -DCMAKE_CUDA_COMPILER="${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" -DCUDA_TOOLKIT_ROOT_DIR="${CUDA_HOME:-/usr/local/cuda}" \
   -DCMAKE_PREFIX_PATH="$(python -c 'import torch; print(torch.utils.cmake_prefix_path)')" > build/cmake.log 2>&1 \
   || { cat build/cmake.log; exit 1; }
 cmake --build build/cmake -j "$MAX_JOBS" >> build/cmake.log 2>&1 || { cat build/cmake.log; exit 1; }
 ctest --test-dir build/cmake --output-on-failure
 export CYCLEISP_FAST_CMAKE_LIBRARY="$repo/build/cmake/libcycleisp_fast_ops.so"
+ruff check .  # lint (pyproject.toml [tool.ruff]); the same hook runs in .pre-commit-config.yaml
 TRITON_INTERPRET="${TRITON_INTERPRET:-1}" pytest -q tests "$@"

@@ -56,3 +56,19 @@ def run_python(code: str, *args: str, env: dict | None = None, timeout: float = 
     with tempfile.TemporaryDirectory() as folder:
         return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=folder,
                               env=os.environ if env is None else env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """Three smooth random 48x40 sRGB images (smooth, so that noise is what a denoiser can remove): the training
+    tests' data."""
+    from cycleisp_fast.data.images import write_image
+
+    folder = tmp_path_factory.mktemp("images")
+    generator = torch.Generator().manual_seed(7)
+    for index in range(3):
+        coarse = torch.rand(1, 3, 6, 5, generator=generator)
+        image = torch.nn.functional.interpolate(coarse, size=(48, 40), mode="bilinear", align_corners=False)[0]
+        write_image(folder / f"image{index}.png", image)
+    return folder
+

@@ -2,7 +2,7 @@
 
 MATLAB v7.3 files are HDF5 with a 512-byte MATLAB header, every array stored with its axes reversed (a MATLAB
 H x W x 3 image is an HDF5 (3, W, H) dataset), struct arrays as datasets of object references into ``#refs#``;
-older ones (v5) are what ``scipy.io.savemat`` writes. Shared by tests/io and tests/commands.
+older ones (v5) are what ``scipy.io.savemat`` writes. Shared by tests/data and tests/commands.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ CHECK = textwrap.dedent(
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     from cycleisp_fast.triton_kernels import ain, bayer, camera, dual_attention as da, noise
+    from cycleisp_fast.triton_kernels import dual_attention_backward as dab
 
     def ptr(dtype):
         return "*" + dtype
@@ -81,7 +82,7 @@ CHECK = textwrap.dedent(
             yield da._channel_pool_kernel, dict(
                 res_ptr=ptr(io), pool_ptr=ptr(acc), argmax_ptr="*i32", partial_ptr=ptr(acc), C="i32",
                 plane_size="i32", blocks="i32"), dict(BLOCK_C=da.POOL_BLOCK_C, BLOCK_P=da.BLOCK_P), da.OPTIONS
-            yield da._logit_grad_kernel, dict(
+            yield dab._logit_grad_kernel, dict(
                 grad_s_ptr=ptr(acc), **pool, grad_logit_ptr=ptr(acc), grad_sa_ptr=ptr(acc), **image,
                 row_blocks="i32"), dict(BLOCK_P=da.BLOCK_P, TAPS=da.TAPS), da.OPTIONS
             for channels in (8, 64, 96):
@@ -95,17 +96,17 @@ CHECK = textwrap.dedent(
                 yield da._projection_kernel, dict(
                     res_ptr=ptr(io), x_ptr=ptr(io), pool_ptr=ptr(acc), scale_ptr=ptr(acc), sa_ptr=ptr(acc),
                     proj_ptr=ptr(acc), bias_ptr=ptr(acc), out_ptr=ptr(io), C="i32", **image), projection, da.OPTIONS
-                yield da._grad_sums_kernel, dict(
+                yield dab._grad_sums_kernel, dict(
                     grad_ptr=ptr(io), res_ptr=ptr(io), **pool, proj_ptr=ptr(acc), grad_s_ptr=ptr(acc),
                     outer_ptr=ptr(acc), grad_bias_ptr=ptr(acc), C="i32", H="i32", W="i32", chunks="i32",
                     row_blocks="i32"), dict(CHUNK=da.GRAD_CHUNK, CP=padded, ROWS=da.grad_rows(padded),
                                             BLOCK_P=da.GRAD_BLOCK_P, KC=da.KC, TAPS=da.TAPS), da.OPTIONS
-                yield da._channel_attention_grad_kernel, dict(
+                yield dab._channel_attention_grad_kernel, dict(
                     outer_ptr=ptr(acc), mean_ptr=ptr(acc), **mlp, proj_ptr=ptr(acc), scale_ptr=ptr(acc),
                     channel_grad_ptr=ptr(acc), grad_wb_ptr=ptr(acc), grad_w1_ptr=ptr(acc), grad_b1_ptr=ptr(acc),
                     grad_w2_ptr=ptr(acc), grad_b2_ptr=ptr(acc), C="i32", R="i32", plane_size="i32",
                     chunks="i32"), dict(reduced, ROWS=da.PARTIAL_BLOCK), da.OPTIONS
-                yield da._input_grad_kernel, dict(
+                yield dab._input_grad_kernel, dict(
                     grad_ptr=ptr(io), pool_ptr=ptr(acc), argmax_ptr="*i32", grad_logit_ptr=ptr(acc),
                     scale_ptr=ptr(acc), channel_grad_ptr=ptr(acc), sa_ptr=ptr(acc), proj_ptr=ptr(acc),
                     grad_res_ptr=ptr(io), C="i32", **image), projection, da.OPTIONS

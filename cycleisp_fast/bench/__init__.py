@@ -1,13 +1,11 @@
-"""Kernel microbenchmarks (eager vs torch.compile vs fused, with the roofline) and the case registry that
-the benchmarks and the selftest share.
+"""Kernel microbenchmarks (eager vs torch.compile vs fused, with the roofline) of the cases of
+:mod:`cycleisp_fast.cases` (the case registry the benchmarks, the selftest and the op tests share).
 
-- :mod:`~cycleisp_fast.bench.registry`: :class:`Case`, :class:`Variant` and the list of op modules;
-- ``bayer.py`` (one module per op): the op's cases;
 - :mod:`~cycleisp_fast.bench.measure`: timing, copy bandwidth and matmul rate;
 - :mod:`~cycleisp_fast.bench.report`: table, CSV and plot;
 - :mod:`~cycleisp_fast.bench.cli`: ``python -m cycleisp_fast.bench`` and ``cycleisp-fast bench``.
 """
 
-from cycleisp_fast.bench.registry import Case, Variant, all_cases
+from cycleisp_fast.cases import Case, Variant, all_cases
 
 __all__ = ["Case", "Variant", "all_cases"]

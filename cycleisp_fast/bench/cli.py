@@ -18,7 +18,7 @@ import torch
 
 from cycleisp_fast.arguments import parse_device
 from cycleisp_fast.bench.measure import PROVIDERS, measure_case, measure_rates, note
-from cycleisp_fast.bench.registry import MODES, Case, Size, all_cases
+from cycleisp_fast.cases import MODES, Case, Size, all_cases
 from cycleisp_fast.bench.report import dtype_name, format_size, format_table, make_rows, write_csv, write_plot
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 
 from cycleisp_fast import backend
-from cycleisp_fast.bench.registry import Case, Size, grad_leaves, make_generator
+from cycleisp_fast.cases import Case, Size, grad_leaves, make_generator
 
 PROVIDERS = ("eager", "compile", "native", "triton")
 FUSED = ("native", "triton")
@@ -71,7 +71,7 @@ def measure_rates(device: torch.device, min_run_time: float, matmul: bool) -> Ra
     src = torch.ones(COPY_BYTES // 4, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
     dst.copy_(src)  # touches every page before timing
-    copy_seconds = median_seconds(lambda: dst.copy_(src), min_run_time)
+    copy_seconds = median_seconds(functools.partial(dst.copy_, src), min_run_time)
     del src, dst
     matmul_rate = None
     if matmul:

@@ -11,7 +11,7 @@ Inputs are image files (PNG, JPEG, TIFF), RAW files (DNG, NEF, CR2, ARW, ... any
 
 The RAW model (cycleisp-raw) needs the noise level, variance = shot * x + read: --shot/--read when given, else
 the file's DNG NoiseProfile, else estimated from the image (Foi et al. style: the variance of a high-pass
-residual against the local brightness, see cycleisp_fast.noise_estimation.estimate_raw_noise).
+residual against the local brightness, see cycleisp_fast.noise.estimation.estimate_raw_noise).
 
 Large images are denoised in tiles (--tile, --overlap, in pixels of what the model sees: packed RAW is half the
 sensor's size). An input that fails (unreadable, over the pixel limit, out of memory, anything) is reported on
@@ -46,8 +46,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import traceback
 from pathlib import Path
@@ -58,20 +56,17 @@ from tqdm import tqdm
 
 from cycleisp_fast.arguments import INPUT_ERRORS, check_tiling, parse_device
 from cycleisp_fast.backend import BACKENDS
-from cycleisp_fast.data.datasets import DND, matching_layouts
 from cycleisp_fast.data.files import atomic_path, output_problem
 from cycleisp_fast.data.images import IMAGE_SUFFIXES, read_image, write_image
 from cycleisp_fast.data.raw import RAW_SUFFIXES, RawImage, is_raw_file, read_raw
-from cycleisp_fast.data.sidd_blocks import SIDDBlocks, parse_sidd_patterns
-from cycleisp_fast.data.submissions import (SIDD_KAGGLE_FILES, SIDD_SUBMISSIONS, check_matlab_field_names,
-                                            write_sidd_kaggle_csv, write_sidd_submission)
-from cycleisp_fast.noise_estimation import estimate_raw_noise
-from cycleisp_fast.pipelines.benchmarks import denoise_dnd, denoise_sidd_blocks
+from cycleisp_fast.data.sidd_blocks import parse_sidd_patterns
+from cycleisp_fast.data.submissions import check_matlab_field_names
+from cycleisp_fast.noise.estimation import estimate_raw_noise
 from cycleisp_fast.pipelines.denoisers import (DEFAULT_OVERLAP, DEFAULT_TILE, DENOISERS, denoise_raw, denoise_srgb,
                                                load_denoiser)
 from cycleisp_fast.pipelines.unprocessing import process
+from cycleisp_fast.commands.denoise_benchmarks import DND_LAYOUTS, benchmark_input, run_dnd, run_sidd
 
-DND_LAYOUTS = ("dnd-srgb", "dnd-raw")
 
 
 def _is_input_file(path: Path) -> bool:
@@ -263,7 +258,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"-o/--outdir: {problem}")
     benchmark = benchmark_input(args.inputs, parser)
     if benchmark is not None:
-        return _run_dnd(benchmark, args, parser) if benchmark.is_dir() else _run_sidd(benchmark, args, parser)
+        return run_dnd(benchmark, args, parser) if benchmark.is_dir() else run_sidd(benchmark, args, parser)
     given = [option for option, value in (("--layout", args.layout != "auto"), ("--margin", args.margin),
                                           ("--pattern", args.pattern), ("--optional-data", args.optional_data))
              if value]
@@ -290,111 +285,3 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"denoised {len(inputs) - len(failures)} of {len(inputs)} input(s) into {args.outdir}"
           + (f"; {len(failures)} failed" if failures else ""))
     return 1 if failures else 0
-
-
-# ------------------------------------------------------------------------------------------------ benchmarks
-
-
-def benchmark_input(arguments: list[str], parser: argparse.ArgumentParser) -> Path | None:
-    """The benchmark among the inputs, a DND folder (holding ``info.mat``) or a SIDD blocks ``.mat`` file, or None;
-    a benchmark must be the only input."""
-    paths = [Path(argument) for argument in arguments]
-    found = [path for path in paths if (path.is_dir() and (path / "info.mat").is_file())
-             or (path.is_file() and path.suffix.lower() == ".mat")]
-    if found and len(paths) > 1:
-        parser.error(f"{found[0]} is a benchmark (a DND folder or a SIDD blocks file): give it as the only INPUT")
-    return found[0] if found else None
-
-
-def _load_model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> torch.nn.Module:
-    try:
-        return load_denoiser(args.model, args.weights, device=args.device, backend=args.backend)
-    except (FileNotFoundError, ValueError) as error:
-        parser.error(str(error))
-
-
-def _dnd_layout(root: Path, args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
-    """The DND layout to denoise: --layout, else the one of the model's domain that ``root`` holds."""
-    held = [layout for layout in matching_layouts(root) if layout in DND_LAYOUTS]
-    if not held:
-        parser.error(f"the DND folder {root} holds neither images_srgb/ nor images_raw/ beside its info.mat")
-    domain = DENOISERS[args.model].domain
-    if args.layout == "auto":
-        fitting = [layout for layout in held if domain in ("any", layout.removeprefix("dnd-"))]
-        if len(fitting) > 1:
-            parser.error(f"the DND folder {root} holds both sRGB and RAW images; say which the noisy baseline "
-                         "takes with --layout dnd-srgb or --layout dnd-raw")
-        layout = fitting[0] if fitting else held[0]
-    elif args.layout in held:
-        layout = args.layout
-    else:
-        parser.error(f"--layout {args.layout}: the DND folder {root} has no images_{args.layout.removeprefix('dnd-')}/")
-    if domain not in ("any", layout.removeprefix("dnd-")):
-        parser.error(f"model {args.model} denoises {domain} images; the DND folder {root} holds {layout} images")
-    return layout
-
-
-def _run_dnd(root: Path, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    check_tiling(args, parser)
-    for option, value in (("--pattern", args.pattern), ("--optional-data", args.optional_data),
-                          ("--shot/--read", args.shot is not None or args.read is not None)):
-        if value:
-            parser.error(f"{option} does not apply to DND (its info.mat gives each image's Bayer pattern and noise "
-                         "level)")
-    layout = _dnd_layout(root, args, parser)
-    try:
-        dataset = DND(root, kind=layout.removeprefix("dnd-"), margin=args.margin)
-    except (OSError, ValueError) as error:
-        parser.error(str(error))
-    model = _load_model(args, parser)
-    try:
-        done = denoise_dnd(dataset, model, args.outdir, tile=args.tile, overlap=args.overlap)
-    except INPUT_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"{root} ({layout}, margin {args.margin}): {done.denoised} box(es) denoised, {done.skipped} already in "
-          f"{args.outdir}; {done.bundles} bundle(s) written. Upload the files of {args.outdir / 'bundled'} at "
-          "https://noise.visinf.tu-darmstadt.de")
-    return 0
-
-
-def machine_specs(device: torch.device | str) -> str:
-    """A one-line description of the machine the denoiser ran on (SIDD's OptionalData.MachineSpecs)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {os.cpu_count()} CPU threads, torch {torch.__version__}"
-
-
-def _run_sidd(path: Path, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    check_tiling(args, parser)
-    if (args.shot is None) != (args.read is None):
-        parser.error("give --shot and --read together")
-    for option, value in (("--layout", args.layout != "auto"), ("--margin", args.margin)):
-        if value:
-            parser.error(f"{option} applies to DND folders, not to the SIDD blocks file {path}")
-    noise = None if args.shot is None else (args.shot, args.read)
-    try:
-        blocks = SIDDBlocks(path, pattern=args.pattern, noise=noise)
-    except (OSError, ValueError) as error:
-        parser.error(str(error))
-    domain = DENOISERS[args.model].domain
-    if domain not in ("any", blocks.kind):
-        parser.error(f"model {args.model} denoises {domain} images; {path} holds SIDD {blocks.kind} blocks "
-                     f"({blocks.key})")
-    model = _load_model(args, parser)
-    try:
-        denoised, seconds_per_megapixel = denoise_sidd_blocks(blocks, model, tile=args.tile, overlap=args.overlap)
-    except INPUT_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    method = args.model if args.weights is None else f"{args.model} ({args.weights.name})"
-    optional_data = {"MethodName": method, "MachineSpecs": machine_specs(args.device), **dict(args.optional_data)}
-    written = [write_sidd_submission(args.outdir, blocks.kind, denoised, seconds_per_megapixel, optional_data),
-               write_sidd_kaggle_csv(args.outdir, blocks.kind, denoised)]
-    print(f"{path}: {len(blocks)} {blocks.kind} blocks denoised ({seconds_per_megapixel:.3g} s per megapixel) into "
-          f"{written[0]} and {written[1]}. Submit {SIDD_SUBMISSIONS[blocks.kind][0]} at "
-          f"https://www.eecs.yorku.ca/~kamel/sidd/benchmark.php, or {SIDD_KAGGLE_FILES[blocks.kind]} at "
-          f"kaggle.com/competitions/sidd-benchmark-{blocks.kind}-psnr")
-    return 0

@@ -59,7 +59,7 @@ from cycleisp_fast.data.files import atomic_path, output_problem
 from cycleisp_fast.data.images import quantize
 from cycleisp_fast.data.raw import pack_rggb
 from cycleisp_fast.data.sidd_blocks import parse_sidd_patterns
-from cycleisp_fast.noise_estimation import estimate_raw_noise
+from cycleisp_fast.noise.estimation import estimate_raw_noise
 from cycleisp_fast.pipelines.benchmarks import denoise_item
 from cycleisp_fast.pipelines.denoisers import (DEFAULT_OVERLAP, DEFAULT_TILE, DENOISERS, denoise_raw, denoise_srgb,
                                                load_denoiser)

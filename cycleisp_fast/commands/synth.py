@@ -92,8 +92,9 @@ def _weights(args, parser) -> dict[str, Path] | None:
 
 def _load_inputs(inputs: list[Path], max_size: int | None) -> dict[str, torch.Tensor]:
     """name -> (3, H, W) image with even sides, in input order (folders sorted by name)."""
+    from cycleisp_fast.data.crops import centre_crop
     from cycleisp_fast.data.images import list_images, read_image
-    from cycleisp_fast.data.samples import centre_crop_even, sample_images
+    from cycleisp_fast.data.samples import sample_images
 
     if not inputs:
         return sample_images(max_size=max_size)
@@ -107,7 +108,8 @@ def _load_inputs(inputs: list[Path], max_size: int | None) -> dict[str, torch.Te
         if file.stem in images:
             raise ValueError(f"two inputs are named {file.stem!r} (the output names come from the input stems): "
                              f"rename {file}")
-        image = centre_crop_even(read_image(file, max_size=max_size), None)  # cropped before it becomes float32
+        image = read_image(file, max_size=max_size)  # cropped before it becomes float32
+        image = centre_crop(image, None, even_sides=True)
         if min(image.shape[1:]) < 2:
             raise ValueError(f"input {file} has a side of 1 pixel: too small for a Bayer mosaic")
         images[file.stem] = image.contiguous()

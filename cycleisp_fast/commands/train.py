@@ -18,9 +18,8 @@ from pathlib import Path
 
 from cycleisp_fast import backend
 from cycleisp_fast.data.files import DataFileError, output_problem
-from cycleisp_fast.pipelines.train_config import ConfigError, load_config, packaged_configs
-from cycleisp_fast.pipelines.training import (CONFIG_NAME, RunFolderError, distributed_from_environment, format_metrics,
-                                              select_device, train)
+from cycleisp_fast.training import (CONFIG_NAME, ConfigError, RunFolderError, distributed_from_environment,
+                                    format_metrics, load_config, packaged_configs, select_device, train)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -24,9 +24,9 @@ import tifffile
 import torch
 from PIL import Image, JpegImagePlugin, PngImagePlugin
 
+from cycleisp_fast.data.crops import centre_crop
 from cycleisp_fast.data.files import DataFileError, atomic_path
 from cycleisp_fast.data.limits import check_pixels
-from cycleisp_fast.data.samples import centre_crop_even
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -130,7 +130,7 @@ def _read_tiff(path: Path) -> np.ndarray:
 
 def _to_rgb_tensor(samples: np.ndarray, path: Path, max_size: int | None) -> torch.Tensor:
     """``(H, W, C)`` unsigned samples -> ``(3, H, W)`` float32 in [0, 1]; C = 1 (gray), 2 (gray + alpha),
-    3 (RGB) or 4 (RGBA). With ``max_size``, the centred crop of :func:`centre_crop_even` is taken first."""
+    3 (RGB) or 4 (RGBA). With ``max_size``, the centred crop with even sides (:func:`centre_crop`) is taken first."""
     if samples.dtype not in (np.uint8, np.uint16):
         raise DataFileError(f"{path}: unsupported sample type {samples.dtype} (expected 8- or 16-bit unsigned "
                             "integers)")
@@ -139,7 +139,7 @@ def _to_rgb_tensor(samples: np.ndarray, path: Path, max_size: int | None) -> tor
         raise DataFileError(f"{path}: expected 1 to 4 channels (gray, gray+alpha, RGB, RGBA), got {channels}")
     planes = samples.transpose(2, 0, 1)
     if max_size is not None:
-        planes = centre_crop_even(planes, max_size)
+        planes = centre_crop(planes, max_size, even_sides=True)
     planes = np.repeat(planes[:1], 3, axis=0) if channels in (1, 2) else planes[:3]
     max_value = float(np.iinfo(samples.dtype).max)
     return torch.from_numpy(np.ascontiguousarray(planes)).to(torch.float32).div_(max_value)
@@ -151,7 +151,7 @@ def read_image(path: str | os.PathLike, *, max_size: int | None = None) -> torch
     Args:
         path: the file.
         max_size: when given (an int >= 2), return only the centred crop with even sides, each at most
-            ``max_size`` (:func:`cycleisp_fast.data.samples.centre_crop_even`), taken from the integer samples
+            ``max_size`` (:func:`cycleisp_fast.data.crops.centre_crop`), taken from the integer samples
             before they are converted, so that the float32 image is only as large as the crop.
     Returns:
         ``(3, H, W)`` float32 in [0, 1]: 8-bit samples / 255, 16-bit / 65535 (1/2/4-bit PNG / (2**bits - 1));

@@ -9,17 +9,9 @@ import numpy as np
 import skimage.data
 import torch
 
+from cycleisp_fast.data.crops import centre_crop
+
 SAMPLE_NAMES = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "immunohistochemistry", "retina", "rocket")
-
-
-def centre_crop_even(image, max_size: int | None):
-    """The centred crop of an array or tensor ``(..., H, W)`` with even sides, each at most ``max_size`` (None: no
-    limit, so only an odd side loses one pixel)."""
-    height, width = image.shape[-2:]
-    limit = max(height, width) if max_size is None else max_size
-    crop_height, crop_width = min(height, limit) // 2 * 2, min(width, limit) // 2 * 2
-    top, left = (height - crop_height) // 2, (width - crop_width) // 2
-    return image[..., top:top + crop_height, left:left + crop_width]
 
 
 def sample_images(names: Iterable[str] | str | None = None, *, max_size: int | None = None) -> dict[str, torch.Tensor]:
@@ -45,6 +37,6 @@ def sample_images(names: Iterable[str] | str | None = None, *, max_size: int | N
         raise ValueError(f"max_size must be an int >= 2 or None, got {max_size!r}")
     samples = {}
     for name in names:
-        pixels = centre_crop_even(getattr(skimage.data, name)().transpose(2, 0, 1), max_size)
+        pixels = centre_crop(getattr(skimage.data, name)().transpose(2, 0, 1), max_size, even_sides=True)
         samples[name] = torch.from_numpy(np.ascontiguousarray(pixels)).to(torch.float32) / 255
     return samples

@@ -14,7 +14,7 @@ MATLAB v5/v7 or v7.3 file. The RAW blocks carry no metadata:
 - the Bayer pattern must be given, one for every image or one per image (:func:`parse_sidd_patterns`); the
   phones store theirs in SIDD's RAW files as :data:`SIDD_PHONE_PATTERNS` lists;
 - the noise level (``variance = shot * x + read``) is given, or estimated per image from all its noisy blocks
-  together (:func:`~cycleisp_fast.noise_estimation.estimate_raw_noise` with ``pooled=True``): the blocks of
+  together (:func:`~cycleisp_fast.noise.estimation.estimate_raw_noise` with ``pooled=True``): the blocks of
   one image share its ISO and exposure, and a dark block alone may be too clipped to fit a noise line.
 
 Example::
@@ -38,7 +38,7 @@ from cycleisp_fast.data.matlab import read_mat_variable
 from cycleisp_fast.data.raw import pack_rggb
 from cycleisp_fast.checks import check_choice
 from cycleisp_fast.ops.bayer import PATTERNS
-from cycleisp_fast.noise_estimation import estimate_raw_noise
+from cycleisp_fast.noise.estimation import estimate_raw_noise
 
 BLOCK_KINDS = ("srgb", "raw")
 _SUFFIX = {"srgb": "Srgb", "raw": "Raw"}

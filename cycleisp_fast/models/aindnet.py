@@ -22,7 +22,7 @@ weights and zero biases (slim's defaults); the ``tf.layers.conv2d`` layers of th
 
 from __future__ import annotations
 
-import torch
+import torch  # noqa: F401 (the Example: sections, run as doctests, use the module's globals)
 import torch.nn.functional as F
 from torch import Tensor, nn
 

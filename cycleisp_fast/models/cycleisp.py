@@ -19,7 +19,6 @@ from torch import Tensor, nn
 from cycleisp_fast import backend as _backend, ops
 from cycleisp_fast.nn.dual_attention import RRG, default_conv
 from cycleisp_fast.checks import check_tensor
-from cycleisp_fast.ops.dual_attention import OP_NAME as DUAL_ATTENTION_OP
 
 
 def _residual_trunk(n_feats: int, num_rrg: int, num_dab: int, reduction: int, act: nn.Module,
@@ -62,7 +61,7 @@ class Rgb2Raw(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_tensor(x, "x", shape_doc="(N, 3, H, W), H and W even", channels=3, even=True)
         features = self.body(self.head(x))
-        if _backend.resolve(DUAL_ATTENTION_OP, x.device.type, self.backend) != "reference":
+        if not _backend.is_reference(x.device.type, self.backend):
             return mosaic_conv3x3(features, self.tail[0].weight, self.tail[0].bias)
         return ops.rgb_to_packed_bayer(self.tail(features), "RGGB", backend=self.backend)
 
@@ -117,7 +116,7 @@ class CCM(nn.Module):
             raise ValueError(f"x must be larger than {self.pad} pixels in height and width (reflect padding), "
                              f"got {tuple(x.shape)}")
         x = F.pad(x, (self.pad,) * 4, mode="reflect")
-        if _backend.resolve(DUAL_ATTENTION_OP, x.device.type, self.backend) == "reference":
+        if _backend.is_reference(x.device.type, self.backend):
             x = self.blur(x)
         else:
             x = separable_blur(x, self.blur.weight)

@@ -15,9 +15,9 @@ from typing import Optional
 
 import torch
 
-from cycleisp_fast import _extension, backend as _backend
 from cycleisp_fast._dtypes import accumulation_dtype
 from cycleisp_fast.checks import check_tensor
+from cycleisp_fast.ops.registration import FusedOp, Kernels
 from cycleisp_fast.reference import ain as reference
 
 OP_NAME = "ain_forward"
@@ -57,25 +57,18 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(mean, rstd)
 
 
-def _register(forward_op, backward_op) -> None:
+def _make_backward(kernels: Kernels):
     def backward(ctx, grad_out, _grad_mean, _grad_rstd):
         x, gamma, beta, mean, rstd = ctx.saved_tensors
-        grad_x, grad_gamma, grad_beta = backward_op(grad_out.contiguous(), x, gamma, beta, mean, rstd,
-                                                    ctx.negative_slope)
+        grad_x, grad_gamma, grad_beta = kernels.backward(grad_out.contiguous(), x, gamma, beta, mean, rstd,
+                                                         ctx.negative_slope)
         return grad_x, grad_gamma, grad_beta, None, None
 
-    torch.library.register_autograd(forward_op, backward, setup_context=_setup_context)
+    return backward
 
 
-_FORWARD_OPS = {"triton": torch.ops.cycleisp_fast.ain_forward_triton}
-_ain_forward_triton.register_fake(_fake_forward)
-_ain_backward_triton.register_fake(_fake_backward)
-_register(torch.ops.cycleisp_fast.ain_forward_triton.default, torch.ops.cycleisp_fast.ain_backward_triton.default)
-if _extension.LOADED:
-    torch.library.register_fake("cycleisp_fast::ain_forward")(_fake_forward)
-    torch.library.register_fake("cycleisp_fast::ain_backward")(_fake_backward)
-    _FORWARD_OPS["native"] = torch.ops.cycleisp_fast.ain_forward
-    _register(torch.ops.cycleisp_fast.ain_forward.default, torch.ops.cycleisp_fast.ain_backward.default)
+AIN = FusedOp(OP_NAME, fake=_fake_forward, setup_context=_setup_context, make_backward=_make_backward,
+              backward="ain_backward", backward_fake=_fake_backward)
 
 
 def _check_like(value, name: str, x: torch.Tensor) -> None:
@@ -111,7 +104,7 @@ def adaptive_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Ten
         raise ValueError(f"negative_slope must be None or a finite number, got {negative_slope!r}")
     eps = float(eps)
     negative_slope = None if negative_slope is None else float(negative_slope)
-    impl = _backend.resolve(OP_NAME, x.device.type, backend)
+    impl = AIN.resolve(x.device.type, backend)
     if impl == "reference":
         return reference.adaptive_instance_norm(x, gamma, beta, eps, negative_slope)
-    return _FORWARD_OPS[impl](x, gamma, beta, eps, negative_slope)[0]
+    return AIN.kernel(impl)(x, gamma, beta, eps, negative_slope)[0]

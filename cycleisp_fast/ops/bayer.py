@@ -15,9 +15,9 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from cycleisp_fast import _extension, backend as _backend
 from cycleisp_fast._dtypes import accumulation_dtype
 from cycleisp_fast.checks import check_choice, check_tensor
+from cycleisp_fast.ops.registration import FusedOp, Kernels
 from cycleisp_fast.reference import bayer as reference
 
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
@@ -68,22 +68,16 @@ def _setup_context(ctx, inputs, output):
         ctx.levels = ([0.0] * 4, span.tolist())
 
 
-def _register(op) -> None:
+def _make_backward(kernels: Kernels):
     def backward(ctx, grad):
         black, white = ctx.levels if ctx.levels is not None else (None, None)
-        grad_src = op(grad.contiguous(), ctx.dst_layout, ctx.src_layout, ctx.pattern, black, white)
+        grad_src = kernels.forward(grad.contiguous(), ctx.dst_layout, ctx.src_layout, ctx.pattern, black, white)
         return grad_src, None, None, None, None, None
 
-    torch.library.register_autograd(op, backward, setup_context=_setup_context)
+    return backward
 
 
-_REMAP_OPS = {"triton": torch.ops.cycleisp_fast.bayer_remap_triton}
-_bayer_remap_triton.register_fake(_fake_remap)
-_register(torch.ops.cycleisp_fast.bayer_remap_triton.default)
-if _extension.LOADED:
-    torch.library.register_fake("cycleisp_fast::bayer_remap")(_fake_remap)
-    _REMAP_OPS["native"] = torch.ops.cycleisp_fast.bayer_remap
-    _register(torch.ops.cycleisp_fast.bayer_remap.default)
+BAYER_REMAP = FusedOp(OP_NAME, fake=_fake_remap, setup_context=_setup_context, make_backward=_make_backward)
 
 
 LEVEL_LIMIT = 2.0**60
@@ -123,10 +117,10 @@ def _levels(black_level: Level, white_level: Level, device: torch.device):
 
 
 def _run(src, src_layout, dst_layout, pattern, black, white, backend, reference_fn):
-    impl = _backend.resolve(OP_NAME, src.device.type, backend)
+    impl = BAYER_REMAP.resolve(src.device.type, backend)
     if impl == "reference":
         return reference_fn()
-    return _REMAP_OPS[impl](src, src_layout, dst_layout, pattern, black, white)
+    return BAYER_REMAP.kernel(impl)(src, src_layout, dst_layout, pattern, black, white)
 
 
 def bayer_mosaic(rgb: torch.Tensor, pattern: str = "RGGB", *, backend: str | None = None) -> torch.Tensor:

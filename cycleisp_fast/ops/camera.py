@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from cycleisp_fast import _extension, backend as _backend
 from cycleisp_fast.checks import check_tensor
+from cycleisp_fast.ops.registration import FusedOp, reference_autograd
 from cycleisp_fast.reference import camera as reference
-
-OP_NAMES = ("camera_mosaic", "camera_demosaic")
 
 
 def _fake_mosaic(linear, rgb2cam, gains):
@@ -31,24 +29,6 @@ def _fake_mosaic(linear, rgb2cam, gains):
 def _fake_demosaic(packed, gains, cam2rgb):
     n, _, h, w = packed.shape
     return packed.new_empty((n, 3, 2 * h, 2 * w))
-
-
-def _register(name: str, reference_fn, fake) -> None:
-    """Fake impl and autograd (through the reference, recomputed from the saved inputs) of a native op."""
-    torch.library.register_fake(f"cycleisp_fast::{name}")(fake)
-
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-
-    def backward(ctx, grad):
-        inputs = [t.detach().requires_grad_(need) for t, need in zip(ctx.saved_tensors, ctx.needs_input_grad)]
-        with torch.enable_grad():
-            out = reference_fn(*inputs)
-        wanted = [t for t in inputs if t.requires_grad]
-        grads = iter(torch.autograd.grad(out, wanted, grad, allow_unused=True))
-        return tuple(next(grads) if t.requires_grad else None for t in inputs)
-
-    torch.library.register_autograd(f"cycleisp_fast::{name}", backward, setup_context=setup_context)
 
 
 @torch.library.custom_op("cycleisp_fast::camera_mosaic_triton", mutates_args=())
@@ -65,15 +45,9 @@ def _camera_demosaic_triton(packed: torch.Tensor, gains: torch.Tensor, cam2rgb: 
     return kernels.camera_demosaic(packed.contiguous(), gains.contiguous(), cam2rgb.contiguous())
 
 
-_OPS = {("camera_mosaic", "triton"): torch.ops.cycleisp_fast.camera_mosaic_triton,
-        ("camera_demosaic", "triton"): torch.ops.cycleisp_fast.camera_demosaic_triton}
-_register("camera_mosaic_triton", reference.camera_mosaic, _fake_mosaic)
-_register("camera_demosaic_triton", reference.camera_demosaic, _fake_demosaic)
-if _extension.LOADED:
-    _register("camera_mosaic", reference.camera_mosaic, _fake_mosaic)
-    _register("camera_demosaic", reference.camera_demosaic, _fake_demosaic)
-    _OPS.update({("camera_mosaic", "native"): torch.ops.cycleisp_fast.camera_mosaic,
-                 ("camera_demosaic", "native"): torch.ops.cycleisp_fast.camera_demosaic})
+CAMERA_MOSAIC = FusedOp("camera_mosaic", fake=_fake_mosaic, **reference_autograd(reference.camera_mosaic))
+CAMERA_DEMOSAIC = FusedOp("camera_demosaic", fake=_fake_demosaic, **reference_autograd(reference.camera_demosaic))
+OP_NAMES = (CAMERA_MOSAIC.name, CAMERA_DEMOSAIC.name)
 
 
 def _params(value, name: str, like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -85,11 +59,11 @@ def _params(value, name: str, like: torch.Tensor, shape: tuple[int, ...]) -> tor
     return value.to(device=like.device, dtype=like.dtype)
 
 
-def _run(name: str, args: tuple, backend: str | None, reference_fn) -> torch.Tensor:
-    impl = _backend.resolve(name, args[0].device.type, backend)
+def _run(op: FusedOp, args: tuple, backend: str | None, reference_fn) -> torch.Tensor:
+    impl = op.resolve(args[0].device.type, backend)
     if impl == "reference":
         return reference_fn(*args)
-    return _OPS[name, impl](*args)
+    return op.kernel(impl)(*args)
 
 
 def camera_mosaic(linear: torch.Tensor, rgb2cam: torch.Tensor, gains: torch.Tensor, *,
@@ -104,7 +78,7 @@ def camera_mosaic(linear: torch.Tensor, rgb2cam: torch.Tensor, gains: torch.Tens
     """
     check_tensor(linear, "linear", shape_doc="(N, 3, H, W), H and W even", channels=3, even=True)
     args = (linear, _params(rgb2cam, "rgb2cam", linear, (3, 3)), _params(gains, "gains", linear, (3,)))
-    return _run("camera_mosaic", args, backend, reference.camera_mosaic)
+    return _run(CAMERA_MOSAIC, args, backend, reference.camera_mosaic)
 
 
 def camera_demosaic(packed: torch.Tensor, gains: torch.Tensor, cam2rgb: torch.Tensor, *,
@@ -118,4 +92,4 @@ def camera_demosaic(packed: torch.Tensor, gains: torch.Tensor, cam2rgb: torch.Te
     """
     check_tensor(packed, "packed", shape_doc="(N, 4, h, w) packed RGGB", channels=4)
     args = (packed, _params(gains, "gains", packed, (4,)), _params(cam2rgb, "cam2rgb", packed, (3, 3)))
-    return _run("camera_demosaic", args, backend, reference.camera_demosaic)
+    return _run(CAMERA_DEMOSAIC, args, backend, reference.camera_demosaic)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from cycleisp_fast import _extension, backend as _backend
 from cycleisp_fast._dtypes import accumulation_dtype
 from cycleisp_fast.checks import check_tensor
+from cycleisp_fast.ops.registration import FusedOp, Kernels
 from cycleisp_fast.reference import dual_attention as reference
 
 OP_NAME = "dual_attention_forward"
@@ -39,7 +39,7 @@ def _forward_triton(res: torch.Tensor, x: torch.Tensor, sa_weight: torch.Tensor,
 def _backward_triton(grad_out: torch.Tensor, res: torch.Tensor, pool: torch.Tensor, argmax: torch.Tensor,
                      channel_mean: torch.Tensor, sa_weight: torch.Tensor, ca_w1: torch.Tensor, ca_b1: torch.Tensor,
                      ca_w2: torch.Tensor, ca_b2: torch.Tensor, proj_w: torch.Tensor) -> _Backward:
-    from cycleisp_fast.triton_kernels import dual_attention as kernels
+    from cycleisp_fast.triton_kernels import dual_attention_backward as kernels
 
     return kernels.dual_attention_backward(grad_out, res, pool, argmax, channel_mean, sa_weight, ca_w1, ca_b1,
                                            ca_w2, ca_b2, proj_w)
@@ -69,14 +69,13 @@ def _fake_backward(grad_out, res, pool, argmax, channel_mean, sa_weight, ca_w1, 
             proj_w.new_empty(proj_w.shape[:1]))
 
 
-def _fake_forward_native(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b):
-    return _fake_forward(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b,
-                         layouts=res.device.type == "cpu")
+def _make_backward(kernels: Kernels):
+    def backward(ctx, grad_out, _grad_pool, _grad_argmax, _grad_mean):
+        res, pool, argmax, channel_mean, *weights = ctx.saved_tensors
+        grads = kernels.backward(grad_out, res, pool, argmax, channel_mean, *weights)
+        return grads[0], grad_out, *grads[1:7], grads[7].to(ctx.proj_b_dtype)
 
-
-def _fake_backward_native(grad_out, res, pool, argmax, channel_mean, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w):
-    return _fake_backward(grad_out, res, pool, argmax, channel_mean, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w,
-                          layouts=res.device.type == "cpu")
+    return backward
 
 
 def _setup_context(ctx, inputs, output):
@@ -87,26 +86,16 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(pool, argmax, channel_mean)
 
 
-def _register(forward_op, backward_op) -> None:
-    def backward(ctx, grad_out, _grad_pool, _grad_argmax, _grad_mean):
-        res, pool, argmax, channel_mean, *weights = ctx.saved_tensors
-        grads = backward_op(grad_out, res, pool, argmax, channel_mean, *weights)
-        return grads[0], grad_out, *grads[1:7], grads[7].to(ctx.proj_b_dtype)
-
-    torch.library.register_autograd(forward_op, backward, setup_context=_setup_context)
+def _on_native(fake):
+    """The native twin of a fake kernel: its CPU kernel keeps channels_last features (``layouts``). All tensor
+    arguments share one device (checked before the call), the first one's says which kernel runs."""
+    return lambda *args: fake(*args, layouts=args[0].device.type == "cpu")
 
 
-_FORWARD_OPS = {"triton": torch.ops.cycleisp_fast.dual_attention_forward_triton}
-_forward_triton.register_fake(_fake_forward)
-_backward_triton.register_fake(_fake_backward)
-_register(torch.ops.cycleisp_fast.dual_attention_forward_triton.default,
-          torch.ops.cycleisp_fast.dual_attention_backward_triton.default)
-if _extension.LOADED:
-    torch.library.register_fake("cycleisp_fast::dual_attention_forward")(_fake_forward_native)
-    torch.library.register_fake("cycleisp_fast::dual_attention_backward")(_fake_backward_native)
-    _FORWARD_OPS["native"] = torch.ops.cycleisp_fast.dual_attention_forward
-    _register(torch.ops.cycleisp_fast.dual_attention_forward.default,
-              torch.ops.cycleisp_fast.dual_attention_backward.default)
+DUAL_ATTENTION = FusedOp(
+    OP_NAME, fake={"triton": _fake_forward, "native": _on_native(_fake_forward)}, setup_context=_setup_context,
+    make_backward=_make_backward, backward="dual_attention_backward",
+    backward_fake={"triton": _fake_backward, "native": _on_native(_fake_backward)})
 
 
 def _check_weight(value, name: str, shape: tuple[int, ...], res: torch.Tensor) -> None:
@@ -160,7 +149,7 @@ def dual_attention(res: torch.Tensor, x: torch.Tensor, sa_weight: torch.Tensor, 
         ``(N, C, H, W)`` of res's dtype.
     """
     check_arguments(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b)
-    impl = _backend.resolve(OP_NAME, res.device.type, backend)
+    impl = DUAL_ATTENTION.resolve(res.device.type, backend)
     if impl == "reference":
         return reference.dual_attention(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b)
-    return _FORWARD_OPS[impl](res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b)[0]
+    return DUAL_ATTENTION.kernel(impl)(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b)[0]

@@ -21,9 +21,9 @@ from typing import Optional
 
 import torch
 
-from cycleisp_fast import _extension, backend as _backend
 from cycleisp_fast._dtypes import accumulation_dtype
 from cycleisp_fast.checks import check_choice
+from cycleisp_fast.ops.registration import FusedOp, Kernels
 from cycleisp_fast.reference import noise as reference
 from cycleisp_fast.seeds import MAX_SEED
 
@@ -63,7 +63,7 @@ def _unclipped(y: torch.Tensor, clip_min: Optional[float], clip_max: Optional[fl
     return inside
 
 
-def _register(op) -> None:
+def _make_backward(kernels: Kernels):
     def backward(ctx, grad):
         x, shot, read, y = ctx.saved_tensors
         acc = shot.dtype
@@ -73,29 +73,24 @@ def _register(op) -> None:
             if y.dtype != acc:
                 # A 16-bit output rounded onto a clip bound hides whether the sample was clipped: the mask
                 # comes from the compute-dtype sample, drawn again from the seed (unclipped).
-                y = op(x.to(acc), shot, read, ctx.seed, ctx.offset, ctx.model, None, None)
+                y = kernels.forward(x.to(acc), shot, read, ctx.seed, ctx.offset, ctx.model, None, None)
             g = torch.where(_unclipped(y, ctx.clip_min, ctx.clip_max), g, 0.0)
         if ctx.model == reference.POISSON_GAUSSIAN:
             return g.to(x.dtype), None, None, None, None, None, None, None
         # d y / d variance = z / (2 sigma), z regenerated from the seed by the same op (nothing was saved).
         xs = x.to(acc)
-        sensitivity = op(xs, shot, read, ctx.seed, ctx.offset, reference.HETEROSCEDASTIC_SENSITIVITY, None, None)
+        sensitivity = kernels.forward(xs, shot, read, ctx.seed, ctx.offset, reference.HETEROSCEDASTIC_SENSITIVITY,
+                                      None, None)
         gs = (g * sensitivity).reshape(planes, -1)
         grad_x = torch.addcmul(g.reshape(planes, -1), shot[:, None], gs).reshape(g.shape)
         grad_shot = (gs * xs.reshape(planes, -1)).sum(dim=1) if ctx.needs_input_grad[1] else None
         grad_read = gs.sum(dim=1) if ctx.needs_input_grad[2] else None
         return grad_x.to(x.dtype), grad_shot, grad_read, None, None, None, None, None
 
-    torch.library.register_autograd(op, backward, setup_context=_setup_context)
+    return backward
 
 
-_SAMPLE_OPS = {"triton": torch.ops.cycleisp_fast.noise_sample_triton.default}
-_noise_sample_triton.register_fake(_fake_sample)
-_register(torch.ops.cycleisp_fast.noise_sample_triton.default)
-if _extension.LOADED:
-    torch.library.register_fake("cycleisp_fast::noise_sample")(_fake_sample)
-    _SAMPLE_OPS["native"] = torch.ops.cycleisp_fast.noise_sample.default
-    _register(torch.ops.cycleisp_fast.noise_sample.default)
+NOISE_SAMPLE = FusedOp(OP_NAME, fake=_fake_sample, setup_context=_setup_context, make_backward=_make_backward)
 
 
 def _level_2d(value, name: str, x: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
@@ -195,14 +190,14 @@ def _sample(model: str, x, shot, read, seed, offset, generator, clip, return_var
     seed = _check_seed(seed, generator)
     offset = _check_offset(offset)
     clip_min, clip_max = check_clip(clip)
-    impl = _backend.resolve(OP_NAME, x.device.type, backend)
+    impl = NOISE_SAMPLE.resolve(x.device.type, backend)
     code = MODELS[model]
     if x.numel() == 0:  # e.g. an empty batch with per-image levels: no planes to hand to a kernel
         y = (x * 0).contiguous()
     elif impl == "reference":
         y = reference.noise_sample(x, shot_planes, read_planes, seed, offset, code, clip_min, clip_max)
     else:
-        y = _SAMPLE_OPS[impl](x, shot_planes, read_planes, seed, offset, code, clip_min, clip_max)
+        y = NOISE_SAMPLE.kernel(impl)(x, shot_planes, read_planes, seed, offset, code, clip_min, clip_max)
     if not return_variance:
         return y
     signal = (y if variance_from == "noisy" else x).to(shot_planes.dtype)

@@ -19,7 +19,6 @@ is the per-item form, for ``DataLoader`` workers.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Mapping, NamedTuple, Optional, Sequence
 
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cycleisp_fast.checks import check_count, check_generator, check_int
+from cycleisp_fast.data.crops import random_crop
 from cycleisp_fast.noise import NoiseModel
 from cycleisp_fast.seeds import Stream, keyed_generator
 from cycleisp_fast.checks import check_tensor
@@ -250,10 +250,7 @@ class CleanPatches(torch.utils.data.Dataset):
         generator = keyed_generator(self.seed, index, Stream.PATCH)
         draws = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
         image = self.images[min(int(draws[0] * len(self.images)), len(self.images) - 1)]
-        p = self.patch_size
-        top = 2 * math.floor(draws[1] * ((image.shape[1] - p) // 2 + 1))
-        left = 2 * math.floor(draws[2] * ((image.shape[2] - p) // 2 + 1))
-        patch = image[:, top:top + p, left:left + p]
+        patch = random_crop(image, self.patch_size, draws[1:3])
         if self.augment:
             patch = dihedral(patch, min(int(draws[3] * 8), 7))
         return patch.contiguous()

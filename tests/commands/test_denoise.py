@@ -15,7 +15,7 @@ from cycleisp_fast.data.images import read_image, write_image
 from cycleisp_fast.data.raw import read_raw
 from cycleisp_fast.models import DenoiseNet
 from cycleisp_fast.pipelines.denoisers import NoisyBaseline, denoise_raw, denoise_srgb, load_denoiser
-from cycleisp_fast.noise_estimation import estimate_raw_noise
+from cycleisp_fast.noise.estimation import estimate_raw_noise
 from cycleisp_fast.pipelines.unprocessing import process
 
 TINY = dict(n_feats=8, num_rrg=1, num_dab=1, reduction=4)

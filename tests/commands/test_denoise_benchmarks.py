@@ -13,7 +13,7 @@ import torch
 
 from cycleisp_fast.data.images import quantize
 from cycleisp_fast.data.raw import pack_rggb
-from cycleisp_fast.noise_estimation import estimate_raw_noise
+from cycleisp_fast.noise.estimation import estimate_raw_noise
 from matlab_files import DND_BOXES, DND_NLF, DND_PATTERNS, write_dnd, write_sidd_blocks
 from test_denoise import run_denoise, tiny_checkpoint
 

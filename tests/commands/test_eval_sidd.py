@@ -12,7 +12,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from cycleisp_fast.data.images import quantize
 from cycleisp_fast.data.raw import pack_rggb
-from cycleisp_fast.noise_estimation import estimate_raw_noise
+from cycleisp_fast.noise.estimation import estimate_raw_noise
 from matlab_files import write_sidd_blocks
 from test_denoise import tiny_checkpoint
 from test_denoise_benchmarks import raw_reference

@@ -9,7 +9,7 @@ import torch
 
 from cycleisp_fast import cli
 from cycleisp_fast.data.images import write_image
-from cycleisp_fast.pipelines.train_config import ConfigError, load_config
+from cycleisp_fast.training import ConfigError, load_config
 
 
 def _fails_at_once(capsys, argv, message):

@@ -17,8 +17,7 @@ from cycleisp_fast.data.images import write_image
 from cycleisp_fast.data.locks import LOCK_NAME, FolderInUseError, run_folder_lock
 from cycleisp_fast.models import DenoiseNet, load_official
 from cycleisp_fast.pipelines.denoisers import load_denoiser
-from cycleisp_fast.pipelines.train_config import resolve_config
-from cycleisp_fast.pipelines.training import CHECKPOINT_NAME, RunFolderError, train
+from cycleisp_fast.training import CHECKPOINT_NAME, RunFolderError, resolve_config, train
 
 TINY = {"n_feats": 8, "num_rrg": 1, "num_dab": 1, "reduction": 4}
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -6,12 +6,10 @@ import argparse
 import re
 
 import pytest
-import torch
 
 from cycleisp_fast import cli
 from cycleisp_fast.commands import train as train_command
-from cycleisp_fast.pipelines.train_config import load_config
-from cycleisp_fast.pipelines.training import load_checkpoint, read_log
+from cycleisp_fast.training import load_checkpoint, load_config, read_log
 
 QUICK = ["--set", "steps=3", "--set", "batch_size=2", "--set", "patch_size=32", "--set", "model.n_feats=8",
          "--set", "log_every=1", "--set", "val.count=2", "--set", "val.patch_size=32"]

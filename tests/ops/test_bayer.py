@@ -11,13 +11,13 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from cycleisp_fast import _extension, ops
+from cycleisp_fast import ops
 from cycleisp_fast.ops.bayer import PATTERNS
 from cycleisp_fast.reference import bayer as reference
 from conftest import fused_backends
+from harness import OpTester
 
 BACKENDS = fused_backends("bayer_remap")
-DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 
 # (public op, reference, input channels, input is full resolution)
 OPS = {
@@ -34,32 +34,38 @@ def make_input(op_name, n=2, h=6, w=10, dtype=torch.float32, requires_grad=False
     return torch.randn(shape, dtype=torch.float64).to(dtype).requires_grad_(requires_grad)
 
 
-def forward_and_grad(fn, x, grad_out=None):
-    """fn(x) and d(sum(fn(x) * grad_out))/dx, the grad_out drawn once for both backends."""
-    x = x.detach().clone().requires_grad_(True)
-    y = fn(x)
-    if grad_out is None:
-        grad_out = torch.randn(y.shape, dtype=torch.float64).to(y.dtype)
-    (grad_x,) = torch.autograd.grad(y, x, grad_out)
-    return y, grad_x, grad_out
+LAYOUT_SHAPES = {"rgb": (2, 3, 4, 6), "cfa": (2, 1, 4, 6), "packed": (2, 4, 2, 3)}
+LAYOUT_PAIRS = [(s, d) for s in LAYOUT_SHAPES for d in LAYOUT_SHAPES if s != d]
 
 
-def test_at_least_one_fused_backend_runs_here():
-    assert "native" in BACKENDS, f"native CPU kernels did not load: {_extension.LOAD_ERROR}"
+class TestBayer(OpTester):
+    """The shared op tests over the Bayer cases (mosaic, pack with and without float levels, pack of uint16 RAW
+    with levels, unpack, rgb_to_packed_bayer; every CFA pattern): bit-exact against the reference in every dtype,
+    gradients included, layouts, empty batch, float64 gradcheck and gradgradcheck (reference and native), opcheck
+    of the registered remap between every pair of layouts."""
 
+    family = "bayer"
+    gradcheck_sizes = {"bayer_mosaic": (1, 3, 4, 6), "bayer_pack": (1, 1, 4, 6), "bayer_unpack": (1, 4, 2, 3),
+                       "rgb_to_packed_bayer": (1, 3, 4, 6)}
+    gradcheck_backends = ("reference", "native")
+    gradgradcheck = True
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("pattern", PATTERNS)
-@pytest.mark.parametrize("op_name", list(OPS))
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_backend_matches_reference_forward_and_backward(backend, pattern, op_name, dtype):
-    op, ref, _, _ = OPS[op_name]
-    x = make_input(op_name, dtype=dtype)
-    y_ref, g_ref, grad_out = forward_and_grad(lambda t: ref(t, pattern), x)
-    y, g, _ = forward_and_grad(lambda t: op(t, pattern, backend=backend), x, grad_out)
-    assert y.dtype == y_ref.dtype and y.shape == y_ref.shape
-    assert torch.equal(y, y_ref)
-    assert torch.equal(g, g_ref)
+    def tolerances(self, case, variant, dtype, backend, what):
+        """Bit-exact, but for the Triton interpreter's float32 -> bfloat16 conversion with levels, which does not
+        round to nearest even (a GPU does): results may be one bfloat16 ulp apart."""
+        if backend == "triton" and dtype == torch.bfloat16 and "black_level" in variant.kwargs:
+            return {"rtol": 2**-7, "atol": 0.0}
+        return super().tolerances(case, variant, dtype, backend, what)
+
+    def opcheck_calls(self, backend):
+        """``bayer_remap`` of ``backend`` between every pair of layouts, without and with levels."""
+        name = {"native": "bayer_remap", "triton": "bayer_remap_triton"}[backend]
+        op = getattr(torch.ops.cycleisp_fast, name)
+        levels = ([0.1, 0.0, 0.2, 0.1], [1.0, 2.0, 1.5, 0.9])
+        for src_layout, dst_layout in LAYOUT_PAIRS:
+            src = torch.randn(LAYOUT_SHAPES[src_layout], requires_grad=True)
+            yield op, (src, src_layout, dst_layout, "GBRG")
+            yield op, (src, src_layout, dst_layout, "BGGR", *levels)
 
 
 def test_reference_matches_cycleisp_mosaic_for_rggb():
@@ -146,23 +152,6 @@ def test_pack_integer_without_levels_gives_float_samples(backend):
     assert packed.max() <= 65535 and packed.min() >= 0
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_pack_float_with_levels_forward_and_grad(backend, dtype):
-    black, white = [0.05, 0.04, 0.06, 0.03], [0.9, 0.95, 1.0, 0.85]
-    cfa = torch.rand(2, 1, 4, 6, dtype=torch.float64).to(dtype)
-    y_ref, g_ref, grad_out = forward_and_grad(lambda t: reference.bayer_pack(t, "BGGR", black, white), cfa)
-    y, g, _ = forward_and_grad(lambda t: ops.bayer_pack(t, "BGGR", black, white, backend=backend), cfa, grad_out)
-    if backend == "triton" and dtype == torch.bfloat16:
-        # The Triton interpreter's float32 -> bfloat16 conversion does not round to nearest even (a GPU does):
-        # results may be one bfloat16 ulp apart.
-        torch.testing.assert_close(y, y_ref, rtol=2**-7, atol=0)
-        torch.testing.assert_close(g, g_ref, rtol=2**-7, atol=0)
-    else:
-        assert torch.equal(y, y_ref)
-        assert torch.equal(g, g_ref)
-
-
 def test_level_tensors_are_accepted():
     cfa = torch.randint(0, 4096, (1, 1, 4, 4)).to(torch.int32)
     a = ops.bayer_pack(cfa, "RGGB", torch.tensor(64.0), torch.tensor([4095.0] * 4))
@@ -173,35 +162,10 @@ def test_level_tensors_are_accepted():
 # ---------------------------------------------------------------- gradients, opcheck, compile
 
 
-@pytest.mark.parametrize("backend", ["reference", "native"])
-@pytest.mark.parametrize("op_name", list(OPS))
-def test_gradcheck_float64(backend, op_name):
-    if backend not in ("reference", *BACKENDS):
-        pytest.skip(f"{backend} not available")
-    op = OPS[op_name][0]
-    x = make_input(op_name, n=1, h=4, w=6, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: op(t, "GRBG", backend=backend), (x,))
-    assert torch.autograd.gradgradcheck(lambda t: op(t, "GRBG", backend=backend), (x,))
-
-
 def test_gradcheck_float64_pack_with_levels():
     x = torch.rand(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
     for backend in ["reference", *BACKENDS]:
         assert torch.autograd.gradcheck(lambda t: ops.bayer_pack(t, "BGGR", 0.1, [0.9, 0.8, 1.0, 2.0], backend=backend), (x,))
-
-
-LAYOUT_SHAPES = {"rgb": (2, 3, 4, 6), "cfa": (2, 1, 4, 6), "packed": (2, 4, 2, 3)}
-LAYOUT_PAIRS = [(s, d) for s in LAYOUT_SHAPES for d in LAYOUT_SHAPES if s != d]
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("src_layout,dst_layout", LAYOUT_PAIRS)
-def test_opcheck(backend, src_layout, dst_layout):
-    op = {"native": torch.ops.cycleisp_fast.bayer_remap, "triton": torch.ops.cycleisp_fast.bayer_remap_triton}[backend]
-    src = torch.randn(LAYOUT_SHAPES[src_layout], requires_grad=True)
-    torch.library.opcheck(op, (src, src_layout, dst_layout, "GBRG"))
-    levels = ([0.1, 0.0, 0.2, 0.1], [1.0, 2.0, 1.5, 0.9])
-    torch.library.opcheck(op, (src, src_layout, dst_layout, "BGGR", *levels))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -239,36 +203,14 @@ def _mosaic_grad_of_ones(shape, pattern):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_channels_last_and_non_contiguous_inputs(backend):
-    rgb = torch.randn(2, 3, 8, 6)
-    expected = reference.rgb_to_packed_bayer(rgb, "BGGR")
-    channels_last = rgb.to(memory_format=torch.channels_last)
-    assert torch.equal(ops.rgb_to_packed_bayer(channels_last, "BGGR", backend=backend), expected)
-    transposed = rgb.transpose(2, 3).contiguous().transpose(2, 3)  # same values, W-major strides
-    assert not transposed.is_contiguous()
-    assert torch.equal(ops.rgb_to_packed_bayer(transposed, "BGGR", backend=backend), expected)
+def test_sliced_and_stride_zero_inputs(backend):
+    """A crop of a larger image and a packed input expanded from one pixel (stride 0 in every dimension)."""
+    # channels_last, W-major and batch-broadcast inputs of every op: TestBayer.test_layouts_match_reference
     big = torch.randn(2, 3, 16, 12)
     sliced = big[:, :, 2:10, 1:7]
     assert torch.equal(ops.bayer_mosaic(sliced, "GBRG", backend=backend), reference.bayer_mosaic(sliced, "GBRG"))
     packed = torch.randn(1, 4, 1, 1).expand(3, 4, 5, 2)  # stride-0 input
     assert torch.equal(ops.bayer_unpack(packed, "RGGB", backend=backend), reference.bayer_unpack(packed, "RGGB"))
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("op_name", list(OPS))
-def test_stride_zero_grad_from_sum_backward(backend, op_name):
-    op, ref = OPS[op_name][:2]
-    x = make_input(op_name, requires_grad=True)
-    op(x, "GBRG", backend=backend).sum().backward()  # autograd hands an expanded, stride-0 gradient
-    x_ref = x.detach().clone().requires_grad_(True)
-    ref(x_ref, "GBRG").sum().backward()
-    assert torch.equal(x.grad, x_ref.grad)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_empty_batch(backend):
-    out = ops.bayer_pack(torch.empty(0, 1, 4, 4), "RGGB", backend=backend)
-    assert out.shape == (0, 4, 2, 2)
 
 
 @settings(max_examples=25, deadline=None)

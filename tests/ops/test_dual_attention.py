@@ -15,6 +15,7 @@ import torch
 from cycleisp_fast import ops
 from cycleisp_fast.reference.dual_attention import dual_attention as reference
 from conftest import fused_backends, run_with_grads as run
+from harness import OpTester
 
 BACKENDS = fused_backends("dual_attention_forward")
 RELATIVE_TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-6, torch.float16: 1e-2, torch.bfloat16: 2e-2}
@@ -48,39 +49,75 @@ def assert_close_relative(actual, expected, tolerances, names=NAMES):
         assert error <= tolerance, f"{name}: error {error:.3g} x max |expected| > {tolerance:.3g}"
 
 
-def assert_matches_reference(backend, inputs):
-    """Output and all nine gradients of ``backend`` against the float64 reference (see the module docstring)."""
+def assert_matches_reference(backend, inputs, grad_out=None):
+    """Output and all nine gradients of ``backend`` against the float64 reference (see the module docstring);
+    grad_out ``"sum"``: the stride-0 ones that ``out.sum().backward()`` hands the backward, else drawn."""
     dtype = inputs[0].dtype
-    expected, grad_out = run(reference, [t.double() for t in inputs])
-    actual, _ = run(lambda *t: ops.dual_attention(*t, backend=backend), inputs, grad_out.to(dtype))
+    summed = grad_out == "sum"
+
+    def cast(grad, to):
+        return torch.ones((), dtype=to).expand(grad.shape) if summed else grad.to(to)
+
+    if summed:
+        grad_out = torch.ones((), dtype=torch.float64).expand(inputs[0].shape)
+    expected, grad_out = run(reference, [t.double() for t in inputs], grad_out)
+    actual, _ = run(lambda *t: ops.dual_attention(*t, backend=backend), inputs, cast(grad_out, dtype))
     assert [a.dtype for a in actual] == [dtype] + [t.dtype for t in inputs]
     tolerances = [RELATIVE_TOLERANCE[dtype]] * len(NAMES)
     if dtype == torch.float32:
-        official, _ = run(reference, inputs, grad_out.float())
+        official, _ = run(reference, inputs, cast(grad_out, torch.float32))
         tolerances = [max(4 * error, tolerance) for error, tolerance in
                       zip(relative_errors(official, expected), tolerances)]
     assert_close_relative(actual, expected, tolerances)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("shape, reduction", [((2, 64, 5, 7), 8), ((1, 96, 3, 5), 16), ((3, 64, 1, 1), 16),
-                                              ((1, 96, 7, 3), 8)], ids=str)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-def test_backend_matches_reference(backend, shape, reduction, dtype):
-    assert_matches_reference(backend, make_inputs(shape, reduction, dtype))
+class TestDualAttention(OpTester):
+    """The shared op tests over the case ``dual_attention`` (the denoisers' and the ISP's widths, reduction 16, one
+    pixel, several tiles in float32), compared as the module docstring says: every dtype (half precision at the
+    first size), layouts (channels_last, transposed strides of features and weights, stride-0 batch and gradient),
+    empty batch, opcheck of the forward and the backward."""
+
+    family = "dual_attention"
+    case_names = ("dual_attention",)
+
+    def sizes(self, case, dtype):
+        """The first test size only in half precision."""
+        sizes = super().sizes(case, dtype)
+        return sizes[:1] if dtype in (torch.float16, torch.bfloat16) else sizes
+
+    def assert_matches_reference(self, case, backend, inputs, variant, grad_output=None, label=""):
+        """Against the float64 reference, relative to each result's largest magnitude (module docstring)."""
+        assert not variant.kwargs
+        try:
+            assert_matches_reference(backend, inputs, grad_output)
+        except AssertionError as error:
+            raise AssertionError(f"{label}: {error}") from None
+
+    def opcheck_calls(self, backend):
+        """The forward, then the backward on the forward's saved tensors."""
+        forward, backward = (getattr(torch.ops.cycleisp_fast, name) for name in OPS[backend])
+        inputs = [t.requires_grad_(True) for t in make_inputs((2, 16, 4, 5), 4)]
+        yield forward, tuple(inputs)
+        res, x, *weights = (t.detach() for t in inputs)
+        with torch.no_grad():
+            _, pool, argmax, channel_mean = forward(res, x, *weights[:7])
+        yield backward, (torch.randn_like(res), res, pool, argmax, channel_mean, *weights[:6])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape, reduction", [((2, 8, 3, 3), 4), ((1, 1, 2, 3), 1), ((2, 16, 37, 29), 2)], ids=str)
 def test_small_channel_counts_and_several_tiles(backend, shape, reduction):
-    # C = 1 (max = mean = res) and C = 8; 37 x 29 = 1073 pixels span several tiles of the kernels
+    """C = 1 (max = mean = res), C = 8 and C = 16 in float64; 37 x 29 = 1073 pixels span several tiles of the
+    kernels (TestDualAttention: C = 64 and 96, reduction 16)."""
     assert_matches_reference(backend, make_inputs(shape, reduction, torch.float64))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-def test_low_precision_features(backend, dtype):
-    assert_matches_reference(backend, make_inputs((2, 64, 5, 6), 16, dtype))
+@pytest.mark.parametrize("shape", [(2, 64, 5, 7), (1, 96, 7, 3)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_reduction_8(backend, shape, dtype):
+    """Reduction 8: twice the hidden channels of the case's (TestDualAttention) reduction 16, the denoisers'."""
+    assert_matches_reference(backend, make_inputs(shape, 8, dtype))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -105,34 +142,6 @@ def test_saved_tensors(backend):
 def test_gradcheck_float64(backend):
     inputs = [t.requires_grad_(True) for t in make_inputs((2, 4, 3, 4), 2, torch.float64)]
     assert torch.autograd.gradcheck(lambda *t: ops.dual_attention(*t, backend=backend), inputs)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_opcheck(backend):
-    forward, backward = (getattr(torch.ops.cycleisp_fast, name) for name in OPS[backend])
-    inputs = [t.requires_grad_(True) for t in make_inputs((2, 16, 4, 5), 4)]
-    torch.library.opcheck(forward, tuple(inputs))
-    res, x, *weights = (t.detach() for t in inputs)
-    with torch.no_grad():
-        _, pool, argmax, channel_mean = forward(res, x, *weights[:7])
-    torch.library.opcheck(backward, (torch.randn_like(res), res, pool, argmax, channel_mean, *weights[:6]))
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_channels_last_non_contiguous_and_stride_zero(backend):
-    inputs = make_inputs((2, 64, 5, 6), 16)
-    assert_matches_reference(backend, [t.to(memory_format=torch.channels_last) if t.dim() == 4 and t.shape[2] > 1
-                                       else t for t in inputs])
-    # transposed strides: features and the projection weight
-    res, x, proj_w = (t.transpose(0, 3).contiguous().transpose(0, 3) for t in (inputs[0], inputs[1], inputs[7]))
-    assert not res.is_contiguous() and not proj_w.is_contiguous()
-    assert_matches_reference(backend, [res, x, *inputs[2:7], proj_w, inputs[8]])
-    # loss.sum().backward() hands the backward a stride-0 gradient
-    leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
-    ops.dual_attention(*leaves, backend=backend).sum().backward()
-    reference_leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
-    reference(*reference_leaves).sum().backward()
-    assert_close_relative([t.grad for t in leaves], [t.grad for t in reference_leaves], [1e-5] * 9, NAMES[1:])
 
 
 @pytest.mark.skipif("native" not in BACKENDS, reason="native kernels are not built")

@@ -34,6 +34,7 @@ from scipy import stats
 from cycleisp_fast import ops
 from cycleisp_fast.reference import noise as noise_reference
 from conftest import fused_backends
+from harness import OpTester
 
 BACKENDS = fused_backends("noise_sample")
 ALL_BACKENDS = ["reference", *BACKENDS]
@@ -76,6 +77,44 @@ def assert_uncorrelated(a, b, what):
     moments), so |corr| < 5.5 / sqrt(n)."""
     r = correlation(a, b)
     assert abs(r) < SIGMAS / math.sqrt(len(a)), f"{what}: corr {r:.2e}, bound {SIGMAS / math.sqrt(len(a)):.2e}"
+
+
+class TestNoise(OpTester):
+    """The shared op tests over the noise cases (both models; clipped to [0, 1], and with an offset; one level pair
+    per image): every dtype against the seeded reference, gradients of x, shot and read included, layouts, empty
+    batch, opcheck of the registered sampler."""
+
+    family = "noise"
+
+    def tolerances(self, case, variant, dtype, backend, what):
+        """Outputs within 1e-6 (float32) and 1e-12 (float64): the backends draw the reference's normals and
+        counts; gradients as the case says (per-image sums that cancel)."""
+        if what == "output" and dtype in (torch.float32, torch.float64):
+            bound = 1e-6 if dtype == torch.float32 else 1e-12
+            return {"rtol": bound, "atol": bound}
+        return super().tolerances(case, variant, dtype, backend, what)
+
+    def assert_close(self, actual, expected, case, variant, dtype, backend, what, label):
+        """Half-precision outputs are the float32 results rounded once: within one ulp of the reference's."""
+        if what == "output" and dtype in (torch.float16, torch.bfloat16):
+            assert within_one_ulp(actual, expected), label
+        else:
+            super().assert_close(actual, expected, case, variant, dtype, backend, what, label)
+
+    def opcheck_calls(self, backend):
+        """The sampler with per-plane levels, unclipped and clipped; native: also one level pair for every plane,
+        the largest seed and offset, and float64."""
+        op = {"native": torch.ops.cycleisp_fast.noise_sample.default,
+              "triton": torch.ops.cycleisp_fast.noise_sample_triton.default}[backend]
+        g = torch.Generator().manual_seed(9)
+        x = (torch.rand(2, 3, 4, 5, generator=g) * 0.9 + 0.1).requires_grad_(True)
+        shot = (torch.rand(6, generator=g) * 0.05 + 0.01).requires_grad_(True)
+        read = torch.full((6,), 1e-4).requires_grad_(True)
+        cases = [(x, shot, read, 3, 4, 0, None, None), (x, shot, read, 3, 4, 1, 0.0, 1.0)]
+        if backend == "native":
+            cases += [(x, shot[:1], read[:1], 2**63 - 1, 2**32 - 1, 0, 0.2, None),
+                      (x.detach().double(), shot.detach().double(), read.detach().double(), 1, 0, 1, None, 0.8)]
+        return [(op, args) for args in cases]
 
 
 # ---- 1. mean and variance ------------------------------------------------------------------------------
@@ -321,20 +360,6 @@ def test_float64_matches_reference(backend, model):
                                atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("model", list(MODELS))
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-def test_half_precision_within_one_ulp(backend, model, dtype):
-    """Half outputs are the float32 results rounded once: within one ulp of the reference's."""
-    x = torch.rand(2, 3, 13, 17).to(dtype)
-    shot = torch.tensor([0.01, 0.02])
-    kwargs = dict(seed=8, offset=9, clip=(-0.1, 1.1))
-    y = MODELS[model](x, shot, 1e-4, backend=backend, **kwargs)
-    y_ref = MODELS[model](x, shot, 1e-4, backend="reference", **kwargs)
-    assert y.dtype == dtype and y.shape == x.shape
-    assert within_one_ulp(y, y_ref)
-
-
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 def test_level_shapes(backend):
     """Levels (), (N,), (N, 1), (N, C) and floats: constant values give bitwise the same output whatever the
@@ -548,22 +573,6 @@ def test_return_variance(backend, model):
 
 
 # ---- 7. opcheck and torch.compile ----------------------------------------------------------------------
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_opcheck(backend):
-    op = {"native": torch.ops.cycleisp_fast.noise_sample.default,
-          "triton": torch.ops.cycleisp_fast.noise_sample_triton.default}[backend]
-    g = torch.Generator().manual_seed(9)
-    x = (torch.rand(2, 3, 4, 5, generator=g) * 0.9 + 0.1).requires_grad_(True)
-    shot = (torch.rand(6, generator=g) * 0.05 + 0.01).requires_grad_(True)
-    read = torch.full((6,), 1e-4).requires_grad_(True)
-    cases = [(x, shot, read, 3, 4, 0, None, None), (x, shot, read, 3, 4, 1, 0.0, 1.0)]
-    if backend == "native":
-        cases += [(x, shot[:1], read[:1], 2**63 - 1, 2**32 - 1, 0, 0.2, None),
-                  (x.detach().double(), shot.detach().double(), read.detach().double(), 1, 0, 1, None, 0.8)]
-    for args in cases:
-        torch.library.opcheck(op, args)
-
 
 @NATIVE
 def test_torch_compile_fullgraph_matches_eager():

@@ -12,7 +12,7 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from cycleisp_fast import ops
-from cycleisp_fast.bench.registry import all_cases, grad_leaves, make_generator
+from cycleisp_fast.cases import all_cases, grad_leaves, make_generator
 from conftest import fused_backends
 
 CASES = [case for case in all_cases().values() if not case.opt_in and case.name not in ("denoisenet_srgb", "aindnet")
@@ -32,7 +32,7 @@ def _conv_paths():
 
 DATA_INPUTS = {"dual_attention": (0, 1), "dab": (0,), "ain_resblock": (0, 1)}
 """The inputs that take non-finite values, where a case also has a layer's learned weights (the rest): weights are
-assumed finite (README, "Failure behaviour"). Cases not listed: every floating input (data, noise levels, camera
+assumed finite (docs/failure_behaviour.md). Cases not listed: every floating input (data, noise levels, camera
 gains and matrices, Bayer levels)."""
 
 

@@ -1,0 +1,60 @@
+"""A run's log, ``log.jsonl``: one JSON object per line, training ``{"step", "loss", "lr", "patches_per_s",
+"time_s"}`` and validation ``{"step", "val_psnr", ...}`` records (:class:`JsonLog`, :func:`read_log`), and the
+one-line summary of validation metrics (:func:`format_metrics`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cycleisp_fast.data.files import atomic_path
+
+LOG_NAME = "log.jsonl"
+
+
+class JsonLog:
+    """``log.jsonl``: one JSON object per line, appended (and flushed) as training goes."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as file:
+                file.write(json.dumps(record) + "\n")
+
+    def truncate_after(self, step: int) -> None:
+        """Drops the records past ``step`` (written after the checkpoint a resumed run restarts from) and any torn
+        last line, rewriting the file atomically."""
+        if not self.enabled or not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(line + "\n")
+        with atomic_path(self.path) as temporary:
+            temporary.write_text("".join(kept), encoding="utf-8")
+
+
+def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a run folder's ``log.jsonl``."""
+    path = Path(run_dir) / LOG_NAME
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """``"psnr 31.20 dB (input 24.10 dB, +7.10 dB)"`` and any other metrics."""
+    if not metrics:
+        return "no validation"
+    parts = [f"psnr {metrics['psnr']:.2f} dB"]
+    if "psnr_input" in metrics:
+        parts[0] += f" (noisy input {metrics['psnr_input']:.2f} dB, {metrics['psnr'] - metrics['psnr_input']:+.2f} dB)"
+    parts += [f"{name} {value:.4g}" for name, value in metrics.items() if name not in ("psnr", "psnr_input")]
+    return ", ".join(parts)

@@ -1,0 +1,126 @@
+"""The training config schema: the tasks, and every key of a config with its type, default, the tasks it applies
+to and its bounds (:data:`SCHEMA`); :mod:`cycleisp_fast.training.config` reads and checks configs against it.
+
+A config has top-level keys (``task``, ``steps``, ``batch_size`` ...) and the tables ``[model]``, ``[data]``,
+``[noise]``, ``[loss]`` and ``[val]``; a key whose ``tasks`` do not include the config's task must not appear in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cycleisp_fast.noise import NOISE_LEVEL_SAMPLERS, NOISE_MODELS
+from cycleisp_fast.seeds import MAX_SEED
+
+DENOISE_TASKS = ("denoise-srgb", "denoise-raw")
+AINDNET_TASKS = ("aindnet-synthetic", "aindnet-transfer")
+ISP_TASKS = ("rgb2raw", "raw2rgb", "cycleisp-joint")
+TASKS = DENOISE_TASKS + AINDNET_TASKS + ISP_TASKS
+SYNTHETIC_TASKS = DENOISE_TASKS + ("aindnet-synthetic",)
+"""Tasks trained on pairs synthesised on the fly from clean sRGB patches."""
+CLEAN_IMAGE_TASKS = SYNTHETIC_TASKS + ISP_TASKS
+"""Tasks that read clean sRGB images (``data.images``)."""
+
+SRGB_PAIR_LAYOUTS = ("folder", "sidd-srgb")
+"""The layouts of :func:`cycleisp_fast.data.datasets.open_pairs` with clean/noisy sRGB pairs, what AINDNet's
+transfer stage fine-tunes on."""
+PAIR_LAYOUTS = ("auto",) + SRGB_PAIR_LAYOUTS
+
+REQUIRED = object()
+"""The default of a key that every config of its tasks must set."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its type (``int``, ``float``, ``str`` or ``bool``), default, the tasks that use it
+    (None: every task), and optionally its allowed values, lower bound (``positive``: > 0, else >= 0) and upper
+    bound (``below``: the value must be smaller)."""
+
+    type: type
+    default: Any
+    doc: str
+    tasks: tuple[str, ...] | None = None
+    choices: tuple | None = None
+    positive: bool | None = None
+    below: int | None = None
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "": {
+        "task": Key(str, REQUIRED, "what to train", choices=TASKS),
+        "seed": Key(int, 0, "seeds the initial weights, the patches and the synthetic noise", positive=False,
+                    below=MAX_SEED),
+        "steps": Key(int, 100_000, "optimizer steps in all", positive=True),
+        "batch_size": Key(int, 16, "patches per step and process (the global batch is this x world size)",
+                          positive=True),
+        "patch_size": Key(int, 128, "training crop side in sRGB pixels (RAW crops are half)", positive=True),
+        "lr": Key(float, 2e-4, "Adam's learning rate", positive=True),
+        "lr_schedule": Key(str, "cosine", "cosine: anneal lr to min_lr over `steps`; constant",
+                           choices=("cosine", "constant")),
+        "min_lr": Key(float, 1e-6, "the cosine schedule's final learning rate", positive=False),
+        "grad_clip": Key(float, 0.0, "clip the global gradient norm to this (0: no clipping)", positive=False),
+        "amp": Key(str, "off", "mixed precision on CUDA (ignored, with a warning, on the CPU)",
+                   choices=("off", "bf16", "fp16")),
+        "log_every": Key(int, 100, "steps between log lines", positive=True),
+        "val_every": Key(int, 5000, "steps between validations (0: only at the end)", positive=False),
+        "save_every": Key(int, 5000, "steps between checkpoints (0: only at the end)", positive=False),
+        "init": Key(str, "", "weights to start from: a training checkpoint or official weights ('' : none)"),
+        "scheme": Key(str, REQUIRED, "what transfer learning updates: tf (AINs, estimator, last conv) or rt (all)",
+                      tasks=("aindnet-transfer",), choices=("tf", "rt")),
+    },
+    "model": {
+        "n_feats": Key(int, 64, "DenoiseNet features", DENOISE_TASKS, positive=True),
+        "num_rrg": Key(int, 4, "DenoiseNet recursive residual groups", DENOISE_TASKS, positive=True),
+        "num_dab": Key(int, 8, "dual attention blocks per group", DENOISE_TASKS, positive=True),
+        "reduction": Key(int, 16, "channel attention reduction", DENOISE_TASKS, positive=True),
+        "coarse_scale": Key(int, 8, "noise estimator's coarse scale (8: code, 4: paper)", AINDNET_TASKS,
+                            choices=(8, 4)),
+        "noise_resize": Key(str, "tf_legacy", "how AINs resize the noise map (tf_legacy: code, avgpool: paper)",
+                            AINDNET_TASKS, choices=("tf_legacy", "avgpool")),
+        "upsample": Key(str, "tf_legacy", "noise estimator's upsampling", AINDNET_TASKS,
+                        choices=("tf_legacy", "bilinear")),
+    },
+    "data": {
+        "images": Key(str, "", "folder of clean sRGB images ('': the embedded sample images)", CLEAN_IMAGE_TASKS),
+        "synthesizer": Key(str, "unprocessing", "noise synthesis: unprocessing (analytic ISP) or cycleisp (learned)",
+                           SYNTHETIC_TASKS, choices=("unprocessing", "cycleisp")),
+        "isp_weights": Key(str, "", "folder with rgb2raw_joint.pth, ccm_joint.pth, raw2rgb_joint.pth (for cycleisp)",
+                           SYNTHETIC_TASKS),
+        "pairs": Key(str, REQUIRED, "root of the real noisy/clean pairs", ("aindnet-transfer",)),
+        "layout": Key(str, "auto", "layout of the pairs folder: folder (clean/ + noisy/), sidd-srgb, or auto",
+                      ("aindnet-transfer",), choices=PAIR_LAYOUTS),
+        "workers": Key(int, 0, "DataLoader worker processes per training process", positive=False),
+    },
+    "noise": {
+        "levels": Key(str, "auto", "noise-level sampler (auto: the synthesizer's own: unprocessing -> Brooks' "
+                      "'unprocessing', cycleisp -> 'cycleisp_dnd')", SYNTHETIC_TASKS,
+                      choices=("auto",) + tuple(NOISE_LEVEL_SAMPLERS)),
+        "model": Key(str, "heteroscedastic_gaussian", "RAW noise model", SYNTHETIC_TASKS, choices=NOISE_MODELS),
+    },
+    "loss": {
+        "noise_weight": Key(float, 0.05, "AINDNet's lambda on the multi-scale asymmetric loss", ("aindnet-synthetic",),
+                            positive=False),
+        "asymmetry": Key(float, 0.25, "AINDNet's alpha (over-estimates weigh alpha, under 1 - alpha)",
+                         ("aindnet-synthetic",), positive=False),
+        "log_eps": Key(float, 1e-3, "floor under RAW values in the log term of the RGB2RAW loss",
+                       ("rgb2raw", "cycleisp-joint"), positive=True),
+        "beta": Key(float, REQUIRED, "joint loss weight: beta L_rgb2raw + (1 - beta) L_raw2rgb", ("cycleisp-joint",),
+                    positive=False),
+    },
+    "val": {
+        "count": Key(int, 16, "validation patches (0: no validation)", positive=False),
+        "patch_size": Key(int, 128, "validation crop side in sRGB pixels", positive=True),
+        "images": Key(str, "", "held-out clean images ('': other crops of the training images)", CLEAN_IMAGE_TASKS),
+        "pairs": Key(str, "", "held-out real pairs ('': crops of the training pairs)", ("aindnet-transfer",)),
+        "layout": Key(str, "auto", "layout of val.pairs", ("aindnet-transfer",), choices=PAIR_LAYOUTS),
+    },
+}
+"""Every config key, by table ("" is the top level)."""
+
+SYNTHESIZER_NOISE_LEVELS = {"unprocessing": "unprocessing", "cycleisp": "cycleisp_dnd"}
+"""``noise.levels = "auto"``: each synthesizer's own noise levels (Brooks' for the analytic ISP, the CycleISP
+generation scripts' for the learned one)."""
+
+RESUMABLE_CHANGES = ("log_every", "val_every", "save_every", "data.workers")
+"""Keys that may differ when resuming: they do not change the weights' trajectory."""

@@ -1,0 +1,85 @@
+"""The denoisers trained on pairs synthesised on the fly from clean sRGB patches (:func:`make_synthesizer` of
+``[data]`` and ``[noise]``): ``denoise-srgb`` and ``denoise-raw`` (CycleISP's ``DenoiseNet``, L1) and
+``aindnet-synthetic`` (AINDNet, L1 + the weighted asymmetric noise-map loss).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cycleisp_fast.models import AINDNet, DenoiseNet, aindnet_synthetic_loss
+from cycleisp_fast.noise import NoiseModel
+from cycleisp_fast.pipelines.synthesis import make_synthesizer
+from cycleisp_fast.training.config import ConfigError
+from cycleisp_fast.training.tasks.base import ISP_FILE_NAMES, CleanImageTask, SrgbDenoiserMetrics, mean_psnr
+
+
+class SyntheticDenoiseTask(CleanImageTask):
+    """Base of the denoisers trained on synthesised pairs (:func:`make_synthesizer` of ``[data]``/``[noise]``)."""
+
+    noise_std = False
+
+    def __init__(self, config: dict[str, Any], device: torch.device):
+        super().__init__(config, device)
+        data, noise = config["data"], config["noise"]
+        weights = None
+        if data["synthesizer"] == "cycleisp":
+            weights = {name: os.path.join(data["isp_weights"], file) for name, file in ISP_FILE_NAMES.items()}
+            missing = [path for path in weights.values() if not os.path.isfile(path)]
+            if missing:
+                raise ConfigError(f"config key 'data.isp_weights': missing {', '.join(missing)} (the folder must hold "
+                                  f"{', '.join(ISP_FILE_NAMES.values())} in the official layout)")
+        noise_model = NoiseModel(noise["levels"], noise["model"])
+        self.synthesizer = make_synthesizer(data["synthesizer"], weights, noise=noise_model, noise_std=self.noise_std,
+                                            device=device)
+
+    def make_pairs(self, clean: Tensor, seed: int, offset: int) -> dict[str, Tensor]:
+        with torch.no_grad():
+            pairs = self.synthesizer(clean, seed=seed, offset=offset)
+        return {name: value for name, value in pairs._asdict().items() if isinstance(value, Tensor)}
+
+
+class DenoiseSrgbTask(SrgbDenoiserMetrics, SyntheticDenoiseTask):
+    model_name = "cycleisp-srgb"
+
+    def __init__(self, config: dict[str, Any], device: torch.device):
+        super().__init__(config, device)
+        self.network = DenoiseNet(raw=False, **self.model_kwargs)
+
+    def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return torch.nn.functional.l1_loss(module(batch["noisy"]), batch["clean"])
+
+
+class DenoiseRawTask(SyntheticDenoiseTask):
+    model_name = "cycleisp-raw"
+
+    def __init__(self, config: dict[str, Any], device: torch.device):
+        super().__init__(config, device)
+        self.network = DenoiseNet(raw=True, **self.model_kwargs)
+
+    def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return torch.nn.functional.l1_loss(module(batch["noisy_raw"], batch["variance"]), batch["clean_raw"])
+
+    def metrics(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        denoised = self.network(batch["noisy_raw"], batch["variance"])
+        return {"psnr_input": mean_psnr(batch["noisy_raw"], batch["clean_raw"]),
+                "psnr": mean_psnr(denoised, batch["clean_raw"])}
+
+
+class AindnetSyntheticTask(SrgbDenoiserMetrics, SyntheticDenoiseTask):
+    model_name = "aindnet"
+    noise_std = True
+
+    def __init__(self, config: dict[str, Any], device: torch.device):
+        super().__init__(config, device)
+        self.network = AINDNet(**self.model_kwargs)
+
+    def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        denoised, noise_map, coarse = module(batch["noisy"], return_noise_map=True)
+        weights = self.config["loss"]
+        return aindnet_synthetic_loss(denoised, batch["clean"], noise_map, coarse, batch["noise_std"],
+                                      lam=weights["noise_weight"], alpha=weights["asymmetry"])

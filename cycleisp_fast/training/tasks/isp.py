@@ -1,0 +1,134 @@
+"""The ISP recipes: ``rgb2raw`` (RGB2RAW), ``raw2rgb`` (CCM + RAW2RGB) and ``cycleisp-joint`` (the three in the
+cycle). Each clean sRGB patch is paired with the packed RAW of Brooks et al.'s analytic inverse ISP under a random
+camera: a stand-in for the real MIT-Adobe FiveK RAW/sRGB pairs the paper trains on, so that the recipes run without
+data. Runs write each network's weights in the official layout under the official names (:data:`ISP_FILE_NAMES`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cycleisp_fast.models import CCM, Raw2Rgb, Rgb2Raw, joint_loss, load_official, raw2rgb_loss, rgb2raw_loss
+from cycleisp_fast.pipelines.unprocessing import random_camera_params, unprocess
+from cycleisp_fast.seeds import Stream, keyed_generator
+from cycleisp_fast.training.config import ConfigError
+from cycleisp_fast.training.tasks.base import ISP_FILE_NAMES, CleanImageTask, mean_psnr
+
+
+class IspTask(CleanImageTask):
+    """Base of the ISP tasks: each clean sRGB patch paired with its packed RAW through the analytic inverse ISP
+    (:func:`unprocess`) under a random camera (keyed by ``(seed, offset)``)."""
+
+    def make_pairs(self, clean: Tensor, seed: int, offset: int) -> dict[str, Tensor]:
+        camera = random_camera_params(clean.shape[0], generator=keyed_generator(seed, offset, Stream.CAMERA),
+                                      device=clean.device, dtype=clean.dtype)
+        with torch.no_grad():
+            return {"srgb": clean, "raw": unprocess(clean, camera)}
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def extra_files(self) -> dict[str, dict[str, Tensor]]:
+        return {ISP_FILE_NAMES[name]: module.state_dict() for name, module in self.network.named_children()}
+
+    def load_init(self, path: str) -> None:
+        """``init`` is a folder with the official-layout files of the networks this task trains."""
+        if not Path(path).is_dir():
+            raise ConfigError(f"config key 'init': for task {self.config['task']!r} it must be a folder holding "
+                              f"{', '.join(ISP_FILE_NAMES[n] for n, _ in self.network.named_children())}, got {path!r}")
+        for name, module in self.network.named_children():
+            file = os.path.join(path, ISP_FILE_NAMES[name])
+            try:
+                load_official(module, file)
+            except FileNotFoundError:
+                raise ConfigError(f"config key 'init': {file} does not exist") from None
+            except (ValueError, TypeError) as error:
+                raise ConfigError(f"config key 'init': {file}: {error}") from error
+
+
+class Rgb2RawNetworks(nn.Module):
+    """RGB2RAW alone: sRGB ``(N, 3, H, W)`` -> packed RAW ``(N, 4, H/2, W/2)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.rgb2raw = Rgb2Raw()
+
+    def forward(self, srgb: Tensor) -> Tensor:
+        return self.rgb2raw(srgb)
+
+
+class Raw2RgbNetworks(nn.Module):
+    """CCM + RAW2RGB: packed RAW ``(N, 4, h, w)`` guided by the sRGB ``(N, 3, 2h, 2w)`` -> sRGB. Raw2Rgb's unused
+    ``conv1x1`` is frozen (it gets no gradient, which DDP would take for an error)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ccm, self.raw2rgb = CCM(), Raw2Rgb()
+        self.raw2rgb.conv1x1.requires_grad_(False)
+
+    def forward(self, raw: Tensor, srgb: Tensor) -> Tensor:
+        return self.raw2rgb(raw, self.ccm(srgb))
+
+
+class CycleIspNetworks(nn.Module):
+    """The joint cycle: sRGB -> RGB2RAW -> RAW2RGB (guided by CCM of the sRGB); returns ``(raw, srgb)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.rgb2raw, self.ccm, self.raw2rgb = Rgb2Raw(), CCM(), Raw2Rgb()
+        self.raw2rgb.conv1x1.requires_grad_(False)
+
+    def forward(self, srgb: Tensor) -> tuple[Tensor, Tensor]:
+        raw = self.rgb2raw(srgb)
+        return raw, self.raw2rgb(raw, self.ccm(srgb))
+
+
+class Rgb2RawTask(IspTask):
+    model_name = "cycleisp-rgb2raw"
+
+    def __init__(self, config: dict[str, Any], device: torch.device):
+        super().__init__(config, device)
+        self.network = Rgb2RawNetworks()
+
+    def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return rgb2raw_loss(module(batch["srgb"]), batch["raw"], self.config["loss"]["log_eps"])
+
+    def metrics(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        return {"psnr": mean_psnr(self.network(batch["srgb"]), batch["raw"])}
+
+
+class Raw2RgbTask(IspTask):
+    model_name = "cycleisp-raw2rgb"
+
+    def __init__(self, config: dict[str, Any], device: torch.device):
+        super().__init__(config, device)
+        self.network = Raw2RgbNetworks()
+
+    def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return raw2rgb_loss(module(batch["raw"], batch["srgb"]), batch["srgb"])
+
+    def metrics(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        return {"psnr": mean_psnr(self.network(batch["raw"], batch["srgb"]), batch["srgb"])}
+
+
+class CycleIspJointTask(IspTask):
+    model_name = "cycleisp-isp"
+
+    def __init__(self, config: dict[str, Any], device: torch.device):
+        super().__init__(config, device)
+        self.network = CycleIspNetworks()
+
+    def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        raw, srgb = module(batch["srgb"])
+        weights = self.config["loss"]
+        return joint_loss(raw, batch["raw"], srgb, batch["srgb"], beta=weights["beta"], log_eps=weights["log_eps"])
+
+    def metrics(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        raw, srgb = self.network(batch["srgb"])
+        return {"psnr_raw": mean_psnr(raw, batch["raw"]), "psnr": mean_psnr(srgb, batch["srgb"])}
