@@ -51,9 +51,7 @@ def _want_cuda():
 
 def _extension():
     with_cuda = _want_cuda()
-    sources = sorted(
-        glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/ops/cpu/*.cpp")
-    )
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/ops/cpu/*.cpp"))
     cxx_flags = build_flags("cxx")
     include_dirs = [os.path.abspath("csrc")]
     if not with_cuda:
@@ -89,7 +87,17 @@ setup(
     ext_modules=[_extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
     # The extension is ABI-bound to the torch it was compiled against.
-    install_requires=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "pillow", "tifffile", "pypng", "rawpy",
-                      "h5py", "scipy", "scikit-image", "tqdm",
-                      "tomli; python_version < '3.11'"],
+    install_requires=[
+        f"torch=={torch.__version__.split('+')[0]}",
+        "numpy",
+        "pillow",
+        "tifffile",
+        "pypng",
+        "rawpy",
+        "h5py",
+        "scipy",
+        "scikit-image",
+        "tqdm",
+        "tomli; python_version < '3.11'",
+    ],
 )

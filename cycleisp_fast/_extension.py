@@ -45,7 +45,10 @@ def has_native_kernels(device_type: str) -> bool:
     """Whether the extension registered a ``device_type`` kernel of every one of its operators (a build has
     kernels of all ops for a device or of none; ``tests/test_backend.py`` checks the CPU's)."""
     if device_type not in _DEVICE_KERNELS:
-        names = [name.split("::")[1] for name in torch._C._dispatch_get_all_op_names()
-                 if name.startswith("cycleisp_fast::") and not name.endswith("_triton")]
+        names = [
+            name.split("::")[1]
+            for name in torch._C._dispatch_get_all_op_names()
+            if name.startswith("cycleisp_fast::") and not name.endswith("_triton")
+        ]
         _DEVICE_KERNELS[device_type] = bool(names) and all(has_native_kernel(name, device_type) for name in names)
     return _DEVICE_KERNELS[device_type]

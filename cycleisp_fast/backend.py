@@ -58,7 +58,9 @@ def _check_available(name: str) -> str:
             f"({_extension.LOAD_ERROR}). Available: {available_backends()}"
         )
     if name == "triton" and not triton_importable():
-        raise RuntimeError(f"backend 'triton' is not available: triton is not installed. Available: {available_backends()}")
+        raise RuntimeError(
+            f"backend 'triton' is not available: triton is not installed. Available: {available_backends()}"
+        )
     return name
 
 
@@ -107,7 +109,9 @@ def resolve(op_name: str, device_type: str, backend: str | None = None) -> str:
             if name == "native"
             else "Triton runs CPU tensors only under TRITON_INTERPRET=1"
         )
-        raise RuntimeError(f"backend {name!r} cannot run {op_name} on {device_type} tensors ({why}); available there: {can}")
+        raise RuntimeError(
+            f"backend {name!r} cannot run {op_name} on {device_type} tensors ({why}); available there: {can}"
+        )
     return name
 
 

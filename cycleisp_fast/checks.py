@@ -17,8 +17,9 @@ import torch
 from cycleisp_fast.backend import BACKENDS
 
 
-def check_tensor(value, name: str, *, shape_doc: str, channels: int | None = None, even: bool = False,
-                 integer_ok: bool = False) -> torch.Tensor:
+def check_tensor(
+    value, name: str, *, shape_doc: str, channels: int | None = None, even: bool = False, integer_ok: bool = False
+) -> torch.Tensor:
     """Checks a 4-D image tensor ``(N, C, H, W)``; returns it unchanged."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape {shape_doc}, got {type(value).__name__}")

@@ -25,9 +25,15 @@ from cycleisp_fast import __version__
 SUBCOMMANDS = {
     "selftest": ("cycleisp_fast.selftest", "check every fused backend against the reference on this machine"),
     "bench": ("cycleisp_fast.bench.cli", "kernel microbenchmarks: eager vs torch.compile vs fused, with the roofline"),
-    "synth": ("cycleisp_fast.commands.synth", "synthesize realistic noisy/clean pairs (Unprocessing or learned CycleISP)"),
+    "synth": (
+        "cycleisp_fast.commands.synth",
+        "synthesize realistic noisy/clean pairs (Unprocessing or learned CycleISP)",
+    ),
     "denoise": ("cycleisp_fast.commands.denoise", "denoise images or RAW files with a chosen model and weights"),
-    "eval": ("cycleisp_fast.commands.evaluate", "PSNR/SSIM of models over a folder of pairs, per-image CSV and summary"),
+    "eval": (
+        "cycleisp_fast.commands.evaluate",
+        "PSNR/SSIM of models over a folder of pairs, per-image CSV and summary",
+    ),
     "train": ("cycleisp_fast.commands.train", "train CycleISP or AINDNet networks from a config file (torchrun + DDP)"),
     "convert": ("cycleisp_fast.commands.convert", "convert weights (e.g. AINDNet's TF checkpoint) into a PyTorch file"),
 }
@@ -39,15 +45,20 @@ DEBUG_VARIABLE = "CYCLEISP_FAST_DEBUG"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``cycleisp-fast`` parser: ``--version``, ``--debug`` and one subparser per entry of :data:`SUBCOMMANDS`."""
     parser = argparse.ArgumentParser(prog="cycleisp-fast", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"cycleisp-fast {__version__} (torch {torch.__version__})")
-    parser.add_argument("--debug", action="store_true",
-                        help=f"show the Python traceback of an error (also: {DEBUG_VARIABLE}=1)")
+    parser.add_argument(
+        "--version", action="version", version=f"cycleisp-fast {__version__} (torch {torch.__version__})"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help=f"show the Python traceback of an error (also: {DEBUG_VARIABLE}=1)"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, summary) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
-        subparser = subparsers.add_parser(name, help=summary, description=module.__doc__,
-                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+        subparser = subparsers.add_parser(
+            name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         module.add_arguments(subparser)
         subparser.set_defaults(run=module.run, parser=subparser)
     return parser

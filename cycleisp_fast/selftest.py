@@ -20,8 +20,8 @@ import torch
 from cycleisp_fast import backend
 from cycleisp_fast.arguments import parse_device
 from cycleisp_fast.bench.measure import FUSED
-from cycleisp_fast.cases import HALF_TOLERANCES, Case, Variant, all_cases, grad_leaves, make_generator
 from cycleisp_fast.bench.report import dtype_name, format_size, markdown_table
+from cycleisp_fast.cases import HALF_TOLERANCES, Case, Variant, all_cases, grad_leaves, make_generator
 
 DTYPES = {"cpu": (torch.float32,), "cuda": (torch.float32, torch.float16, torch.bfloat16)}
 """Floating input dtypes checked per device type (cases of RAW samples keep their own)."""
@@ -51,6 +51,7 @@ class Result:
 
     @property
     def status(self) -> str:
+        """The table's result: ``"skip"``, ``"PASS"``, or ``"FAIL (failures/checks)"``."""
         if self.skipped is not None:
             return "skip"
         return "PASS" if self.failures == 0 else f"FAIL ({self.failures}/{self.checks})"
@@ -61,8 +62,9 @@ def default_devices() -> list[torch.device]:
     return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 
 
-def _forward_and_grads(fn: Callable, inputs: Sequence[torch.Tensor], generator: torch.Generator,
-                       grad_output: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+def _forward_and_grads(
+    fn: Callable, inputs: Sequence[torch.Tensor], generator: torch.Generator, grad_output: torch.Tensor | None = None
+) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """``[fn(*inputs), grads of the floating inputs]`` for ``grad_output`` (drawn like the output when None)."""
     leaves = grad_leaves(inputs)
     output = fn(*leaves)
@@ -71,7 +73,10 @@ def _forward_and_grads(fn: Callable, inputs: Sequence[torch.Tensor], generator: 
         return [output.detach()], None
     if grad_output is None:
         grad_output = torch.randn(output.shape, dtype=output.dtype, device=output.device, generator=generator)
-    return [output.detach(), *torch.autograd.grad(output, wrt, grad_output, allow_unused=True, materialize_grads=True)], grad_output
+    return [
+        output.detach(),
+        *torch.autograd.grad(output, wrt, grad_output, allow_unused=True, materialize_grads=True),
+    ], grad_output
 
 
 def _max_abs_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -96,19 +101,29 @@ def _mismatch(actual: torch.Tensor, expected: torch.Tensor, exact: bool, toleran
     return None
 
 
-def _check_variant(result: Result, case: Case, name: str, inputs: Sequence[torch.Tensor], variant: Variant,
-                   generator: torch.Generator, label: str) -> None:
+def _check_variant(
+    result: Result,
+    case: Case,
+    name: str,
+    inputs: Sequence[torch.Tensor],
+    variant: Variant,
+    generator: torch.Generator,
+    label: str,
+) -> None:
     """Compares ``name``'s output and input gradients with the reference's for one variant. The reference
     always runs on the CPU, the canonical result (the seeded noise must be the same on every device), in the
     inputs' dtype; grad_output is drawn on the CPU from ``generator``'s next seed."""
-    cpu_generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator,
-                                                                    device=generator.device)))
-    expected, grad_output = _forward_and_grads(functools.partial(case.reference, **variant.kwargs),
-                                               [t.cpu() for t in inputs], cpu_generator)
+    cpu_generator = torch.Generator().manual_seed(
+        int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+    )
+    expected, grad_output = _forward_and_grads(
+        functools.partial(case.reference, **variant.kwargs), [t.cpu() for t in inputs], cpu_generator
+    )
     try:
         device_grad = None if grad_output is None else grad_output.to(inputs[0].device)
-        actual, _ = _forward_and_grads(functools.partial(case.op, **variant.kwargs, backend=name), inputs,
-                                       generator, device_grad)
+        actual, _ = _forward_and_grads(
+            functools.partial(case.op, **variant.kwargs, backend=name), inputs, generator, device_grad
+        )
         actual = [t.cpu() for t in actual]
     except Exception as error:  # a crashing backend is a failed check, not a crashed selftest
         first_line = str(error).partition("\n")[0]
@@ -127,8 +142,10 @@ def check_case(case: Case, name: str, device: torch.device, dtype: torch.dtype) 
     for size in case.selftest_sizes:
         inputs = case.make_inputs(size, dtype, device, generator)
         for variant in case.variants:
-            label = (f"{case.name} [backend={name}, device={device}, dtype={dtype_name(dtype)}, {variant}, "
-                     f"size={format_size(size)}]")
+            label = (
+                f"{case.name} [backend={name}, device={device}, dtype={dtype_name(dtype)}, {variant}, "
+                f"size={format_size(size)}]"
+            )
             _check_variant(result, case, name, inputs, variant, generator, label)
     return result
 
@@ -150,8 +167,15 @@ def check_backend(name: str, device: torch.device) -> list[Result]:
 def format_results(results: Sequence[Result]) -> str:
     """A markdown table of ``results``, then why each skipped backend was skipped."""
     cells = [("device", "backend", "op", "dtype", "checks", "max abs error", "result")] + [
-        (r.device, r.backend, r.case, r.dtype, str(r.checks),
-         "-" if r.max_abs_error is None else f"{r.max_abs_error:.3g}", r.status)
+        (
+            r.device,
+            r.backend,
+            r.case,
+            r.dtype,
+            str(r.checks),
+            "-" if r.max_abs_error is None else f"{r.max_abs_error:.3g}",
+            r.status,
+        )
         for r in results
     ]
     reasons = dict.fromkeys(f"{r.backend} on {r.device} skipped: {r.skipped}" for r in results if r.skipped)
@@ -190,8 +214,14 @@ def run_selftest(devices: Sequence[str | torch.device] | None = None) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--devices", nargs="+", type=parse_device, metavar="DEVICE",
-                        help="cpu, cuda or cuda:<index> (default: the CPU, and the GPU when there is one)")
+    """Adds the ``selftest`` option ``--devices`` to ``parser``."""
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        type=parse_device,
+        metavar="DEVICE",
+        help="cpu, cuda or cuda:<index> (default: the CPU, and the GPU when there is one)",
+    )
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

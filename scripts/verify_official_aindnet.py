@@ -56,6 +56,10 @@ def load_official_module(path: Path):
 
 
 def main() -> int:
+    """Builds the official graph with random weights, loads its checkpoint into ours, prints the differences table.
+
+    Returns the exit code, 0; a ``model_py`` that is not a file ends with ``parser.error``.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_py", type=Path, help="the official code/model.py")
     parser.add_argument("--std", type=float, default=0.05, help="std of the random weights (0.05)")
@@ -65,9 +69,9 @@ def main() -> int:
     repo = Path(__file__).resolve().parents[1]
     sys.path[:0] = [str(repo / "tests")]
     official, tf1 = load_official_module(args.model_py)
+    import official_aindnet_tf
     import torch
 
-    import official_aindnet_tf
     from cycleisp_fast.models import AINDNet, load_official
 
     graph = tf1.Graph()
@@ -78,21 +82,27 @@ def main() -> int:
         session.run(tf1.global_variables_initializer())
         rng = np.random.default_rng(0)
         variables = {v.op.name: v for v in tf1.global_variables()}
-        values = {name: (rng.standard_normal(v.shape.as_list()) * args.std).astype(np.float32)
-                  for name, v in sorted(variables.items())}
+        values = {
+            name: (rng.standard_normal(v.shape.as_list()) * args.std).astype(np.float32)
+            for name, v in sorted(variables.items())
+        }
         for name, value in values.items():
             variables[name].load(value, session)
         folder = tempfile.mkdtemp(prefix="aindnet_official_")
         tf1.train.Saver().save(session, os.path.join(folder, "model"))
-    print(f"official graph: {len(variables)} variables, "
-          f"{sum(int(np.prod(v.shape.as_list())) for v in variables.values()):,} parameters; saved to {folder}")
+    print(
+        f"official graph: {len(variables)} variables, "
+        f"{sum(int(np.prod(v.shape.as_list())) for v in variables.values()):,} parameters; saved to {folder}"
+    )
     ours = load_official(AINDNet(backend="reference"), folder).eval()
     ours64 = AINDNet(backend="reference").double().eval()
     ours64.load_state_dict(ours.state_dict())
     tests_graph = official_aindnet_tf.OfficialAINDNetGraph()
     tests_graph.assign(values)
-    print("| H x W | max abs output | ours - official | tests' graph - official | official - ours (float64) "
-          "| ours - ours (float64) | noise map: ours - official |")
+    print(
+        "| H x W | max abs output | ours - official | tests' graph - official | official - ours (float64) "
+        "| ours - ours (float64) | noise map: ours - official |"
+    )
     print("|---|--:|--:|--:|--:|--:|--:|")
     for size in SIZES:
         noisy = rng.random((1, *size, 3), dtype=np.float32)
@@ -103,9 +113,11 @@ def main() -> int:
             out, our_map, _ = ours(tensor, return_noise_map=True)
             out64 = ours64(tensor.double()).permute(0, 2, 3, 1).numpy()
         out, our_map = out.permute(0, 2, 3, 1).numpy(), our_map.permute(0, 2, 3, 1).numpy()
-        print(f"| {size[0]} x {size[1]} | {np.abs(official_out).max():.3g} | {np.abs(out - official_out).max():.2g} "
-              f"| {np.abs(tests_out - official_out).max():.2g} | {np.abs(official_out - out64).max():.2g} "
-              f"| {np.abs(out - out64).max():.2g} | {np.abs(our_map - official_map).max():.2g} |")
+        print(
+            f"| {size[0]} x {size[1]} | {np.abs(official_out).max():.3g} | {np.abs(out - official_out).max():.2g} "
+            f"| {np.abs(tests_out - official_out).max():.2g} | {np.abs(official_out - out64).max():.2g} "
+            f"| {np.abs(out - out64).max():.2g} | {np.abs(our_map - official_map).max():.2g} |"
+        )
     return 0
 
 

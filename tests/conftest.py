@@ -54,8 +54,14 @@ def run_python(code: str, *args: str, env: dict | None = None, timeout: float = 
     """Runs ``python -c code args`` in a fresh interpreter, from an empty folder: so that it imports the
     installed package, not the source tree of the working directory (which has no _C, no triton_kernels)."""
     with tempfile.TemporaryDirectory() as folder:
-        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=folder,
-                              env=os.environ if env is None else env, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-c", code, *args],
+            capture_output=True,
+            text=True,
+            cwd=folder,
+            env=os.environ if env is None else env,
+            timeout=timeout,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -71,4 +77,3 @@ def image_folder(tmp_path_factory):
         image = torch.nn.functional.interpolate(coarse, size=(48, 40), mode="bilinear", align_corners=False)[0]
         write_image(folder / f"image{index}.png", image)
     return folder
-

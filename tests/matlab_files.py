@@ -40,8 +40,10 @@ def write_mat73(path, **arrays) -> None:
 DND_CODES = {"RGGB": [[1, 2], [2, 3]], "GRBG": [[2, 1], [3, 2]], "GBRG": [[2, 3], [1, 2]], "BGGR": [[3, 2], [2, 1]]}
 DND_HEIGHT, DND_WIDTH = 40, 56
 # [first row, first column, last row, last column], 1-based inclusive (the DND devkit's convention).
-DND_BOXES = [np.array([[1, 1, 8, 8], [10, 21, 17, 28], [33, 49, 40, 56]]),
-             np.array([[2, 3, 9, 10], [5, 40, 12, 47], [31, 2, 38, 9]])]
+DND_BOXES = [
+    np.array([[1, 1, 8, 8], [10, 21, 17, 28], [33, 49, 40, 56]]),
+    np.array([[2, 3, 9, 10], [5, 40, 12, 47], [31, 2, 38, 9]]),
+]
 DND_PATTERNS = ["RGGB", "GRBG"]
 DND_NLF = [(1.5e-3, 2.0e-6), (4.0e-3, 7.5e-6)]
 
@@ -60,6 +62,7 @@ def _struct(**arrays):
         for key, value in arrays.items():
             group.create_dataset(key, data=np.asarray(value, dtype=np.float64).T)
         return group
+
     return write
 
 
@@ -71,9 +74,11 @@ def write_dnd(root, kinds=("srgb", "raw"), fields=("boundingboxes", "nlf", "came
     """Two DND images per kind (MATLAB order arrays returned) and info.mat."""
     with mat73_file(root / "info.mat") as handle:
         handle.create_group("info")
-        objects = {"boundingboxes": [_matrix(boxes) for boxes in DND_BOXES],
-                   "nlf": [_struct(a=[[a]], b=[[b]]) for a, b in DND_NLF],
-                   "camera": [_struct(pattern=DND_CODES[pattern]) for pattern in DND_PATTERNS]}
+        objects = {
+            "boundingboxes": [_matrix(boxes) for boxes in DND_BOXES],
+            "nlf": [_struct(a=[[a]], b=[[b]]) for a, b in DND_NLF],
+            "camera": [_struct(pattern=DND_CODES[pattern]) for pattern in DND_PATTERNS],
+        }
         for field in fields:
             _reference_struct_field(handle, field, objects[field])
     images = {}
@@ -81,8 +86,10 @@ def write_dnd(root, kinds=("srgb", "raw"), fields=("boundingboxes", "nlf", "came
         for number in range(len(DND_BOXES)):
             shape = (DND_HEIGHT, DND_WIDTH, 3) if kind == "srgb" else (DND_HEIGHT, DND_WIDTH)
             image = RNG.random(shape).astype(np.float32)
-            write_mat73(root / f"images_{kind}" / f"{number + 1:04d}.mat",
-                        **{"InoisySRGB" if kind == "srgb" else "Inoisy": image})
+            write_mat73(
+                root / f"images_{kind}" / f"{number + 1:04d}.mat",
+                **{"InoisySRGB" if kind == "srgb" else "Inoisy": image},
+            )
             images[kind, number] = image
     return images
 

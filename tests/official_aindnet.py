@@ -35,8 +35,9 @@ def plain_resize(noise_map, size, mode):
 
 def plain_ain(ain, x, noise_map):
     """The official ``ain``: moments over H, W (biased variance), convs with 'same' padding, x_hat*(1+gamma)+beta."""
-    hidden = F.relu(F.conv2d(plain_resize(noise_map, x.shape[-2:], ain.resize), ain.conv1.weight, ain.conv1.bias,
-                             padding=2))
+    hidden = F.relu(
+        F.conv2d(plain_resize(noise_map, x.shape[-2:], ain.resize), ain.conv1.weight, ain.conv1.bias, padding=2)
+    )
     gamma = F.conv2d(hidden, ain.conv_gamma.weight, ain.conv_gamma.bias, padding=1)
     beta = F.conv2d(hidden, ain.conv_beta.weight, ain.conv_beta.bias, padding=1)
     mean = x.mean(dim=(2, 3), keepdim=True)

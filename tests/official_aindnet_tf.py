@@ -128,23 +128,28 @@ class OfficialAINDNetGraph:
     def randomize(self, seed: int = 0, std: float = 0.05) -> dict[str, np.ndarray]:
         """Sets every variable to N(0, std^2) draws (AIN's gamma/beta far from 0: every path active)."""
         rng = np.random.default_rng(seed)
-        values = {name: (rng.standard_normal(v.shape.as_list()) * std).astype(self.dtype.as_numpy_dtype)
-                  for name, v in sorted(self.variables.items())}
+        values = {
+            name: (rng.standard_normal(v.shape.as_list()) * std).astype(self.dtype.as_numpy_dtype)
+            for name, v in sorted(self.variables.items())
+        }
         self.assign(values)
         return values
 
     def assign(self, values: dict[str, np.ndarray]) -> None:
         """Sets every variable (``values`` must name them all)."""
-        self.session.run(self._assign, {self._feeds[name]: np.asarray(value, dtype=self.dtype.as_numpy_dtype)
-                                        for name, value in values.items()})
+        self.session.run(
+            self._assign,
+            {self._feeds[name]: np.asarray(value, dtype=self.dtype.as_numpy_dtype) for name, value in values.items()},
+        )
 
     def values(self) -> dict[str, np.ndarray]:
         return {name: self.session.run(v) for name, v in self.variables.items()}
 
     def run(self, images_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(N, H, W, 3)`` -> ``(noise map, denoised)``, both NHWC."""
-        return tuple(self.session.run([self.noise_map, self.output],
-                                      {self.input: images_nhwc.astype(self.dtype.as_numpy_dtype)}))
+        return tuple(
+            self.session.run([self.noise_map, self.output], {self.input: images_nhwc.astype(self.dtype.as_numpy_dtype)})
+        )
 
     def save(self, prefix: str, global_step: int | None = None) -> str:
         """A TF1 checkpoint of every variable (``tf.train.Saver``); returns its prefix."""

@@ -18,9 +18,14 @@ def dab(state, prefix, x, act):
     res = conv(state, f"{prefix}body.2", act(conv(state, f"{prefix}body.0", x)))
     pooled = torch.cat((torch.max(res, 1)[0].unsqueeze(1), torch.mean(res, 1).unsqueeze(1)), dim=1)
     sa = res * torch.sigmoid(F.conv2d(pooled, state[f"{prefix}SA.spatial.conv.weight"], padding=1))
-    hidden = F.relu(F.conv2d(F.adaptive_avg_pool2d(res, 1), state[f"{prefix}CA.conv_du.0.weight"],
-                             state[f"{prefix}CA.conv_du.0.bias"]))
-    ca = res * torch.sigmoid(F.conv2d(hidden, state[f"{prefix}CA.conv_du.2.weight"], state[f"{prefix}CA.conv_du.2.bias"]))
+    hidden = F.relu(
+        F.conv2d(
+            F.adaptive_avg_pool2d(res, 1), state[f"{prefix}CA.conv_du.0.weight"], state[f"{prefix}CA.conv_du.0.bias"]
+        )
+    )
+    ca = res * torch.sigmoid(
+        F.conv2d(hidden, state[f"{prefix}CA.conv_du.2.weight"], state[f"{prefix}CA.conv_du.2.bias"])
+    )
     out = F.conv2d(torch.cat([sa, ca], dim=1), state[f"{prefix}conv1x1.weight"], state[f"{prefix}conv1x1.bias"])
     out += x
     return out
@@ -43,8 +48,9 @@ def trunk(state, x, act, num_rrg, num_dab):
 
 
 def mosaic(images):
-    return torch.stack((images[:, 0, 0::2, 0::2], images[:, 1, 0::2, 1::2], images[:, 1, 1::2, 0::2],
-                        images[:, 2, 1::2, 1::2]), dim=1)
+    return torch.stack(
+        (images[:, 0, 0::2, 0::2], images[:, 1, 0::2, 1::2], images[:, 1, 1::2, 0::2], images[:, 2, 1::2, 1::2]), dim=1
+    )
 
 
 def rgb2raw(state, x):

@@ -6,11 +6,11 @@ import os
 
 import pytest
 import torch
+from conftest import run_python
 
 import cycleisp_fast
 from cycleisp_fast import _extension, backend, ops
 from cycleisp_fast.nn import BayerPack
-from conftest import run_python
 
 
 def test_default_is_auto_and_auto_prefers_native_on_cpu():
@@ -104,9 +104,12 @@ def test_package_works_with_one_warning_when_the_extension_is_missing():
 def test_the_extension_is_built_with_a_cpu_kernel_of_every_op():
     """The test job builds the extension (scripts/test.sh): a failed or partial build fails here, rather than
     only as native tests that compare nothing."""
-    modules = {name: importlib.import_module(f"cycleisp_fast.ops.{name}")
-               for name in ("ain", "bayer", "camera", "dual_attention", "noise")}
+    modules = {
+        name: importlib.import_module(f"cycleisp_fast.ops.{name}")
+        for name in ("ain", "bayer", "camera", "dual_attention", "noise")
+    }
     assert _extension.LOADED, f"the C++ extension cycleisp_fast._C did not load: {_extension.LOAD_ERROR}"
     names = [modules[name].OP_NAME for name in ("ain", "bayer", "dual_attention", "noise")] + list(
-        modules["camera"].OP_NAMES)
+        modules["camera"].OP_NAMES
+    )
     assert [name for name in names if not _extension.has_native_kernel(name, "cpu")] == []

@@ -6,8 +6,8 @@ import csv
 import pytest
 
 from cycleisp_fast import _extension, cli
-from cycleisp_fast.bench.report import COLUMNS
 from cycleisp_fast.bench.measure import FUSED
+from cycleisp_fast.bench.report import COLUMNS
 
 QUICK_PACK = ["bench", "--quick", "--ops", "bayer_pack", "--min-run-time", "0.01"]
 
@@ -36,7 +36,12 @@ def test_bench_quick_writes_a_csv_of_every_provider(tmp_path, capsys):
     assert {row["provider"] for row in rows} == expected
     for row in rows:
         assert (row["case"], row["mode"], row["size"], row["dtype"], row["device"]) == (
-            "bayer_pack", "forward", "1x1x64x64", "float32", "cpu")
+            "bayer_pack",
+            "forward",
+            "1x1x64x64",
+            "float32",
+            "cpu",
+        )
         assert float(row["time_ms"]) > 0 and float(row["gb_per_s"]) > 0 and float(row["copy_fraction"]) > 0
         assert float(row["speedup_vs_eager"]) > 0 and float(row["speedup_vs_compile"]) > 0
         assert row["torch_version"] and row["device_name"]
@@ -47,8 +52,17 @@ def test_bench_quick_writes_a_csv_of_every_provider(tmp_path, capsys):
 
 def test_bench_forward_backward_without_compile(tmp_path):
     csv_path = tmp_path / "bench.csv"
-    argv = QUICK_PACK + ["--providers", "eager", "native", "--modes", "forward+backward", "--csv", str(csv_path),
-                         "--plot", str(tmp_path / "bench.png")]
+    argv = QUICK_PACK + [
+        "--providers",
+        "eager",
+        "native",
+        "--modes",
+        "forward+backward",
+        "--csv",
+        str(csv_path),
+        "--plot",
+        str(tmp_path / "bench.png"),
+    ]
     assert cli.main(argv) == 0
     _, rows = read_csv(csv_path)
     assert {row["mode"] for row in rows} == {"forward+backward"}
@@ -56,14 +70,17 @@ def test_bench_forward_backward_without_compile(tmp_path):
     assert all(row["speedup_vs_compile"] == "" for row in rows)
 
 
-@pytest.mark.parametrize("argv, argument", [
-    (["bench", "--ops", "no_such_op"], "--ops"),
-    (["bench", "--sizes", "4x1xbig"], "--sizes"),
-    (["bench", "--ops", "bayer_mosaic", "--sizes", "1x1x64x64"], "--sizes"),
-    (["bench", "--dtypes", "float8"], "--dtypes"),
-    (["bench", "--min-run-time", "-1"], "--min-run-time"),
-    (["selftest", "--devices", "tpu"], "--devices"),
-])
+@pytest.mark.parametrize(
+    "argv, argument",
+    [
+        (["bench", "--ops", "no_such_op"], "--ops"),
+        (["bench", "--sizes", "4x1xbig"], "--sizes"),
+        (["bench", "--ops", "bayer_mosaic", "--sizes", "1x1x64x64"], "--sizes"),
+        (["bench", "--dtypes", "float8"], "--dtypes"),
+        (["bench", "--min-run-time", "-1"], "--min-run-time"),
+        (["selftest", "--devices", "tpu"], "--devices"),
+    ],
+)
 def test_bad_arguments_exit_nonzero_naming_the_argument(argv, argument, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)
@@ -107,8 +124,10 @@ def test_a_user_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, cap
     argv = ["convert", "--model", "aindnet", "--weights", "w", "-o", "out.pt"]
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
-    assert err == ("cycleisp-fast convert: error: photo.png: truncated PNG (expected 4096 more bytes) "
-                   "(--debug shows the traceback)\n")
+    assert err == (
+        "cycleisp-fast convert: error: photo.png: truncated PNG (expected 4096 more bytes) "
+        "(--debug shows the traceback)\n"
+    )
     with pytest.raises(DataFileError):
         cli.main(["--debug", *argv])
     monkeypatch.setenv(cli.DEBUG_VARIABLE, "1")

@@ -12,7 +12,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-
 from conftest import run_python
 
 LIBRARY = os.environ.get("CYCLEISP_FAST_CMAKE_LIBRARY")

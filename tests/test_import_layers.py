@@ -64,8 +64,9 @@ def test_no_import_points_up_the_stack():
         for line, module in _imports(PACKAGE / relative):
             target = _room(module)
             if target != room and LEVEL.get(target, -1) > LEVEL[room]:
-                upward.append(f"{relative}:{line} ({room}, row {LEVEL[room]}) imports {module} "
-                              f"({target}, row {LEVEL[target]})")
+                upward.append(
+                    f"{relative}:{line} ({room}, row {LEVEL[room]}) imports {module} ({target}, row {LEVEL[target]})"
+                )
     assert not upward, "imports pointing up the stack:\n" + "\n".join(upward)
 
 
@@ -75,4 +76,4 @@ def test_the_installed_package_is_typed_and_has_one_version():
     pyproject = PACKAGE.parent / "pyproject.toml"
     if pyproject.is_file():  # a source checkout
         text = pyproject.read_text(encoding="utf-8")
-        assert 'version = { attr = "cycleisp_fast.__version__" }' in text and "\nversion = \"" not in text
+        assert 'version = { attr = "cycleisp_fast.__version__" }' in text and '\nversion = "' not in text

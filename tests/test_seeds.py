@@ -9,8 +9,11 @@ from cycleisp_fast.seeds import VALIDATION_SEED_SALT, Stream, keyed_generator
 def test_the_salts_are_the_published_ones_and_distinct():
     # the values every earlier release used: the README's reproducibility promise rests on them
     assert {stream.name: stream.value for stream in Stream} == {
-        "LEVELS": 0x6E6F6973654C766C, "CAMERA": 0x63616D6572615F70, "PATCH": 0x7061746368657321,
-        "PAIR": 0x7061697263726F70}
+        "LEVELS": 0x6E6F6973654C766C,
+        "CAMERA": 0x63616D6572615F70,
+        "PATCH": 0x7061746368657321,
+        "PAIR": 0x7061697263726F70,
+    }
     assert VALIDATION_SEED_SALT == 0x76616C69646174
     assert len({*Stream, VALIDATION_SEED_SALT}) == len(Stream) + 1
 
@@ -20,7 +23,11 @@ def test_keyed_generators_depend_on_seed_offset_and_stream_only():
         return torch.rand(4, generator=keyed_generator(seed, offset, stream), dtype=torch.float64)
 
     assert torch.equal(draws(3, 5, Stream.CAMERA), draws(3, 5, Stream.CAMERA))
-    variants = [draws(3, 5, Stream.CAMERA), draws(4, 5, Stream.CAMERA), draws(3, 6, Stream.CAMERA),
-                *(draws(3, 5, stream) for stream in Stream if stream != Stream.CAMERA)]
+    variants = [
+        draws(3, 5, Stream.CAMERA),
+        draws(4, 5, Stream.CAMERA),
+        draws(3, 6, Stream.CAMERA),
+        *(draws(3, 5, stream) for stream in Stream if stream != Stream.CAMERA),
+    ]
     assert len({tuple(v.tolist()) for v in variants}) == len(variants)
     assert keyed_generator(2**63 - 1, 2**40, Stream.PATCH).device.type == "cpu"

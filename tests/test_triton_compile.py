@@ -12,7 +12,6 @@ import os
 import textwrap
 
 import pytest
-
 from conftest import run_python
 
 pytest.importorskip("triton")

@@ -59,7 +59,7 @@ def _chunk(plane_size, chunks, CHUNK: tl.constexpr):
 
 @triton.jit
 def _leaky(value, z, slope, LEAKY: tl.constexpr):
-    """value where z > 0 (or without activation), else value * slope: with value = z the LeakyReLU of z, with
+    """Value where z > 0 (or without activation), else value * slope: with value = z the LeakyReLU of z, with
     value = d loss / d out its backward."""
     if LEAKY:
         value = tl.where(z > 0, value, value * slope)
@@ -107,8 +107,9 @@ def _ain_stats_kernel(x_ptr, partial_ptr, plane_size, chunks, CHUNK: tl.constexp
     out = partial_ptr + tl.program_id(0).to(tl.int64) * 3
     tl.store(out, count.to(acc_dtype))
     tl.store(out + 1, shift + divide(sum_d, size))
-    tl.store(out + 2, tl.maximum(tl.sum(square, axis=0) - divide(sum_d * sum_d, size), 0,
-                                 propagate_nan=tl.PropagateNan.ALL))  # a NaN variance stays NaN
+    tl.store(
+        out + 2, tl.maximum(tl.sum(square, axis=0) - divide(sum_d * sum_d, size), 0, propagate_nan=tl.PropagateNan.ALL)
+    )  # a NaN variance stays NaN
 
 
 @triton.jit
@@ -143,9 +144,21 @@ def _plane_moments(partial_ptr, plane, chunks, PARTIAL_BLOCK: tl.constexpr):
 
 @triton.jit
 def _ain_modulate_kernel(
-    x_ptr, gamma_ptr, beta_ptr, out_ptr, partial_ptr, mean_ptr, rstd_ptr, plane_size, chunks,
-    eps: tl.float64, slope: tl.float64,
-    LEAKY: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr, PARTIAL_BLOCK: tl.constexpr,
+    x_ptr,
+    gamma_ptr,
+    beta_ptr,
+    out_ptr,
+    partial_ptr,
+    mean_ptr,
+    rstd_ptr,
+    plane_size,
+    chunks,
+    eps: tl.float64,
+    slope: tl.float64,
+    LEAKY: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
+    PARTIAL_BLOCK: tl.constexpr,
 ):
     """Writes one chunk of out ``(N*C, H*W)``; the plane's chunk 0 also writes mean and rstd ``(N*C,)``."""
     acc_dtype: tl.constexpr = mean_ptr.dtype.element_ty
@@ -169,9 +182,21 @@ def _ain_modulate_kernel(
 
 @triton.jit
 def _ain_grad_sums_kernel(
-    grad_ptr, x_ptr, gamma_ptr, beta_ptr, mean_ptr, rstd_ptr, grad_gamma_ptr, grad_beta_ptr, partial_ptr,
-    plane_size, chunks, slope: tl.float64,
-    LEAKY: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr,
+    grad_ptr,
+    x_ptr,
+    gamma_ptr,
+    beta_ptr,
+    mean_ptr,
+    rstd_ptr,
+    grad_gamma_ptr,
+    grad_beta_ptr,
+    partial_ptr,
+    plane_size,
+    chunks,
+    slope: tl.float64,
+    LEAKY: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     """Writes one chunk of grad_gamma and grad_beta ``(N*C, H*W)``, and to partial_ptr ``(N*C*chunks, 2)``
     the chunk's sums of grad_xhat and grad_xhat * xhat."""
@@ -186,8 +211,9 @@ def _ain_grad_sums_kernel(
         index = start + tl.arange(0, BLOCK)
         mask = index < count
         offsets = base + index
-        grad_z, grad_xhat, xhat = _element_grad(grad_ptr, x_ptr, gamma_ptr, beta_ptr, offsets, mask, mean, rstd,
-                                                slope, LEAKY)
+        grad_z, grad_xhat, xhat = _element_grad(
+            grad_ptr, x_ptr, gamma_ptr, beta_ptr, offsets, mask, mean, rstd, slope, LEAKY
+        )
         tl.store(grad_gamma_ptr + offsets, (grad_z * xhat).to(grad_gamma_ptr.dtype.element_ty), mask=mask)
         tl.store(grad_beta_ptr + offsets, grad_z.to(grad_beta_ptr.dtype.element_ty), mask=mask)
         sum_grad += grad_xhat
@@ -214,9 +240,21 @@ def _plane_grad_sums(partial_ptr, plane, chunks, PARTIAL_BLOCK: tl.constexpr):
 
 @triton.jit
 def _ain_input_grad_kernel(
-    grad_ptr, x_ptr, gamma_ptr, beta_ptr, mean_ptr, rstd_ptr, partial_ptr, grad_x_ptr, plane_size, chunks,
+    grad_ptr,
+    x_ptr,
+    gamma_ptr,
+    beta_ptr,
+    mean_ptr,
+    rstd_ptr,
+    partial_ptr,
+    grad_x_ptr,
+    plane_size,
+    chunks,
     slope: tl.float64,
-    LEAKY: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr, PARTIAL_BLOCK: tl.constexpr,
+    LEAKY: tl.constexpr,
+    CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
+    PARTIAL_BLOCK: tl.constexpr,
 ):
     """Writes one chunk of grad_x ``(N*C, H*W)``:
     rstd * (grad_xhat - mean(grad_xhat) - xhat * mean(grad_xhat * xhat)), means over the plane."""
@@ -233,8 +271,9 @@ def _ain_input_grad_kernel(
         index = start + tl.arange(0, BLOCK)
         mask = index < count
         offsets = base + index
-        _grad_z, grad_xhat, xhat = _element_grad(grad_ptr, x_ptr, gamma_ptr, beta_ptr, offsets, mask, mean, rstd,
-                                                 slope, LEAKY)
+        _grad_z, grad_xhat, xhat = _element_grad(
+            grad_ptr, x_ptr, gamma_ptr, beta_ptr, offsets, mask, mean, rstd, slope, LEAKY
+        )
         grad_x = rstd * (grad_xhat - mean_grad - xhat * mean_grad_xhat)
         tl.store(grad_x_ptr + offsets, grad_x.to(grad_x_ptr.dtype.element_ty), mask=mask)
 
@@ -244,8 +283,9 @@ def _slope(negative_slope: float | None) -> float:
     return 0.0 if negative_slope is None else float(negative_slope)
 
 
-def ain_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
-                negative_slope: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def ain_forward(
+    x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float, negative_slope: float | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Contiguous ``(N, C, H, W)`` x, gamma, beta of one floating dtype -> (out ``(N, C, H, W)`` like x,
     mean ``(N, C)``, rstd ``(N, C)``), the statistics in float32 (float64 for float64 input).
 
@@ -263,15 +303,34 @@ def ain_forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: f
     grid = (planes * chunks,)
     _ain_stats_kernel[grid](x, partial, plane_size, chunks, CHUNK=CHUNK, BLOCK=BLOCK)
     _ain_modulate_kernel[grid](
-        x, gamma, beta, out, partial, mean, rstd, plane_size, chunks, float(eps), _slope(negative_slope),
-        LEAKY=negative_slope is not None, CHUNK=CHUNK, BLOCK=BLOCK, PARTIAL_BLOCK=PARTIAL_BLOCK,
+        x,
+        gamma,
+        beta,
+        out,
+        partial,
+        mean,
+        rstd,
+        plane_size,
+        chunks,
+        float(eps),
+        _slope(negative_slope),
+        LEAKY=negative_slope is not None,
+        CHUNK=CHUNK,
+        BLOCK=BLOCK,
+        PARTIAL_BLOCK=PARTIAL_BLOCK,
     )
     return out, mean, rstd
 
 
-def ain_backward(grad_out: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
-                 mean: torch.Tensor, rstd: torch.Tensor, negative_slope: float | None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def ain_backward(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+    mean: torch.Tensor,
+    rstd: torch.Tensor,
+    negative_slope: float | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Contiguous ``(N, C, H, W)`` grad_out, x, gamma, beta and the forward's ``(N, C)`` mean, rstd ->
     (grad_x, grad_gamma, grad_beta), each ``(N, C, H, W)`` like x."""
     planes, plane_size = x.shape[0] * x.shape[1], x.shape[2] * x.shape[3]
@@ -283,11 +342,37 @@ def ain_backward(grad_out: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, b
     grid = (planes * chunks,)
     leaky, slope = negative_slope is not None, _slope(negative_slope)
     _ain_grad_sums_kernel[grid](
-        grad_out, x, gamma, beta, mean, rstd, grad_gamma, grad_beta, partial, plane_size, chunks, slope,
-        LEAKY=leaky, CHUNK=CHUNK, BLOCK=BLOCK,
+        grad_out,
+        x,
+        gamma,
+        beta,
+        mean,
+        rstd,
+        grad_gamma,
+        grad_beta,
+        partial,
+        plane_size,
+        chunks,
+        slope,
+        LEAKY=leaky,
+        CHUNK=CHUNK,
+        BLOCK=BLOCK,
     )
     _ain_input_grad_kernel[grid](
-        grad_out, x, gamma, beta, mean, rstd, partial, grad_x, plane_size, chunks, slope,
-        LEAKY=leaky, CHUNK=CHUNK, BLOCK=BLOCK, PARTIAL_BLOCK=PARTIAL_BLOCK,
+        grad_out,
+        x,
+        gamma,
+        beta,
+        mean,
+        rstd,
+        partial,
+        grad_x,
+        plane_size,
+        chunks,
+        slope,
+        LEAKY=leaky,
+        CHUNK=CHUNK,
+        BLOCK=BLOCK,
+        PARTIAL_BLOCK=PARTIAL_BLOCK,
     )
     return grad_x, grad_gamma, grad_beta

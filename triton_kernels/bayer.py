@@ -43,9 +43,24 @@ def _normalise(value, black, white, out_dtype: tl.constexpr):
 
 @triton.jit
 def bayer_remap_kernel(
-    src_ptr, dst_ptr, black_ptr, white_ptr, H, W, red_site,
-    SRC: tl.constexpr, DST: tl.constexpr, LEVELS: tl.constexpr, BLOCK: tl.constexpr,
+    src_ptr,
+    dst_ptr,
+    black_ptr,
+    white_ptr,
+    H,
+    W,
+    red_site,
+    SRC: tl.constexpr,
+    DST: tl.constexpr,
+    LEVELS: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
+    """One program: BLOCK 2x2-block columns of full-resolution row (n, y), from the SRC layout to the DST layout.
+
+    Both sites of each block in that row are moved (the channel of a site is its RGGB index XOR ``red_site``),
+    normalised with that channel's black and white levels when LEVELS; an rgb DST also gets the site's other two
+    colours zeroed.
+    """
     block_columns = W // 2
     programs_per_row = tl.cdiv(block_columns, BLOCK)
     pid = tl.program_id(0).to(tl.int64)
@@ -59,8 +74,9 @@ def bayer_remap_kernel(
         channel = (dy * 2 + dx) ^ red_site
         value = tl.load(src_ptr + _site_offsets(SRC, n, y, dx, channel, bx, H, W), mask=mask)
         if LEVELS:
-            value = _normalise(value, tl.load(black_ptr + channel), tl.load(white_ptr + channel),
-                               dst_ptr.dtype.element_ty)
+            value = _normalise(
+                value, tl.load(black_ptr + channel), tl.load(white_ptr + channel), dst_ptr.dtype.element_ty
+            )
         dst_offsets = _site_offsets(DST, n, y, dx, channel, bx, H, W)
         tl.store(dst_ptr + dst_offsets, value.to(dst_ptr.dtype.element_ty), mask=mask)
         if DST == 0:  # an rgb destination: the other two colours at this site are 0
@@ -72,8 +88,15 @@ def bayer_remap_kernel(
 
 
 def bayer_remap(
-    src: torch.Tensor, dst: torch.Tensor, src_layout: str, dst_layout: str, red_site: int,
-    black: list[float] | None, white: list[float] | None, full_height: int, full_width: int,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    src_layout: str,
+    dst_layout: str,
+    red_site: int,
+    black: list[float] | None,
+    white: list[float] | None,
+    full_height: int,
+    full_width: int,
 ) -> None:
     """Writes the remap of contiguous ``src`` into the preallocated contiguous ``dst``."""
     batch = src.shape[0]
@@ -85,6 +108,15 @@ def bayer_remap(
     white_t = torch.tensor(white if levels else [1.0] * 4, dtype=level_dtype, device=src.device)
     grid = (batch * full_height * triton.cdiv(full_width // 2, BLOCK),)
     bayer_remap_kernel[grid](
-        src, dst, black_t, white_t, full_height, full_width, red_site,
-        SRC=LAYOUT_CODES[src_layout], DST=LAYOUT_CODES[dst_layout], LEVELS=levels, BLOCK=BLOCK,
+        src,
+        dst,
+        black_t,
+        white_t,
+        full_height,
+        full_width,
+        red_site,
+        SRC=LAYOUT_CODES[src_layout],
+        DST=LAYOUT_CODES[dst_layout],
+        LEVELS=levels,
+        BLOCK=BLOCK,
     )

@@ -19,8 +19,7 @@ HIGHLIGHT_INFLECTION = tl.constexpr(0.9)
 # propagate_nan=ALL: NaN in, NaN out, as torch.clamp / torch.maximum (Triton's default min/max drop a NaN operand).
 @triton.jit
 def _clip01(v):
-    return tl.minimum(tl.maximum(v, 0.0, propagate_nan=tl.PropagateNan.ALL), 1.0,
-                      propagate_nan=tl.PropagateNan.ALL)
+    return tl.minimum(tl.maximum(v, 0.0, propagate_nan=tl.PropagateNan.ALL), 1.0, propagate_nan=tl.PropagateNan.ALL)
 
 
 @triton.jit
@@ -35,6 +34,11 @@ def _row_sites(H, W, BLOCK: tl.constexpr):
 
 @triton.jit
 def camera_mosaic_kernel(linear_ptr, matrix_ptr, gains_ptr, packed_ptr, H, W, BLOCK: tl.constexpr):
+    """One program: BLOCK sites of full-resolution row (n, y) of the linear sRGB ``(N, 3, H, W)``.
+
+    Each site's three values go through image n's 3x3 matrix, the highlight-safe inverse gain of the site's RGGB
+    colour and a clip to [0, 1]; the site's colour is stored in its plane of the packed ``(N, 4, H/2, W/2)``.
+    """
     n, y, x, mask = _row_sites(H, W, BLOCK)
     acc = matrix_ptr.dtype.element_ty if matrix_ptr.dtype.element_ty == tl.float64 else tl.float32
     base = linear_ptr + n * 3 * H * W + y * W + x
@@ -46,8 +50,9 @@ def camera_mosaic_kernel(linear_ptr, matrix_ptr, gains_ptr, packed_ptr, H, W, BL
     c1 = tl.load(m + 3).to(acc) * l0 + tl.load(m + 4).to(acc) * l1 + tl.load(m + 5).to(acc) * l2
     c2 = tl.load(m + 6).to(acc) * l0 + tl.load(m + 7).to(acc) * l1 + tl.load(m + 8).to(acc) * l2
     grey = (c0 + c1 + c2) / 3.0
-    ramp = (tl.maximum(grey - HIGHLIGHT_INFLECTION, 0.0, propagate_nan=tl.PropagateNan.ALL)
-            / (1.0 - HIGHLIGHT_INFLECTION))
+    ramp = tl.maximum(grey - HIGHLIGHT_INFLECTION, 0.0, propagate_nan=tl.PropagateNan.ALL) / (
+        1.0 - HIGHLIGHT_INFLECTION
+    )
     mask_hl = ramp * ramp
     plane = (y % 2) * 2 + (x % 2)
     colour = tl.where(plane == 0, 0, tl.where(plane == 3, 2, 1))
@@ -74,6 +79,11 @@ def _reflect1(i, size):
 
 @triton.jit
 def camera_demosaic_kernel(packed_ptr, gains_ptr, matrix_ptr, out_ptr, H, W, BLOCK: tl.constexpr):
+    """One program: BLOCK sites of full-resolution row (n, y) of the linear sRGB output ``(N, 3, H, W)``.
+
+    The gained, clipped RAW of the site's 3x3 neighbourhood (reflected at the borders) gives its bilinear R, G
+    and B, which image n's 3x3 matrix turns into the three sRGB values, clipped to [0, 1].
+    """
     n, y, x, mask = _row_sites(H, W, BLOCK)
     acc = matrix_ptr.dtype.element_ty if matrix_ptr.dtype.element_ty == tl.float64 else tl.float32
     yu = _reflect1(y - 1, H)
@@ -85,10 +95,12 @@ def camera_demosaic_kernel(packed_ptr, gains_ptr, matrix_ptr, out_ptr, H, W, BLO
     down = _raw_at(packed_ptr, gains_ptr, n, H, W, yd, x, mask, acc)
     left = _raw_at(packed_ptr, gains_ptr, n, H, W, y, xl, mask, acc)
     right = _raw_at(packed_ptr, gains_ptr, n, H, W, y, xr, mask, acc)
-    diagonal = (_raw_at(packed_ptr, gains_ptr, n, H, W, yu, xl, mask, acc)
-                + _raw_at(packed_ptr, gains_ptr, n, H, W, yu, xr, mask, acc)
-                + _raw_at(packed_ptr, gains_ptr, n, H, W, yd, xl, mask, acc)
-                + _raw_at(packed_ptr, gains_ptr, n, H, W, yd, xr, mask, acc)) * 0.25
+    diagonal = (
+        _raw_at(packed_ptr, gains_ptr, n, H, W, yu, xl, mask, acc)
+        + _raw_at(packed_ptr, gains_ptr, n, H, W, yu, xr, mask, acc)
+        + _raw_at(packed_ptr, gains_ptr, n, H, W, yd, xl, mask, acc)
+        + _raw_at(packed_ptr, gains_ptr, n, H, W, yd, xr, mask, acc)
+    ) * 0.25
     cross = (up + down + left + right) * 0.25
     horizontal = (left + right) * 0.5
     vertical = (up + down) * 0.5
@@ -99,8 +111,11 @@ def camera_demosaic_kernel(packed_ptr, gains_ptr, matrix_ptr, out_ptr, H, W, BLO
     m = matrix_ptr + n * 9
     base = out_ptr + n * 3 * H * W + y * W + x
     for i in tl.static_range(3):
-        value = tl.load(m + 3 * i).to(acc) * red + tl.load(m + 3 * i + 1).to(acc) * green \
+        value = (
+            tl.load(m + 3 * i).to(acc) * red
+            + tl.load(m + 3 * i + 1).to(acc) * green
             + tl.load(m + 3 * i + 2).to(acc) * blue
+        )
         tl.store(base + i * H * W, _clip01(value).to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -109,8 +124,9 @@ def camera_mosaic(linear: torch.Tensor, matrix: torch.Tensor, gains: torch.Tenso
     n, _, height, width = linear.shape
     packed = linear.new_empty((n, 4, height // 2, width // 2))
     if packed.numel():
-        camera_mosaic_kernel[(n * height * triton.cdiv(width, BLOCK),)](linear, matrix, gains, packed, height, width,
-                                                                       BLOCK=BLOCK)
+        camera_mosaic_kernel[(n * height * triton.cdiv(width, BLOCK),)](
+            linear, matrix, gains, packed, height, width, BLOCK=BLOCK
+        )
     return packed
 
 
@@ -119,6 +135,7 @@ def camera_demosaic(packed: torch.Tensor, gains: torch.Tensor, matrix: torch.Ten
     n, _, h, w = packed.shape
     out = packed.new_empty((n, 3, 2 * h, 2 * w))
     if out.numel():
-        camera_demosaic_kernel[(n * 2 * h * triton.cdiv(2 * w, BLOCK),)](packed, gains, matrix, out, 2 * h, 2 * w,
-                                                                        BLOCK=BLOCK)
+        camera_demosaic_kernel[(n * 2 * h * triton.cdiv(2 * w, BLOCK),)](
+            packed, gains, matrix, out, 2 * h, 2 * w, BLOCK=BLOCK
+        )
     return out

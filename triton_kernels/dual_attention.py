@@ -105,7 +105,7 @@ def _taps(plane_ptr, plane_stride, pixels, mask, H, W, SIGN: tl.constexpr, TAPS:
 
 @triton.jit
 def _spatial_scale(pool_ptr, sa_ptr, image, pixels, mask, H, W, TAPS: tl.constexpr):
-    """s (BLOCK_P,) of the pixels of one image, and the pool taps (TAPS, BLOCK_P) its logit sums."""
+    """S (BLOCK_P,) of the pixels of one image, and the pool taps (TAPS, BLOCK_P) its logit sums."""
     plane_size = H * W
     taps = _taps(pool_ptr + image * 2 * plane_size, plane_size, pixels, mask, H, W, 1, TAPS)
     return _sigmoid(tl.sum(_tap_weights(sa_ptr, TAPS)[:, None] * taps, axis=0)), taps
@@ -120,7 +120,7 @@ def _matrix(ptr, rows, cols, n_rows, n_cols, row_stride, col_stride):
 
 @triton.jit
 def _dot(a, b, acc, io_dtype: tl.constexpr):
-    """acc + a @ b in acc's dtype: float32 / float64 operands multiply exactly (IEEE); with 16-bit features
+    """Acc + a @ b in acc's dtype: float32 / float64 operands multiply exactly (IEEE); with 16-bit features
     a TF32 dot of float32 operands."""
     if io_dtype.primitive_bitwidth == 16:
         acc = tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="tf32")
@@ -132,8 +132,20 @@ def _dot(a, b, acc, io_dtype: tl.constexpr):
 
 
 @triton.jit
-def _project_rows(src_ptr, proj_ptr, scale_ptr, image, rows, pixels, s, C, plane_size, TRANSPOSED: tl.constexpr,
-                  CA: tl.constexpr, KC: tl.constexpr):
+def _project_rows(
+    src_ptr,
+    proj_ptr,
+    scale_ptr,
+    image,
+    rows,
+    pixels,
+    s,
+    C,
+    plane_size,
+    TRANSPOSED: tl.constexpr,
+    CA: tl.constexpr,
+    KC: tl.constexpr,
+):
     """Rows ``rows`` (ROWS,) of W_a (s X) + W_b diag(c) X, or with TRANSPOSED of W_a^T (s X) + diag(c) W_b^T X,
     a (ROWS, BLOCK_P) tile in the dtype of s: X the (C, BLOCK_P) tile of image at pixels of src (N, C, H*W),
     W_a / W_b the halves of proj (C, 2C), c at scale_ptr (C,) (the W_b term only with CA)."""
@@ -175,8 +187,9 @@ def _channel_mlp(mean, w1_ptr, b1_ptr, w2_ptr, b2_ptr, C, R, CP: tl.constexpr, R
 
 
 @triton.jit
-def _channel_pool_kernel(res_ptr, pool_ptr, argmax_ptr, partial_ptr, C, plane_size, blocks,
-                         BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+def _channel_pool_kernel(
+    res_ptr, pool_ptr, argmax_ptr, partial_ptr, C, plane_size, blocks, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr
+):
     """One pixel block of res (N, C, H*W): pool (N, 2, H*W) = (channel max, channel mean), argmax (N, H*W)
     the first channel holding the max, and the block's channel sums to partial_ptr (N * blocks, C)."""
     acc_dtype: tl.constexpr = pool_ptr.dtype.element_ty
@@ -208,8 +221,22 @@ def _channel_pool_kernel(res_ptr, pool_ptr, argmax_ptr, partial_ptr, C, plane_si
 
 
 @triton.jit
-def _channel_attention_kernel(partial_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mean_ptr, scale_ptr, C, R, plane_size,
-                              blocks, CP: tl.constexpr, RP: tl.constexpr, PARTIAL_BLOCK: tl.constexpr):
+def _channel_attention_kernel(
+    partial_ptr,
+    w1_ptr,
+    b1_ptr,
+    w2_ptr,
+    b2_ptr,
+    mean_ptr,
+    scale_ptr,
+    C,
+    R,
+    plane_size,
+    blocks,
+    CP: tl.constexpr,
+    RP: tl.constexpr,
+    PARTIAL_BLOCK: tl.constexpr,
+):
     """One image: its channel means (mean_ptr (N, C)) from the pool kernel's blocks x C channel sums, and
     its channel scale c (scale_ptr (N, C)) by the CA MLP."""
     acc_dtype: tl.constexpr = mean_ptr.dtype.element_ty
@@ -219,8 +246,7 @@ def _channel_attention_kernel(partial_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mean_
     for start in range(0, blocks, PARTIAL_BLOCK):
         rows = start + tl.arange(0, PARTIAL_BLOCK)
         inside = (rows[:, None] < blocks) & (channels[None, :] < C)
-        total += tl.load(partial_ptr + (image * blocks + rows[:, None]) * C + channels[None, :], mask=inside,
-                         other=0)
+        total += tl.load(partial_ptr + (image * blocks + rows[:, None]) * C + channels[None, :], mask=inside, other=0)
     mean = divide(tl.sum(total, axis=0), tl.full([CP], plane_size, acc_dtype))
     _, scale = _channel_mlp(mean, w1_ptr, b1_ptr, w2_ptr, b2_ptr, C, R, CP, RP)
     tl.store(mean_ptr + image * C + channels, mean, mask=channels < C)
@@ -228,8 +254,24 @@ def _channel_attention_kernel(partial_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, mean_
 
 
 @triton.jit
-def _projection_kernel(res_ptr, x_ptr, pool_ptr, scale_ptr, sa_ptr, proj_ptr, bias_ptr, out_ptr, C, H, W, blocks,
-                       ROWS: tl.constexpr, BLOCK_P: tl.constexpr, KC: tl.constexpr, TAPS: tl.constexpr):
+def _projection_kernel(
+    res_ptr,
+    x_ptr,
+    pool_ptr,
+    scale_ptr,
+    sa_ptr,
+    proj_ptr,
+    bias_ptr,
+    out_ptr,
+    C,
+    H,
+    W,
+    blocks,
+    ROWS: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    KC: tl.constexpr,
+    TAPS: tl.constexpr,
+):
     """One pixel block of out (N, C, H*W) = W_a (s res) + (W_b diag(c)) res + b + x, s recomputed from the
     pool, c at scale_ptr (N, C)."""
     acc_dtype: tl.constexpr = pool_ptr.dtype.element_ty
@@ -237,8 +279,7 @@ def _projection_kernel(res_ptr, x_ptr, pool_ptr, scale_ptr, sa_ptr, proj_ptr, bi
     s, _ = _spatial_scale(pool_ptr, sa_ptr, image, pixels, mask, H, W, TAPS)
     for first in range(0, C, ROWS):
         rows = first + tl.arange(0, ROWS)
-        out = _project_rows(res_ptr, proj_ptr, scale_ptr + image * C, image, rows, pixels, s, C, H * W, False, True,
-                            KC)
+        out = _project_rows(res_ptr, proj_ptr, scale_ptr + image * C, image, rows, pixels, s, C, H * W, False, True, KC)
         offsets, inside = _tile(image, rows, pixels, C, H * W)
         out += tl.load(bias_ptr + rows, mask=rows < C, other=0)[:, None]
         out += tl.load(x_ptr + offsets, mask=inside, other=0).to(acc_dtype)
@@ -250,9 +291,17 @@ def _accumulation_weights(dtype: torch.dtype, *weights: torch.Tensor) -> list[to
     return [w.to(dtype).contiguous() for w in weights]
 
 
-def dual_attention_forward(res: torch.Tensor, x: torch.Tensor, sa_weight: torch.Tensor, ca_w1: torch.Tensor,
-                           ca_b1: torch.Tensor, ca_w2: torch.Tensor, ca_b2: torch.Tensor, proj_w: torch.Tensor,
-                           proj_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def dual_attention_forward(
+    res: torch.Tensor,
+    x: torch.Tensor,
+    sa_weight: torch.Tensor,
+    ca_w1: torch.Tensor,
+    ca_b1: torch.Tensor,
+    ca_w2: torch.Tensor,
+    ca_b2: torch.Tensor,
+    proj_w: torch.Tensor,
+    proj_b: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(N, C, H, W)`` res and x of one floating dtype and the official weights (any floating dtype) ->
     (out ``(N, C, H, W)`` like res, pool ``(N, 2, H, W)``, argmax ``(N, H, W)`` int32, channel_mean ``(N, C)``),
     pool and channel_mean in float32 (float64 for float64 res)."""
@@ -260,8 +309,9 @@ def dual_attention_forward(res: torch.Tensor, x: torch.Tensor, sa_weight: torch.
     batch, channels, height, width = res.shape
     reduced, plane_size = ca_w1.shape[0], height * width
     acc_dtype = accumulation_dtype(res.dtype)
-    sa, w1, b1, w2, b2, proj, bias = _accumulation_weights(acc_dtype, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w,
-                                                           proj_b)
+    sa, w1, b1, w2, b2, proj, bias = _accumulation_weights(
+        acc_dtype, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b
+    )
     out = torch.empty_like(res, memory_format=torch.contiguous_format)
     pool = res.new_empty((batch, 2, height, width), dtype=acc_dtype)
     argmax = res.new_empty((batch, height, width), dtype=torch.int32)
@@ -270,15 +320,46 @@ def dual_attention_forward(res: torch.Tensor, x: torch.Tensor, sa_weight: torch.
         return out, pool, argmax, channel_mean
     blocks = triton.cdiv(plane_size, BLOCK_P)
     partial = res.new_empty((batch * blocks, channels), dtype=acc_dtype)  # per-block channel sums
-    _channel_pool_kernel[(batch * blocks,)](res, pool, argmax, partial, channels, plane_size, blocks,
-                                            BLOCK_C=POOL_BLOCK_C, BLOCK_P=BLOCK_P, **OPTIONS)
+    _channel_pool_kernel[(batch * blocks,)](
+        res, pool, argmax, partial, channels, plane_size, blocks, BLOCK_C=POOL_BLOCK_C, BLOCK_P=BLOCK_P, **OPTIONS
+    )
     scale = torch.empty_like(channel_mean)
     padded = padded_channels(channels)
-    _channel_attention_kernel[(batch,)](partial, w1, b1, w2, b2, channel_mean, scale, channels, reduced, plane_size,
-                                        blocks, CP=padded, RP=triton.next_power_of_2(reduced),
-                                        PARTIAL_BLOCK=PARTIAL_BLOCK, **OPTIONS)
+    _channel_attention_kernel[(batch,)](
+        partial,
+        w1,
+        b1,
+        w2,
+        b2,
+        channel_mean,
+        scale,
+        channels,
+        reduced,
+        plane_size,
+        blocks,
+        CP=padded,
+        RP=triton.next_power_of_2(reduced),
+        PARTIAL_BLOCK=PARTIAL_BLOCK,
+        **OPTIONS,
+    )
     blocks = triton.cdiv(plane_size, PROJECTION_BLOCK_P)
-    _projection_kernel[(batch * blocks,)](res, x, pool, scale, sa, proj, bias, out, channels, height, width, blocks,
-                                          ROWS=min(padded, PROJECTION_ROWS), BLOCK_P=PROJECTION_BLOCK_P, KC=KC,
-                                          TAPS=TAPS, **OPTIONS)
+    _projection_kernel[(batch * blocks,)](
+        res,
+        x,
+        pool,
+        scale,
+        sa,
+        proj,
+        bias,
+        out,
+        channels,
+        height,
+        width,
+        blocks,
+        ROWS=min(padded, PROJECTION_ROWS),
+        BLOCK_P=PROJECTION_BLOCK_P,
+        KC=KC,
+        TAPS=TAPS,
+        **OPTIONS,
+    )
     return out, pool, argmax, channel_mean

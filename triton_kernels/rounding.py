@@ -7,7 +7,7 @@ import triton.language as tl
 
 @triton.jit
 def divide(numerator, denominator):
-    """numerator / denominator rounded to nearest."""
+    """Numerator / denominator rounded to nearest."""
     if numerator.dtype == tl.float64:
         quotient = numerator / denominator
     else:

@@ -18,8 +18,8 @@ import torch
 
 from cycleisp_fast.arguments import parse_device
 from cycleisp_fast.bench.measure import PROVIDERS, measure_case, measure_rates, note
-from cycleisp_fast.cases import MODES, Case, Size, all_cases
 from cycleisp_fast.bench.report import dtype_name, format_size, format_table, make_rows, write_csv, write_plot
+from cycleisp_fast.cases import MODES, Case, Size, all_cases
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEFAULT_MIN_RUN_TIME = 1.0
@@ -50,23 +50,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark's options, for ``python -m cycleisp_fast.bench`` and ``cycleisp-fast bench``."""
     cases = all_cases()
     default = [name for name, case in cases.items() if not case.opt_in]
-    parser.add_argument("--ops", nargs="+", choices=list(cases), default=default, metavar="OP",
-                        help=f"cases to time (default: all but the opt-in whole networks and pipelines "
-                             f"{', '.join(name for name in cases if name not in default)}): {', '.join(cases)}")
-    parser.add_argument("--sizes", nargs="+", type=parse_size, metavar="SIZE",
-                        help="input shapes like 4x1x1024x1024; each case takes those that fit it "
-                             "(default: per case, e.g. N=4 images of 1024x1024)")
-    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=["float32"], metavar="DTYPE",
-                        help=f"floating dtypes of the inputs: {', '.join(DTYPES)} (default: float32); "
-                             "cases of RAW samples keep their own")
+    parser.add_argument(
+        "--ops",
+        nargs="+",
+        choices=list(cases),
+        default=default,
+        metavar="OP",
+        help=f"cases to time (default: all but the opt-in whole networks and pipelines "
+        f"{', '.join(name for name in cases if name not in default)}): {', '.join(cases)}",
+    )
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=parse_size,
+        metavar="SIZE",
+        help="input shapes like 4x1x1024x1024; each case takes those that fit it "
+        "(default: per case, e.g. N=4 images of 1024x1024)",
+    )
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=list(DTYPES),
+        default=["float32"],
+        metavar="DTYPE",
+        help=f"floating dtypes of the inputs: {', '.join(DTYPES)} (default: float32); "
+        "cases of RAW samples keep their own",
+    )
     parser.add_argument("--device", type=parse_device, default="cpu", help="cpu (default), cuda or cuda:<index>")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), metavar="MODE",
-                        help=f"{' and/or '.join(MODES)} (default: both)")
-    parser.add_argument("--providers", nargs="+", choices=PROVIDERS, default=list(PROVIDERS), metavar="PROVIDER",
-                        help=f"implementations to time: {', '.join(PROVIDERS)} (default: every one that runs here)")
-    parser.add_argument("--min-run-time", type=parse_seconds, metavar="SECONDS",
-                        help=f"timing per measurement (default: {DEFAULT_MIN_RUN_TIME}; "
-                             f"{QUICK_MIN_RUN_TIME} with --quick)")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=MODES,
+        default=list(MODES),
+        metavar="MODE",
+        help=f"{' and/or '.join(MODES)} (default: both)",
+    )
+    parser.add_argument(
+        "--providers",
+        nargs="+",
+        choices=PROVIDERS,
+        default=list(PROVIDERS),
+        metavar="PROVIDER",
+        help=f"implementations to time: {', '.join(PROVIDERS)} (default: every one that runs here)",
+    )
+    parser.add_argument(
+        "--min-run-time",
+        type=parse_seconds,
+        metavar="SECONDS",
+        help=f"timing per measurement (default: {DEFAULT_MIN_RUN_TIME}; {QUICK_MIN_RUN_TIME} with --quick)",
+    )
     parser.add_argument("--csv", metavar="PATH", help=f"CSV of all numbers (default: {RESULTS_DIR}/bench_<device>.csv)")
     parser.add_argument("--plot", metavar="PATH", help=f"PNG bar plot (default: {RESULTS_DIR}/bench_<device>.png)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and short timing: a smoke test")
@@ -105,8 +137,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     timings = []
     for case, size, dtype in work:
         note(f"timing {case.name} {format_size(size)} {dtype_name(dtype)} on {device}")
-        timings += measure_case(case, size, dtype, device, list(dict.fromkeys(args.providers)),
-                                list(dict.fromkeys(args.modes)), min_run_time)
+        timings += measure_case(
+            case,
+            size,
+            dtype,
+            device,
+            list(dict.fromkeys(args.providers)),
+            list(dict.fromkeys(args.modes)),
+            min_run_time,
+        )
     if not timings:
         note("nothing was timed: every provider was skipped (see above)")
         return 1
@@ -122,8 +161,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cycleisp_fast.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The parser of ``python -m cycleisp_fast.bench``: the module docstring as description, then the options."""
+    parser = argparse.ArgumentParser(
+        prog="python -m cycleisp_fast.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_arguments(parser)
     return parser
 

@@ -177,8 +177,15 @@ def _mode_inputs(inputs: tuple[torch.Tensor, ...], mode: str) -> tuple[torch.Ten
     return grad_leaves(inputs)
 
 
-def measure_case(case: Case, size: Size, dtype: torch.dtype, device: torch.device, providers: Sequence[str],
-                 modes: Sequence[str], min_run_time: float) -> list[Timing]:
+def measure_case(
+    case: Case,
+    size: Size,
+    dtype: torch.dtype,
+    device: torch.device,
+    providers: Sequence[str],
+    modes: Sequence[str],
+    min_run_time: float,
+) -> list[Timing]:
     """Times every provider of ``case`` at ``size`` and ``dtype``, for each mode, one provider after the other."""
     torch.compiler.reset()  # one compiled graph per case: no recompile limit across sizes and dtypes
     generator = make_generator(device)
@@ -191,8 +198,11 @@ def measure_case(case: Case, size: Size, dtype: torch.dtype, device: torch.devic
             continue
         args = _mode_inputs(inputs, mode)
         output = case.reference(*args, **case.variants[0].kwargs)
-        grad_output = None if mode == "forward" else torch.randn(
-            output.shape, dtype=output.dtype, device=device, generator=generator)
+        grad_output = (
+            None
+            if mode == "forward"
+            else torch.randn(output.shape, dtype=output.dtype, device=device, generator=generator)
+        )
         min_bytes = case.min_bytes(args, output, mode)
         flops = case.flops(args, output, mode) if case.flops is not None else None
         roofline = copy_seconds(min_bytes, device, min_run_time)
@@ -206,6 +216,18 @@ def measure_case(case: Case, size: Size, dtype: torch.dtype, device: torch.devic
                 note(f"skipped {provider} for {case.name} {mode}: {type(error).__name__}: {first_line}")
                 continue
             seconds = median_seconds(step, min_run_time)
-            timings.append(Timing(case.name, provider, mode, size, dtype, seconds, min_bytes, roofline, flops,
-                                  peak_memory_bytes(step, device)))
+            timings.append(
+                Timing(
+                    case.name,
+                    provider,
+                    mode,
+                    size,
+                    dtype,
+                    seconds,
+                    min_bytes,
+                    roofline,
+                    flops,
+                    peak_memory_bytes(step, device),
+                )
+            )
     return timings

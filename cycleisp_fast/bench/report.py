@@ -17,9 +17,27 @@ import torch
 from cycleisp_fast.bench.measure import COPY_BYTES, Rates, Timing
 
 COLUMNS = (
-    "case", "mode", "size", "dtype", "device", "provider", "time_ms", "speedup_vs_eager", "speedup_vs_compile",
-    "min_bytes", "gb_per_s", "copy_gb_per_s", "copy_fraction", "flops", "gflop_per_s", "matmul_gflop_per_s",
-    "matmul_fraction", "peak_bytes", "peak_vs_eager", "device_name", "torch_version",
+    "case",
+    "mode",
+    "size",
+    "dtype",
+    "device",
+    "provider",
+    "time_ms",
+    "speedup_vs_eager",
+    "speedup_vs_compile",
+    "min_bytes",
+    "gb_per_s",
+    "copy_gb_per_s",
+    "copy_fraction",
+    "flops",
+    "gflop_per_s",
+    "matmul_gflop_per_s",
+    "matmul_fraction",
+    "peak_bytes",
+    "peak_vs_eager",
+    "device_name",
+    "torch_version",
 )
 """The CSV's columns, one row per case, provider, mode, size, dtype and device."""
 
@@ -62,18 +80,31 @@ def make_rows(timings: Sequence[Timing], rates: Rates, device: torch.device) -> 
         group = (t.case, t.mode, t.size, t.dtype)
         gb_per_s = t.min_bytes / t.seconds / 1e9
         gflop_per_s = None if t.flops is None else t.flops / t.seconds / 1e9
-        rows.append({
-            "case": t.case, "mode": t.mode, "size": format_size(t.size), "dtype": dtype_name(t.dtype),
-            "device": device.type, "provider": t.provider, "time_ms": t.seconds * 1e3,
-            "speedup_vs_eager": _ratio(baselines.get((*group, "eager")), t.seconds),
-            "speedup_vs_compile": _ratio(baselines.get((*group, "compile")), t.seconds),
-            "min_bytes": t.min_bytes, "gb_per_s": gb_per_s, "copy_gb_per_s": t.min_bytes / t.copy_seconds / 1e9,
-            "copy_fraction": t.copy_seconds / t.seconds, "flops": t.flops, "gflop_per_s": gflop_per_s,
-            "matmul_gflop_per_s": rates.matmul_gflop_per_s,
-            "matmul_fraction": _ratio(gflop_per_s, rates.matmul_gflop_per_s),
-            "peak_bytes": t.peak_bytes, "peak_vs_eager": _ratio(t.peak_bytes, peaks.get((*group, "eager")) or None),
-            "device_name": name, "torch_version": torch.__version__,
-        })
+        rows.append(
+            {
+                "case": t.case,
+                "mode": t.mode,
+                "size": format_size(t.size),
+                "dtype": dtype_name(t.dtype),
+                "device": device.type,
+                "provider": t.provider,
+                "time_ms": t.seconds * 1e3,
+                "speedup_vs_eager": _ratio(baselines.get((*group, "eager")), t.seconds),
+                "speedup_vs_compile": _ratio(baselines.get((*group, "compile")), t.seconds),
+                "min_bytes": t.min_bytes,
+                "gb_per_s": gb_per_s,
+                "copy_gb_per_s": t.min_bytes / t.copy_seconds / 1e9,
+                "copy_fraction": t.copy_seconds / t.seconds,
+                "flops": t.flops,
+                "gflop_per_s": gflop_per_s,
+                "matmul_gflop_per_s": rates.matmul_gflop_per_s,
+                "matmul_fraction": _ratio(gflop_per_s, rates.matmul_gflop_per_s),
+                "peak_bytes": t.peak_bytes,
+                "peak_vs_eager": _ratio(t.peak_bytes, peaks.get((*group, "eager")) or None),
+                "device_name": name,
+                "torch_version": torch.__version__,
+            }
+        )
     return rows
 
 
@@ -83,11 +114,18 @@ def _number(spec: str, suffix: str = "", scale: float = 1.0) -> Callable[[object
 
 
 TABLE_COLUMNS = (
-    ("case", "case", str), ("mode", "mode", str), ("size", "size", str), ("dtype", "dtype", str),
-    ("provider", "provider", str), ("time (ms)", "time_ms", _number(".4g")),
-    ("vs eager", "speedup_vs_eager", _number(".2f", "x")), ("vs compile", "speedup_vs_compile", _number(".2f", "x")),
-    ("GB/s", "gb_per_s", _number(".1f")), ("copy GB/s", "copy_gb_per_s", _number(".1f")),
-    ("% copy", "copy_fraction", _number(".0f", "%", 100)), ("peak MiB", "peak_bytes", _number(".1f", "", 2**-20)),
+    ("case", "case", str),
+    ("mode", "mode", str),
+    ("size", "size", str),
+    ("dtype", "dtype", str),
+    ("provider", "provider", str),
+    ("time (ms)", "time_ms", _number(".4g")),
+    ("vs eager", "speedup_vs_eager", _number(".2f", "x")),
+    ("vs compile", "speedup_vs_compile", _number(".2f", "x")),
+    ("GB/s", "gb_per_s", _number(".1f")),
+    ("copy GB/s", "copy_gb_per_s", _number(".1f")),
+    ("% copy", "copy_fraction", _number(".0f", "%", 100)),
+    ("peak MiB", "peak_bytes", _number(".1f", "", 2**-20)),
     ("mem vs eager", "peak_vs_eager", _number(".0f", "%", 100)),
 )
 FLOP_COLUMNS = (("GFLOP/s", "gflop_per_s", _number(".1f")), ("% matmul", "matmul_fraction", _number(".0f", "%", 100)))
@@ -120,9 +158,11 @@ def format_table(rows: Sequence[Row], rates: Rates) -> str:
     first = rows[0]
     header = f"{first['device_name']} ({first['device']}), torch {first['torch_version']}: {rates_text}"
     table = [header, ""] + markdown_table(cells, TEXT_COLUMNS)
-    table.append("\nGB/s: the op's minimum bytes (inputs read once, outputs written once) over its time. copy GB/s "
-                 "and % copy: the roofline, a copy of those same bytes timed in the same run. peak MiB: the memory a call "
-                 "allocates at its peak beyond its inputs (saved activations, outputs, gradients, scratch).")
+    table.append(
+        "\nGB/s: the op's minimum bytes (inputs read once, outputs written once) over its time. copy GB/s "
+        "and % copy: the roofline, a copy of those same bytes timed in the same run. peak MiB: the memory a call "
+        "allocates at its peak beyond its inputs (saved activations, outputs, gradients, scratch)."
+    )
     return "\n".join(table)
 
 
@@ -163,11 +203,13 @@ def write_plot(rows: Sequence[Row], path: str) -> bool:
     speedup_axes.set_ylabel("speedup vs eager (x)")
     speedup_axes.legend()
     roofline_axes.set_ylabel("% of same-size copy speed")
-    roofline_axes.set_xticks(range(len(groups)), ["\n".join(key[:2]) + f"\n{key[2]} {key[3]}" for key in groups],
-                             fontsize=8)
+    roofline_axes.set_xticks(
+        range(len(groups)), ["\n".join(key[:2]) + f"\n{key[2]} {key[3]}" for key in groups], fontsize=8
+    )
     first = rows[0]
-    speedup_axes.set_title(f"cycleisp_fast kernels on {first['device_name']} ({first['device']}), "
-                           f"torch {first['torch_version']}")
+    speedup_axes.set_title(
+        f"cycleisp_fast kernels on {first['device_name']} ({first['device']}), torch {first['torch_version']}"
+    )
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     figure.savefig(path, dpi=120)
     return True

@@ -38,10 +38,11 @@ def _fits_features(size: Size) -> bool:
 
 
 def _random_modulation(size: Size, dtype: torch.dtype, device: torch.device, generator: torch.Generator):
-    """x standard normal; gamma and beta normal of std :data:`MODULATION_STD`; all of shape ``size``."""
+    """X standard normal; gamma and beta normal of std :data:`MODULATION_STD`; all of shape ``size``."""
     x = torch.randn(size, dtype=dtype, device=device, generator=generator)
-    gamma, beta = (MODULATION_STD * torch.randn(size, dtype=dtype, device=device, generator=generator)
-                   for _ in range(2))
+    gamma, beta = (
+        MODULATION_STD * torch.randn(size, dtype=dtype, device=device, generator=generator) for _ in range(2)
+    )
     return x, gamma, beta
 
 
@@ -73,7 +74,7 @@ def _fits_block(size: Size) -> bool:
 
 
 def _random_resblock_inputs(size: Size, dtype: torch.dtype, device: torch.device, generator: torch.Generator):
-    """x standard normal ``size``, a noise map uniform in [0, 1) ``(N, 3, H, W)``, and the block's parameters:
+    """X standard normal ``size``, a noise map uniform in [0, 1) ``(N, 3, H, W)``, and the block's parameters:
     weights normal of std ``1/sqrt(fan_in)`` and biases of std 0.1, so gamma and beta are far from 0."""
     batch, _, height, width = size
     x = torch.randn(size, dtype=dtype, device=device, generator=generator)

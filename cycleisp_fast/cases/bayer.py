@@ -75,8 +75,15 @@ def _variants(levels: dict | None = None) -> tuple[Variant, ...]:
     return tuple(Variant({"pattern": pattern, **(levels or {})}) for pattern in PATTERNS)
 
 
-def _case(name, op, ref, layout: str, variants: tuple[Variant, ...], dtype: torch.dtype | None = None,
-          make_inputs=_random_image) -> Case:
+def _case(
+    name,
+    op,
+    ref,
+    layout: str,
+    variants: tuple[Variant, ...],
+    dtype: torch.dtype | None = None,
+    make_inputs=_random_image,
+) -> Case:
     """A Bayer case whose input is in ``layout``."""
     return Case(
         name=name,
@@ -99,8 +106,15 @@ def _case(name, op, ref, layout: str, variants: tuple[Variant, ...], dtype: torc
 CASES = (
     _case("bayer_mosaic", ops.bayer_mosaic, reference.bayer_mosaic, "rgb", _variants()),
     _case("bayer_pack", ops.bayer_pack, reference.bayer_pack, "cfa", _variants() + _variants(FLOAT_LEVELS)),
-    _case("bayer_pack_u16_levels", ops.bayer_pack, reference.bayer_pack, "cfa", _variants(RAW_LEVELS),
-          dtype=torch.uint16, make_inputs=_random_raw),
+    _case(
+        "bayer_pack_u16_levels",
+        ops.bayer_pack,
+        reference.bayer_pack,
+        "cfa",
+        _variants(RAW_LEVELS),
+        dtype=torch.uint16,
+        make_inputs=_random_raw,
+    ),
     _case("bayer_unpack", ops.bayer_unpack, reference.bayer_unpack, "packed", _variants()),
     _case("rgb_to_packed_bayer", ops.rgb_to_packed_bayer, reference.rgb_to_packed_bayer, "rgb", _variants()),
 )

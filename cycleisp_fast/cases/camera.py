@@ -9,8 +9,8 @@ pipeline on the reference backend, the fused rows with the camera and noise ops 
 
 from __future__ import annotations
 
-from torch import Tensor
 import torch
+from torch import Tensor
 
 from cycleisp_fast import ops
 from cycleisp_fast.cases import Case, Size, Variant
@@ -77,17 +77,46 @@ def _reference_of(name: str):
 
 
 CASES = (
-    Case(name="camera_mosaic", kernel="camera_mosaic", op=ops.camera_mosaic, reference=_reference_of("camera_mosaic"),
-         make_inputs=_mosaic_inputs, size_doc="N x 3 x H x W (linear sRGB), H and W even", fits=_fits(3, True),
-         default_sizes=((8, 3, 512, 512),), quick_sizes=((2, 3, 32, 32),), selftest_sizes=((2, 3, 6, 10), (1, 3, 2, 2)),
-         test_sizes=((1, 3, 2, 2), (2, 3, 6, 10), (3, 3, 12, 4)), variants=_EXACT_UP_TO_ROUNDING),
-    Case(name="camera_demosaic", kernel="camera_demosaic", op=ops.camera_demosaic,
-         reference=_reference_of("camera_demosaic"), make_inputs=_demosaic_inputs,
-         size_doc="N x 4 x h x w (packed RGGB)", fits=_fits(4, False), default_sizes=((8, 4, 256, 256),),
-         quick_sizes=((2, 4, 16, 16),), selftest_sizes=((2, 4, 3, 5), (1, 4, 1, 1)),
-         test_sizes=((1, 4, 1, 1), (2, 4, 3, 5), (2, 4, 8, 6), (1, 4, 3, 130)), variants=_EXACT_UP_TO_ROUNDING),
-    Case(name="synthesis_unprocessing", kernel="camera_demosaic", op=synthesize_noisy,
-         reference=_synthesize_on_reference, make_inputs=_clean_images,
-         size_doc="N x 3 x H x W (clean sRGB), H and W even", fits=_fits(3, True), default_sizes=((8, 3, 512, 512),),
-         quick_sizes=((2, 3, 32, 32),), selftest_sizes=((2, 3, 8, 12),), variants=_EXACT_UP_TO_ROUNDING, opt_in=True),
+    Case(
+        name="camera_mosaic",
+        kernel="camera_mosaic",
+        op=ops.camera_mosaic,
+        reference=_reference_of("camera_mosaic"),
+        make_inputs=_mosaic_inputs,
+        size_doc="N x 3 x H x W (linear sRGB), H and W even",
+        fits=_fits(3, True),
+        default_sizes=((8, 3, 512, 512),),
+        quick_sizes=((2, 3, 32, 32),),
+        selftest_sizes=((2, 3, 6, 10), (1, 3, 2, 2)),
+        test_sizes=((1, 3, 2, 2), (2, 3, 6, 10), (3, 3, 12, 4)),
+        variants=_EXACT_UP_TO_ROUNDING,
+    ),
+    Case(
+        name="camera_demosaic",
+        kernel="camera_demosaic",
+        op=ops.camera_demosaic,
+        reference=_reference_of("camera_demosaic"),
+        make_inputs=_demosaic_inputs,
+        size_doc="N x 4 x h x w (packed RGGB)",
+        fits=_fits(4, False),
+        default_sizes=((8, 4, 256, 256),),
+        quick_sizes=((2, 4, 16, 16),),
+        selftest_sizes=((2, 4, 3, 5), (1, 4, 1, 1)),
+        test_sizes=((1, 4, 1, 1), (2, 4, 3, 5), (2, 4, 8, 6), (1, 4, 3, 130)),
+        variants=_EXACT_UP_TO_ROUNDING,
+    ),
+    Case(
+        name="synthesis_unprocessing",
+        kernel="camera_demosaic",
+        op=synthesize_noisy,
+        reference=_synthesize_on_reference,
+        make_inputs=_clean_images,
+        size_doc="N x 3 x H x W (clean sRGB), H and W even",
+        fits=_fits(3, True),
+        default_sizes=((8, 3, 512, 512),),
+        quick_sizes=((2, 3, 32, 32),),
+        selftest_sizes=((2, 3, 8, 12),),
+        variants=_EXACT_UP_TO_ROUNDING,
+        opt_in=True,
+    ),
 )

@@ -44,18 +44,28 @@ def _fits_tail(size: Size) -> bool:
 
 def _weights(shapes, dtype: torch.dtype, device: torch.device, generator: torch.Generator) -> tuple[Tensor, ...]:
     """Normal weights of std ``1/sqrt(fan_in)`` and biases of std 0.1, so that neither attention saturates."""
-    return tuple(torch.randn(shape, dtype=dtype, device=device, generator=generator)
-                 * (torch.Size(shape)[1:].numel() ** -0.5 if len(shape) > 1 else 0.1) for shape in shapes)
+    return tuple(
+        torch.randn(shape, dtype=dtype, device=device, generator=generator)
+        * (torch.Size(shape)[1:].numel() ** -0.5 if len(shape) > 1 else 0.1)
+        for shape in shapes
+    )
 
 
 def _tail_shapes(channels: int) -> tuple[tuple[int, ...], ...]:
     hidden = channels // REDUCTION
-    return ((1, 2, 3, 3), (hidden, channels, 1, 1), (hidden,), (channels, hidden, 1, 1), (channels,),
-            (channels, 2 * channels, 1, 1), (channels,))
+    return (
+        (1, 2, 3, 3),
+        (hidden, channels, 1, 1),
+        (hidden,),
+        (channels, hidden, 1, 1),
+        (channels,),
+        (channels, 2 * channels, 1, 1),
+        (channels,),
+    )
 
 
 def _random_tail_inputs(size: Size, dtype: torch.dtype, device: torch.device, generator: torch.Generator):
-    """res and x standard normal of ``size``, and the tail's seven weights."""
+    """Res and x standard normal of ``size``, and the tail's seven weights."""
     features = tuple(torch.randn(size, dtype=dtype, device=device, generator=generator) for _ in range(2))
     return features + _weights(_tail_shapes(size[1]), dtype, device, generator)
 
@@ -70,8 +80,10 @@ def tail_flops(inputs, output: Tensor, mode: str) -> int:
 
 BLOCK_CHANNELS = 64
 with torch.device("meta"):
-    _BLOCKS = {name: DAB(default_conv, BLOCK_CHANNELS, 3, REDUCTION, act=nn.PReLU(BLOCK_CHANNELS), backend=name)
-               for name in (None, *BACKENDS)}
+    _BLOCKS = {
+        name: DAB(default_conv, BLOCK_CHANNELS, 3, REDUCTION, act=nn.PReLU(BLOCK_CHANNELS), backend=name)
+        for name in (None, *BACKENDS)
+    }
 """Templates of the block per ``backend`` argument, holding no data: the parameters come in as inputs."""
 _PARAMETER_NAMES = tuple(name for name, _ in _BLOCKS["reference"].named_parameters())
 
@@ -92,7 +104,7 @@ def _fits_block(size: Size) -> bool:
 
 
 def _random_dab_inputs(size: Size, dtype: torch.dtype, device: torch.device, generator: torch.Generator):
-    """x standard normal of ``size`` and the block's parameters (see :func:`_weights`)."""
+    """X standard normal of ``size`` and the block's parameters (see :func:`_weights`)."""
     x = torch.randn(size, dtype=dtype, device=device, generator=generator)
     return (x,) + _weights([p.shape for p in _BLOCKS["reference"].parameters()], dtype, device, generator)
 

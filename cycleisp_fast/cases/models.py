@@ -24,6 +24,7 @@ from cycleisp_fast.models import AINDNet, DenoiseNet
 from cycleisp_fast.ops.ain import OP_NAME as AIN_OP
 from cycleisp_fast.ops.dual_attention import OP_NAME as DUAL_ATTENTION_OP
 
+
 class _Functional:
     """One model per backend, called with its parameters given as tensors (``named_parameters()`` order)."""
 
@@ -50,8 +51,9 @@ class _Functional:
         backend = backend or "auto"
         if self.channels_last and backend != "reference" and image.device.type == "cpu":
             image = image.contiguous(memory_format=torch.channels_last)
-            parameters = tuple(p.contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p
-                               for p in parameters)
+            parameters = tuple(
+                p.contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p for p in parameters
+            )
         model = self.template(backend)
         return torch.func.functional_call(model, dict(zip(self.names(), parameters)), (image,))
 
@@ -96,8 +98,11 @@ def _conv_flops(model: _Functional) -> Callable[[tuple[Tensor, ...], Tensor, str
 
             with torch.device("meta"):
                 template = model.build("reference")
-            hooks = [m.register_forward_hook(count) for m in template.modules()
-                     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+            hooks = [
+                m.register_forward_hook(count)
+                for m in template.modules()
+                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+            ]
             try:
                 with torch.no_grad():
                     template(torch.zeros(shape, device="meta"))
@@ -122,12 +127,25 @@ gradients are ill-conditioned (an instance-normalised plane that a ReLU leaves n
 1/sqrt(eps) = 316, and the backends' different roundings flip a ReLU there: 0.17 seen on a conv bias whose
 float32 reference is within 1e-5 of float64, while each op alone agrees to 1e-6)."""
 
+
 def _case(name: str, kernel: str, model: _Functional, **extra) -> Case:
     """The case of one whole network on an sRGB image, default 1 x 3 x 256 x 256."""
-    return Case(name=name, kernel=kernel, op=model, reference=_reference(model), make_inputs=_inputs(model),
-                size_doc="N x 3 x H x W (sRGB image)", fits=_fits_rgb, default_sizes=((1, 3, 256, 256),),
-                quick_sizes=((1, 3, 16, 16),), variants=_MODEL_VARIANTS, dtype=torch.float32,
-                flops=_conv_flops(model), opt_in=True, **extra)
+    return Case(
+        name=name,
+        kernel=kernel,
+        op=model,
+        reference=_reference(model),
+        make_inputs=_inputs(model),
+        size_doc="N x 3 x H x W (sRGB image)",
+        fits=_fits_rgb,
+        default_sizes=((1, 3, 256, 256),),
+        quick_sizes=((1, 3, 16, 16),),
+        variants=_MODEL_VARIANTS,
+        dtype=torch.float32,
+        flops=_conv_flops(model),
+        opt_in=True,
+        **extra,
+    )
 
 
 CASES = (

@@ -40,23 +40,25 @@ def _clip(y: Tensor, clip) -> Tensor:
     return y if clip is None else y.clamp(*clip)
 
 
-def heteroscedastic_gaussian_composite(x: Tensor, shot: Tensor, read: Tensor, seed: int = 0, offset: int = 0,
-                                       clip=None) -> Tensor:
+def heteroscedastic_gaussian_composite(
+    x: Tensor, shot: Tensor, read: Tensor, seed: int = 0, offset: int = 0, clip=None
+) -> Tensor:
     """CycleISP's ``add_noise`` in eager PyTorch: ``x + randn * sqrt(shot x + read)`` (ATen's generator; seed
     and offset are ignored), then the clamp."""
     shot, read = _levels(shot, read, x)
     return _clip(x + torch.randn_like(x) * torch.sqrt(shot * x + read), clip)
 
 
-def poisson_gaussian_composite(x: Tensor, shot: Tensor, read: Tensor, seed: int = 0, offset: int = 0,
-                               clip=None) -> Tensor:
+def poisson_gaussian_composite(
+    x: Tensor, shot: Tensor, read: Tensor, seed: int = 0, offset: int = 0, clip=None
+) -> Tensor:
     """``shot * torch.poisson(x / shot) + randn * sqrt(read)`` in eager PyTorch, then the clamp."""
     shot, read = _levels(shot, read, x)
     return _clip(shot * torch.poisson(x / shot) + torch.randn_like(x) * torch.sqrt(read), clip)
 
 
 def _random_signal_and_levels(size: Size, dtype: torch.dtype, device: torch.device, generator: torch.Generator):
-    """x uniform in [0, 1) of ``size``; shot ``(N,)`` log-uniform on :data:`SHOT_RANGE`; read ``(N,)`` on
+    """X uniform in [0, 1) of ``size``; shot ``(N,)`` log-uniform on :data:`SHOT_RANGE`; read ``(N,)`` on
     CycleISP's DND line ``log10 read = 2.18 log10 shot + 1.20``. Levels in the compute dtype."""
     levels_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     x = torch.rand(size, dtype=dtype, device=device, generator=generator)

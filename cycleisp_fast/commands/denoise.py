@@ -54,24 +54,32 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cycleisp_fast.arguments import INPUT_ERRORS, check_tiling, parse_device
+from cycleisp_fast.arguments import INPUT_ERRORS, add_tiling_arguments, check_tiling, parse_device
 from cycleisp_fast.backend import BACKENDS
+from cycleisp_fast.commands.denoise_benchmarks import DND_LAYOUTS, benchmark_input, run_dnd, run_sidd
 from cycleisp_fast.data.files import atomic_path, output_problem
 from cycleisp_fast.data.images import IMAGE_SUFFIXES, read_image, write_image
 from cycleisp_fast.data.raw import RAW_SUFFIXES, RawImage, is_raw_file, read_raw
 from cycleisp_fast.data.sidd_blocks import parse_sidd_patterns
 from cycleisp_fast.data.submissions import check_matlab_field_names
 from cycleisp_fast.noise.estimation import estimate_raw_noise
-from cycleisp_fast.pipelines.denoisers import (DEFAULT_OVERLAP, DEFAULT_TILE, DENOISERS, denoise_raw, denoise_srgb,
-                                               load_denoiser)
+from cycleisp_fast.pipelines.denoisers import (
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    DENOISERS,
+    denoise_raw,
+    denoise_srgb,
+    load_denoiser,
+)
 from cycleisp_fast.pipelines.unprocessing import process
-from cycleisp_fast.commands.denoise_benchmarks import DND_LAYOUTS, benchmark_input, run_dnd, run_sidd
-
 
 
 def _is_input_file(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and (
-        path.suffix.lower() in IMAGE_SUFFIXES or is_raw_file(path))
+    return (
+        path.is_file()
+        and not path.name.startswith(".")
+        and (path.suffix.lower() in IMAGE_SUFFIXES or is_raw_file(path))
+    )
 
 
 def collect_inputs(arguments: list[str]) -> list[Path]:
@@ -94,8 +102,10 @@ def collect_inputs(arguments: list[str]) -> list[Path]:
         elif path.suffix.lower() in IMAGE_SUFFIXES or is_raw_file(path):
             files.append(path)
         else:
-            raise ValueError(f"input {path} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a RAW file "
-                             f"({', '.join(RAW_SUFFIXES)})")
+            raise ValueError(
+                f"input {path} is neither an image ({', '.join(IMAGE_SUFFIXES)}) nor a RAW file "
+                f"({', '.join(RAW_SUFFIXES)})"
+            )
     return files
 
 
@@ -116,8 +126,7 @@ def develop(packed: torch.Tensor, raw: RawImage, backend: str | None) -> torch.T
     and colour matrix (the identity when the file has none)."""
     cam_to_srgb = raw.cam_to_srgb if raw.cam_to_srgb is not None else torch.eye(3)
     gains = raw.white_balance.double()
-    return process(packed.clamp(0, 1), float(gains[0]), float(gains[2]), cam_to_srgb.to(packed.dtype),
-                   backend=backend)
+    return process(packed.clamp(0, 1), float(gains[0]), float(gains[2]), cam_to_srgb.to(packed.dtype), backend=backend)
 
 
 def noise_levels(raw: RawImage, args: argparse.Namespace) -> tuple[float, float, str]:
@@ -170,39 +179,67 @@ def denoise_file(path: Path, model: torch.nn.Module, args: argparse.Namespace) -
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``denoise`` options to ``parser``, the benchmark-only ones in a group of their own."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or RAW files, or folders of them")
     parser.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the outputs (created)")
-    parser.add_argument("--model", required=True, choices=list(DENOISERS),
-                        help="; ".join(f"{name}: {entry.summary}" for name, entry in DENOISERS.items()))
-    parser.add_argument("--weights", type=Path, metavar="FILE",
-                        help="checkpoint: an official one or one written by cycleisp-fast train (all but 'noisy' "
-                             "need one)")
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
-                        help=f"tile size in pixels of the model's input (default {DEFAULT_TILE})")
-    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
-                        help=f"context kept around each tile, in pixels (default {DEFAULT_OVERLAP})")
+    parser.add_argument(
+        "--model",
+        required=True,
+        choices=list(DENOISERS),
+        help="; ".join(f"{name}: {entry.summary}" for name, entry in DENOISERS.items()),
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        metavar="FILE",
+        help="checkpoint: an official one or one written by cycleisp-fast train (all but 'noisy' need one)",
+    )
+    add_tiling_arguments(parser, tile=DEFAULT_TILE, overlap=DEFAULT_OVERLAP)
     parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="bits per sample of the PNGs (8)")
-    parser.add_argument("--shot", type=float, help="RAW shot-noise variance (with --read; cycleisp-raw only), for "
-                                                   "RAW files and SIDD RAW blocks (default: estimated)")
+    parser.add_argument(
+        "--shot",
+        type=float,
+        help="RAW shot-noise variance (with --read; cycleisp-raw only), for "
+        "RAW files and SIDD RAW blocks (default: estimated)",
+    )
     parser.add_argument("--read", type=float, help="RAW read-noise variance (with --shot; cycleisp-raw only)")
     parser.add_argument("--device", type=parse_device, default="cpu", help="cpu (default), cuda or cuda:<index>")
     parser.add_argument("--backend", choices=BACKENDS, help="backend of the fused ops (default: the one in force)")
     benchmark = parser.add_argument_group("benchmarks (a DND folder or a SIDD blocks file as the only INPUT)")
-    benchmark.add_argument("--layout", choices=("auto",) + DND_LAYOUTS, default="auto",
-                           help="DND: which images to denoise (default: those of the model's domain; needed for "
-                                "'noisy' when the folder holds both)")
-    benchmark.add_argument("--margin", type=_non_negative_int, default=0, metavar="PIXELS",
-                           help="DND: context kept around each box (clipped at the image border), cropped away after "
-                                "denoising; 0 (default) as CycleISP's test_dnd_*.py, 80 is AINDNet's protocol (its "
-                                "test_dnd.py)")
-    benchmark.add_argument("--pattern", type=parse_sidd_patterns, metavar="PATTERN[,...]",
-                           help="SIDD RAW blocks: the Bayer pattern of every image, or one per image, comma-separated: "
-                                "RGGB/BGGR/GRBG/GBRG or SIDD phone codes (GP, N6, G4: BGGR; IP: RGGB; S6: GRBG)")
-    benchmark.add_argument("--optional-data", dest="optional_data", action="append", type=_optional_field,
-                           default=[], metavar="FIELD=TEXT",
-                           help="SIDD: a field of the submission's OptionalData struct (repeatable), e.g. "
-                                "Authors=..., PaperTitle=..., Venue=...; MethodName and MachineSpecs are filled in "
-                                "unless given")
+    benchmark.add_argument(
+        "--layout",
+        choices=("auto",) + DND_LAYOUTS,
+        default="auto",
+        help="DND: which images to denoise (default: those of the model's domain; needed for "
+        "'noisy' when the folder holds both)",
+    )
+    benchmark.add_argument(
+        "--margin",
+        type=_non_negative_int,
+        default=0,
+        metavar="PIXELS",
+        help="DND: context kept around each box (clipped at the image border), cropped away after "
+        "denoising; 0 (default) as CycleISP's test_dnd_*.py, 80 is AINDNet's protocol (its "
+        "test_dnd.py)",
+    )
+    benchmark.add_argument(
+        "--pattern",
+        type=parse_sidd_patterns,
+        metavar="PATTERN[,...]",
+        help="SIDD RAW blocks: the Bayer pattern of every image, or one per image, comma-separated: "
+        "RGGB/BGGR/GRBG/GBRG or SIDD phone codes (GP, N6, G4: BGGR; IP: RGGB; S6: GRBG)",
+    )
+    benchmark.add_argument(
+        "--optional-data",
+        dest="optional_data",
+        action="append",
+        type=_optional_field,
+        default=[],
+        metavar="FIELD=TEXT",
+        help="SIDD: a field of the submission's OptionalData struct (repeatable), e.g. "
+        "Authors=..., PaperTitle=..., Venue=...; MethodName and MachineSpecs are filled in "
+        "unless given",
+    )
 
 
 def _non_negative_int(text: str) -> int:
@@ -254,17 +291,30 @@ def _check_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Denoises a benchmark input, or every image and RAW file of the inputs into ``--outdir``.
+
+    Returns the exit code: 0, or 1 when some input failed (each failure is reported on stderr and skipped).
+    """
     if problem := output_problem(args.outdir, folder=True):
         parser.error(f"-o/--outdir: {problem}")
     benchmark = benchmark_input(args.inputs, parser)
     if benchmark is not None:
         return run_dnd(benchmark, args, parser) if benchmark.is_dir() else run_sidd(benchmark, args, parser)
-    given = [option for option, value in (("--layout", args.layout != "auto"), ("--margin", args.margin),
-                                          ("--pattern", args.pattern), ("--optional-data", args.optional_data))
-             if value]
+    given = [
+        option
+        for option, value in (
+            ("--layout", args.layout != "auto"),
+            ("--margin", args.margin),
+            ("--pattern", args.pattern),
+            ("--optional-data", args.optional_data),
+        )
+        if value
+    ]
     if given:
-        parser.error(f"{', '.join(given)} apply to benchmark inputs (a DND folder or a SIDD blocks file), not to "
-                     "image or RAW files")
+        parser.error(
+            f"{', '.join(given)} apply to benchmark inputs (a DND folder or a SIDD blocks file), not to "
+            "image or RAW files"
+        )
     inputs = _check_arguments(args, parser)
     try:
         model = load_denoiser(args.model, args.weights, device=args.device, backend=args.backend)
@@ -282,6 +332,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             continue
         if note is not None:
             tqdm.write(note)
-    print(f"denoised {len(inputs) - len(failures)} of {len(inputs)} input(s) into {args.outdir}"
-          + (f"; {len(failures)} failed" if failures else ""))
+    print(
+        f"denoised {len(inputs) - len(failures)} of {len(inputs)} input(s) into {args.outdir}"
+        + (f"; {len(failures)} failed" if failures else "")
+    )
     return 1 if failures else 0

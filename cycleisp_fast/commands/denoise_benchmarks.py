@@ -15,8 +15,12 @@ import torch
 from cycleisp_fast.arguments import INPUT_ERRORS, check_tiling
 from cycleisp_fast.data.datasets import DND, matching_layouts
 from cycleisp_fast.data.sidd_blocks import SIDDBlocks
-from cycleisp_fast.data.submissions import (SIDD_KAGGLE_FILES, SIDD_SUBMISSIONS, write_sidd_kaggle_csv,
-                                            write_sidd_submission)
+from cycleisp_fast.data.submissions import (
+    SIDD_KAGGLE_FILES,
+    SIDD_SUBMISSIONS,
+    write_sidd_kaggle_csv,
+    write_sidd_submission,
+)
 from cycleisp_fast.pipelines.benchmarks import denoise_dnd, denoise_sidd_blocks
 from cycleisp_fast.pipelines.denoisers import DENOISERS, load_denoiser
 
@@ -27,8 +31,11 @@ def benchmark_input(arguments: list[str], parser: argparse.ArgumentParser) -> Pa
     """The benchmark among the inputs, a DND folder (holding ``info.mat``) or a SIDD blocks ``.mat`` file, or None;
     a benchmark must be the only input."""
     paths = [Path(argument) for argument in arguments]
-    found = [path for path in paths if (path.is_dir() and (path / "info.mat").is_file())
-             or (path.is_file() and path.suffix.lower() == ".mat")]
+    found = [
+        path
+        for path in paths
+        if (path.is_dir() and (path / "info.mat").is_file()) or (path.is_file() and path.suffix.lower() == ".mat")
+    ]
     if found and len(paths) > 1:
         parser.error(f"{found[0]} is a benchmark (a DND folder or a SIDD blocks file): give it as the only INPUT")
     return found[0] if found else None
@@ -50,8 +57,10 @@ def _dnd_layout(root: Path, args: argparse.Namespace, parser: argparse.ArgumentP
     if args.layout == "auto":
         fitting = [layout for layout in held if domain in ("any", layout.removeprefix("dnd-"))]
         if len(fitting) > 1:
-            parser.error(f"the DND folder {root} holds both sRGB and RAW images; say which the noisy baseline "
-                         "takes with --layout dnd-srgb or --layout dnd-raw")
+            parser.error(
+                f"the DND folder {root} holds both sRGB and RAW images; say which the noisy baseline "
+                "takes with --layout dnd-srgb or --layout dnd-raw"
+            )
         layout = fitting[0] if fitting else held[0]
     elif args.layout in held:
         layout = args.layout
@@ -63,12 +72,20 @@ def _dnd_layout(root: Path, args: argparse.Namespace, parser: argparse.ArgumentP
 
 
 def run_dnd(root: Path, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Denoises the DND folder ``root`` into ``args.outdir`` (per-box files, then the bundles); returns the exit code.
+
+    The exit code is 0, or 1 when a box cannot be read or denoised; bad options end with ``parser.error``.
+    """
     check_tiling(args, parser)
-    for option, value in (("--pattern", args.pattern), ("--optional-data", args.optional_data),
-                          ("--shot/--read", args.shot is not None or args.read is not None)):
+    for option, value in (
+        ("--pattern", args.pattern),
+        ("--optional-data", args.optional_data),
+        ("--shot/--read", args.shot is not None or args.read is not None),
+    ):
         if value:
-            parser.error(f"{option} does not apply to DND (its info.mat gives each image's Bayer pattern and noise "
-                         "level)")
+            parser.error(
+                f"{option} does not apply to DND (its info.mat gives each image's Bayer pattern and noise level)"
+            )
     layout = _dnd_layout(root, args, parser)
     try:
         dataset = DND(root, kind=layout.removeprefix("dnd-"), margin=args.margin)
@@ -80,9 +97,11 @@ def run_dnd(root: Path, args: argparse.Namespace, parser: argparse.ArgumentParse
     except INPUT_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"{root} ({layout}, margin {args.margin}): {done.denoised} box(es) denoised, {done.skipped} already in "
-          f"{args.outdir}; {done.bundles} bundle(s) written. Upload the files of {args.outdir / 'bundled'} at "
-          "https://noise.visinf.tu-darmstadt.de")
+    print(
+        f"{root} ({layout}, margin {args.margin}): {done.denoised} box(es) denoised, {done.skipped} already in "
+        f"{args.outdir}; {done.bundles} bundle(s) written. Upload the files of {args.outdir / 'bundled'} at "
+        "https://noise.visinf.tu-darmstadt.de"
+    )
     return 0
 
 
@@ -96,6 +115,10 @@ def machine_specs(device: torch.device | str) -> str:
 
 
 def run_sidd(path: Path, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Denoises the SIDD blocks file ``path`` into ``Submit*.mat`` and the Kaggle CSV; returns the exit code.
+
+    The exit code is 0, or 1 when the blocks cannot be denoised; bad options end with ``parser.error``.
+    """
     check_tiling(args, parser)
     if (args.shot is None) != (args.read is None):
         parser.error("give --shot and --read together")
@@ -109,8 +132,9 @@ def run_sidd(path: Path, args: argparse.Namespace, parser: argparse.ArgumentPars
         parser.error(str(error))
     domain = DENOISERS[args.model].domain
     if domain not in ("any", blocks.kind):
-        parser.error(f"model {args.model} denoises {domain} images; {path} holds SIDD {blocks.kind} blocks "
-                     f"({blocks.key})")
+        parser.error(
+            f"model {args.model} denoises {domain} images; {path} holds SIDD {blocks.kind} blocks ({blocks.key})"
+        )
     model = _load_model(args, parser)
     try:
         denoised, seconds_per_megapixel = denoise_sidd_blocks(blocks, model, tile=args.tile, overlap=args.overlap)
@@ -119,10 +143,14 @@ def run_sidd(path: Path, args: argparse.Namespace, parser: argparse.ArgumentPars
         return 1
     method = args.model if args.weights is None else f"{args.model} ({args.weights.name})"
     optional_data = {"MethodName": method, "MachineSpecs": machine_specs(args.device), **dict(args.optional_data)}
-    written = [write_sidd_submission(args.outdir, blocks.kind, denoised, seconds_per_megapixel, optional_data),
-               write_sidd_kaggle_csv(args.outdir, blocks.kind, denoised)]
-    print(f"{path}: {len(blocks)} {blocks.kind} blocks denoised ({seconds_per_megapixel:.3g} s per megapixel) into "
-          f"{written[0]} and {written[1]}. Submit {SIDD_SUBMISSIONS[blocks.kind][0]} at "
-          f"https://www.eecs.yorku.ca/~kamel/sidd/benchmark.php, or {SIDD_KAGGLE_FILES[blocks.kind]} at "
-          f"kaggle.com/competitions/sidd-benchmark-{blocks.kind}-psnr")
+    written = [
+        write_sidd_submission(args.outdir, blocks.kind, denoised, seconds_per_megapixel, optional_data),
+        write_sidd_kaggle_csv(args.outdir, blocks.kind, denoised),
+    ]
+    print(
+        f"{path}: {len(blocks)} {blocks.kind} blocks denoised ({seconds_per_megapixel:.3g} s per megapixel) into "
+        f"{written[0]} and {written[1]}. Submit {SIDD_SUBMISSIONS[blocks.kind][0]} at "
+        f"https://www.eecs.yorku.ca/~kamel/sidd/benchmark.php, or {SIDD_KAGGLE_FILES[blocks.kind]} at "
+        f"kaggle.com/competitions/sidd-benchmark-{blocks.kind}-psnr"
+    )
     return 0

@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from cycleisp_fast.arguments import INPUT_ERRORS, check_tiling, parse_device
+from cycleisp_fast.arguments import INPUT_ERRORS, add_tiling_arguments, check_tiling, parse_device
 from cycleisp_fast.backend import BACKENDS
 from cycleisp_fast.bench.report import markdown_table
 from cycleisp_fast.data.datasets import LAYOUTS, detect_layout, open_pairs
@@ -61,8 +61,14 @@ from cycleisp_fast.data.raw import pack_rggb
 from cycleisp_fast.data.sidd_blocks import parse_sidd_patterns
 from cycleisp_fast.noise.estimation import estimate_raw_noise
 from cycleisp_fast.pipelines.benchmarks import denoise_item
-from cycleisp_fast.pipelines.denoisers import (DEFAULT_OVERLAP, DEFAULT_TILE, DENOISERS, denoise_raw, denoise_srgb,
-                                               load_denoiser)
+from cycleisp_fast.pipelines.denoisers import (
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    DENOISERS,
+    denoise_raw,
+    denoise_srgb,
+    load_denoiser,
+)
 from cycleisp_fast.pipelines.metrics import mean_finite, psnr, ssim, ssim_matlab
 
 CSV_COLUMNS = ("image", "model", "psnr", "ssim")
@@ -75,8 +81,9 @@ def parse_model(text: str) -> tuple[str, Path | None]:
     """``"NAME"`` or ``"NAME=WEIGHTS"`` -> ``(NAME, WEIGHTS or None)``, NAME a registry name."""
     name, separator, weights = text.partition("=")
     if name not in DENOISERS:
-        raise argparse.ArgumentTypeError(f"unknown model {name!r} in {text!r}; expected NAME or NAME=WEIGHTS with "
-                                         f"NAME one of {', '.join(DENOISERS)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown model {name!r} in {text!r}; expected NAME or NAME=WEIGHTS with NAME one of {', '.join(DENOISERS)}"
+        )
     if separator and not weights:
         raise argparse.ArgumentTypeError(f"no weights file after '=' in {text!r}")
     return name, Path(weights) if weights else None
@@ -85,8 +92,7 @@ def parse_model(text: str) -> tuple[str, Path | None]:
 def model_labels(specs: list[tuple[str, Path | None]]) -> list[str]:
     """A column label per model: its name, or ``name=<weights file name>`` when the name occurs more than once."""
     names = [name for name, _ in specs]
-    return [name if names.count(name) == 1 or weights is None else f"{name}={weights.name}"
-            for name, weights in specs]
+    return [name if names.count(name) == 1 or weights is None else f"{name}={weights.name}" for name, weights in specs]
 
 
 def rounded_to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -94,8 +100,9 @@ def rounded_to_uint8(images: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(quantize(images[0], 8)).permute(2, 0, 1)[None] / 255.0
 
 
-def score_item(item: dict, models: list[torch.nn.Module], domain: str, layout: str, args: argparse.Namespace
-               ) -> list[tuple[float, float]]:
+def score_item(
+    item: dict, models: list[torch.nn.Module], domain: str, layout: str, args: argparse.Namespace
+) -> list[tuple[float, float]]:
     """``(psnr, ssim)`` of each model's result on one dataset item."""
     if "clean" not in item:
         raise ValueError(f"item {item.get('name')!r} has no clean image to score against")
@@ -108,8 +115,9 @@ def score_item(item: dict, models: list[torch.nn.Module], domain: str, layout: s
             shot, read = float(item["shot"]), float(item["read"])
         else:
             shot, read = (float(level[0]) for level in estimate_raw_noise(noisy))
-        outputs = [denoise_raw(model, noisy.clamp(0, 1), shot, read, tile=args.tile, overlap=args.overlap)
-                   for model in models]
+        outputs = [
+            denoise_raw(model, noisy.clamp(0, 1), shot, read, tile=args.tile, overlap=args.overlap) for model in models
+        ]
     else:
         clean, noisy = item["clean"][None], item["noisy"][None]
         outputs = [denoise_srgb(model, noisy, tile=args.tile, overlap=args.overlap) for model in models]
@@ -128,8 +136,14 @@ def summary_table(rows: list[tuple[str, str, float, float]], labels: list[str]) 
         infinite = int(torch.isinf(psnrs).sum())
         mean_psnr = mean_finite(psnrs)
         psnr_text = "-" if math.isnan(mean_psnr) else f"{mean_psnr:.2f}"
-        cells.append([label, str(len(psnrs)), psnr_text + (f" ({infinite} inf skipped)" if infinite else ""),
-                      f"{float(ssims.mean()):.4f}" if len(ssims) else "-"])
+        cells.append(
+            [
+                label,
+                str(len(psnrs)),
+                psnr_text + (f" ({infinite} inf skipped)" if infinite else ""),
+                f"{float(ssims.mean()):.4f}" if len(ssims) else "-",
+            ]
+        )
     return "\n".join(markdown_table(cells, text_columns=1))
 
 
@@ -139,8 +153,9 @@ def write_scores(path: Path, rows: list[tuple[str, str, float, float]]) -> None:
         with open(temporary, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(CSV_COLUMNS)
-            writer.writerows([image, model, repr(psnr_value), repr(ssim_value)]
-                             for image, model, psnr_value, ssim_value in rows)
+            writer.writerows(
+                [image, model, repr(psnr_value), repr(ssim_value)] for image, model, psnr_value, ssim_value in rows
+            )
 
 
 def _positive_int(text: str) -> int:
@@ -154,30 +169,48 @@ def _positive_int(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``eval`` options to ``parser``."""
     parser.add_argument("data", type=Path, metavar="DATA", help="the dataset folder")
-    parser.add_argument("--layout", choices=("auto",) + LAYOUTS, default="auto",
-                        help="the dataset's layout (default: detected)")
-    parser.add_argument("--model", dest="models", action="append", type=parse_model, default=[],
-                        metavar="NAME[=WEIGHTS]",
-                        help=f"a model to score (repeatable): {', '.join(DENOISERS)}; WEIGHTS an official or "
-                             "trainer checkpoint (all but 'noisy' need one). 'noisy' is always scored")
+    parser.add_argument(
+        "--layout", choices=("auto",) + LAYOUTS, default="auto", help="the dataset's layout (default: detected)"
+    )
+    parser.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        type=parse_model,
+        default=[],
+        metavar="NAME[=WEIGHTS]",
+        help=f"a model to score (repeatable): {', '.join(DENOISERS)}; WEIGHTS an official or "
+        "trainer checkpoint (all but 'noisy' need one). 'noisy' is always scored",
+    )
     parser.add_argument("--csv", type=Path, metavar="FILE", help="write every image's scores to this CSV")
-    parser.add_argument("--output-dtype", dest="output_dtype", choices=("float", "uint8"), default="float",
-                        help="score the output as the model gives it, clamped to [0, 1] (float, default: CycleISP's, "
-                             "MPRNet's and Restormer's SIDD scripts), or rounded to 8 bits first (uint8: as a PNG or a "
-                             "SIDD submission holds it); sRGB only")
-    parser.add_argument("--ssim", choices=tuple(SSIM_METRICS), default="skimage",
-                        help="skimage (default): scikit-image's Gaussian SSIM, per channel; matlab: MATLAB's ssim as "
-                             "evaluate_SIDD.m calls it (an RGB image taken as a volume)")
-    parser.add_argument("--pattern", type=parse_sidd_patterns, metavar="PATTERN[,...]",
-                        help="sidd-val-raw (required) and sidd-raw: the Bayer pattern of every image, or for "
-                             "sidd-val-raw one per image, comma-separated: RGGB/BGGR/GRBG/GBRG or SIDD phone codes "
-                             "(GP, N6, G4: BGGR; IP: RGGB; S6: GRBG). sidd-raw reads each image's from its metadata "
-                             "file by default")
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
-                        help=f"tile size in pixels of the model's input (default {DEFAULT_TILE})")
-    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
-                        help=f"context kept around each tile, in pixels (default {DEFAULT_OVERLAP})")
+    parser.add_argument(
+        "--output-dtype",
+        dest="output_dtype",
+        choices=("float", "uint8"),
+        default="float",
+        help="score the output as the model gives it, clamped to [0, 1] (float, default: CycleISP's, "
+        "MPRNet's and Restormer's SIDD scripts), or rounded to 8 bits first (uint8: as a PNG or a "
+        "SIDD submission holds it); sRGB only",
+    )
+    parser.add_argument(
+        "--ssim",
+        choices=tuple(SSIM_METRICS),
+        default="skimage",
+        help="skimage (default): scikit-image's Gaussian SSIM, per channel; matlab: MATLAB's ssim as "
+        "evaluate_SIDD.m calls it (an RGB image taken as a volume)",
+    )
+    parser.add_argument(
+        "--pattern",
+        type=parse_sidd_patterns,
+        metavar="PATTERN[,...]",
+        help="sidd-val-raw (required) and sidd-raw: the Bayer pattern of every image, or for "
+        "sidd-val-raw one per image, comma-separated: RGGB/BGGR/GRBG/GBRG or SIDD phone codes "
+        "(GP, N6, G4: BGGR; IP: RGGB; S6: GRBG). sidd-raw reads each image's from its metadata "
+        "file by default",
+    )
+    add_tiling_arguments(parser, tile=DEFAULT_TILE, overlap=DEFAULT_OVERLAP)
     parser.add_argument("--limit", type=_positive_int, metavar="N", help="score only the first N pairs")
     parser.add_argument("--device", type=parse_device, default="cpu", help="cpu (default), cuda or cuda:<index>")
     parser.add_argument("--backend", choices=BACKENDS, help="backend of the fused ops (default: the one in force)")
@@ -187,9 +220,11 @@ def _open_dataset(args: argparse.Namespace, parser: argparse.ArgumentParser):
     try:
         layout = detect_layout(args.data) if args.layout == "auto" else args.layout
         if layout.startswith("dnd"):
-            parser.error(f"{args.data} is DND ({layout}), which has no public clean images: it is scored by its "
-                         f"online server (https://noise.visinf.tu-darmstadt.de); write its submission with "
-                         f"cycleisp-fast denoise {args.data} -o OUT --model ... and upload the files of OUT/bundled")
+            parser.error(
+                f"{args.data} is DND ({layout}), which has no public clean images: it is scored by its "
+                f"online server (https://noise.visinf.tu-darmstadt.de); write its submission with "
+                f"cycleisp-fast denoise {args.data} -o OUT --model ... and upload the files of OUT/bundled"
+            )
         options = {}
         if args.pattern is not None:
             if layout not in ("sidd-raw", "sidd-val-raw"):
@@ -203,6 +238,10 @@ def _open_dataset(args: argparse.Namespace, parser: argparse.ArgumentParser):
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Scores the baseline and every ``--model`` on the pairs, prints the summary table, writes the ``--csv``.
+
+    Returns the exit code: 0, or 1 when a pair cannot be read or scored (then no CSV is written).
+    """
     check_tiling(args, parser)
     if args.csv is not None and (problem := output_problem(args.csv, folder=False)):
         parser.error(f"--csv: {problem}")
@@ -213,8 +252,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     specs = [(BASELINE, None)] + [spec for spec in args.models if spec != (BASELINE, None)]
     for name, _ in specs:
         if DENOISERS[name].domain not in (domain, "any"):
-            parser.error(f"model {name} denoises {DENOISERS[name].domain} images; the {layout} dataset {args.data} "
-                         f"holds {domain} pairs")
+            parser.error(
+                f"model {name} denoises {DENOISERS[name].domain} images; the {layout} dataset {args.data} "
+                f"holds {domain} pairs"
+            )
     labels = model_labels(specs)
     if len(set(labels)) != len(labels):
         parser.error(f"a model is given twice with the same weights: {labels}")
@@ -234,7 +275,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         rows += [(item["name"], label, *score) for label, score in zip(labels, scores)]
     if args.csv is not None:
         write_scores(args.csv, rows)
-    print(f"{args.data} ({layout}): {count} pair(s); PSNR and SSIM ({args.ssim}) of the {args.output_dtype} "
-          "outputs")
+    print(f"{args.data} ({layout}): {count} pair(s); PSNR and SSIM ({args.ssim}) of the {args.output_dtype} outputs")
     print(summary_table(rows, labels))
     return 0

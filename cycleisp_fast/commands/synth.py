@@ -33,8 +33,8 @@ import torch
 from cycleisp_fast.arguments import parse_device
 from cycleisp_fast.data.files import output_problem
 from cycleisp_fast.data.locks import run_folder_lock
-from cycleisp_fast.seeds import MAX_SEED
 from cycleisp_fast.pipelines.synthesis import CYCLEISP_WEIGHTS as WEIGHT_FILES
+from cycleisp_fast.seeds import MAX_SEED
 
 FORMATS = {"png": (".png", 8), "tiff": (".tif", 16)}
 SETTINGS_FILE = "synth.json"
@@ -42,7 +42,7 @@ SETTINGS_FILE = "synth.json"
 
 @dataclass(frozen=True)
 class Item:
-    """One output pair: the input image (index into the loaded list) and its copy number."""
+    """One output pair: the input image (index into the loaded list), its copy number and the pair's file name."""
 
     image: int
     copy: int
@@ -50,18 +50,26 @@ class Item:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``synth`` options to ``parser``."""
     from cycleisp_fast.noise import NOISE_LEVEL_SAMPLERS, NOISE_MODELS
 
-    parser.add_argument("inputs", nargs="*", type=Path, metavar="INPUT",
-                        help="image files or folders (default: the embedded sample images)")
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        type=Path,
+        metavar="INPUT",
+        help="image files or folders (default: the embedded sample images)",
+    )
     parser.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     parser.add_argument("--pipeline", choices=("unprocessing", "cycleisp"), default="unprocessing")
     parser.add_argument("--weights", type=Path, help=f"folder holding {', '.join(WEIGHT_FILES.values())} (cycleisp)")
     for key, file in WEIGHT_FILES.items():
         parser.add_argument(f"--{key}", type=Path, help=f"the {key} checkpoint (instead of --weights DIR/{file})")
-    parser.add_argument("--levels", choices=tuple(NOISE_LEVEL_SAMPLERS),
-                        help="noise-level sampler (default: unprocessing for the unprocessing pipeline, "
-                             "cycleisp_dnd for cycleisp)")
+    parser.add_argument(
+        "--levels",
+        choices=tuple(NOISE_LEVEL_SAMPLERS),
+        help="noise-level sampler (default: unprocessing for the unprocessing pipeline, cycleisp_dnd for cycleisp)",
+    )
     parser.add_argument("--noise", choices=NOISE_MODELS, default="heteroscedastic_gaussian")
     parser.add_argument("--format", choices=tuple(FORMATS), default="png", help="sRGB files: 8-bit png or 16-bit tiff")
     parser.add_argument("--no-raw", action="store_true", help="do not write the packed RAW .npz files")
@@ -91,7 +99,7 @@ def _weights(args, parser) -> dict[str, Path] | None:
 
 
 def _load_inputs(inputs: list[Path], max_size: int | None) -> dict[str, torch.Tensor]:
-    """name -> (3, H, W) image with even sides, in input order (folders sorted by name)."""
+    """Name -> (3, H, W) image with even sides, in input order (folders sorted by name)."""
     from cycleisp_fast.data.crops import centre_crop
     from cycleisp_fast.data.images import list_images, read_image
     from cycleisp_fast.data.samples import sample_images
@@ -106,8 +114,9 @@ def _load_inputs(inputs: list[Path], max_size: int | None) -> dict[str, torch.Te
     images = {}
     for file in files:
         if file.stem in images:
-            raise ValueError(f"two inputs are named {file.stem!r} (the output names come from the input stems): "
-                             f"rename {file}")
+            raise ValueError(
+                f"two inputs are named {file.stem!r} (the output names come from the input stems): rename {file}"
+            )
         image = read_image(file, max_size=max_size)  # cropped before it becomes float32
         image = centre_crop(image, None, even_sides=True)
         if min(image.shape[1:]) < 2:
@@ -144,14 +153,20 @@ def _check_settings(out: Path, settings: dict) -> None:
             raise ValueError(f"{path} is not valid JSON ({error}); delete it or use a new output folder") from error
         if previous != settings:
             changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
-            raise ValueError(f"{out} holds a run with other settings ({', '.join(changed)} differ): use a new output "
-                             "folder, or the same settings to resume it")
+            raise ValueError(
+                f"{out} holds a run with other settings ({', '.join(changed)} differ): use a new output "
+                "folder, or the same settings to resume it"
+            )
         return
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Checks the options, loads the inputs and synthesizes every pair into ``--out`` (resuming); returns 0.
+
+    Bad options end with ``parser.error``; unreadable inputs or a run with other settings in ``--out`` raise.
+    """
     for name in ("repeat", "batch_size", "max_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -165,10 +180,19 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     weights = _weights(args, parser)
     levels = args.levels or ("unprocessing" if args.pipeline == "unprocessing" else "cycleisp_dnd")
     images = _load_inputs(list(args.inputs), args.max_size)
-    settings = {"pipeline": args.pipeline, "levels": levels, "noise": args.noise, "seed": args.seed,
-                "batch_size": args.batch_size, "repeat": args.repeat, "max_size": args.max_size,
-                "format": args.format, "raw": not args.no_raw, "inputs": list(images),
-                "weights": {k: os.fspath(v) for k, v in weights.items()} if weights else None}
+    settings = {
+        "pipeline": args.pipeline,
+        "levels": levels,
+        "noise": args.noise,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "repeat": args.repeat,
+        "max_size": args.max_size,
+        "format": args.format,
+        "raw": not args.no_raw,
+        "inputs": list(images),
+        "weights": {k: os.fspath(v) for k, v in weights.items()} if weights else None,
+    }
     with run_folder_lock(args.out, "synth"):
         _check_settings(args.out, settings)
         count = _synthesize(args, images, weights, levels)
@@ -190,10 +214,15 @@ def _synthesize(args: argparse.Namespace, images: dict[str, torch.Tensor], weigh
     noise = NoiseModel(levels, args.noise, backend=args.backend)
     synth = make_synthesizer(args.pipeline, weights, noise=noise, device=args.device, backend=args.backend)
     names, tensors = list(images), list(images.values())
-    items = [Item(i, k, names[i] if args.repeat == 1 else f"{names[i]}_{k}")
-             for i in range(len(names)) for k in range(args.repeat)]
+    items = [
+        Item(i, k, names[i] if args.repeat == 1 else f"{names[i]}_{k}")
+        for i in range(len(names))
+        for k in range(args.repeat)
+    ]
     batches = plan_batches(items, [tuple(t.shape[1:]) for t in tensors], args.batch_size)
-    done = {item.name for item in items if all(p.exists() for p in _outputs(args.out, item.name, suffix, not args.no_raw))}
+    done = {
+        item.name for item in items if all(p.exists() for p in _outputs(args.out, item.name, suffix, not args.no_raw))
+    }
     if done:
         print(f"resuming: {len(done)} of {len(items)} pairs already in {args.out}")
     with tqdm(total=len(items), initial=len(done), unit="pair", disable=None) as progress:
@@ -208,8 +237,13 @@ def _synthesize(args: argparse.Namespace, images: dict[str, torch.Tensor], weigh
                     continue
                 clean_path, noisy_path, *raw_path = _outputs(args.out, item.name, suffix, not args.no_raw)
                 if raw_path:
-                    arrays = {"clean": pairs.clean_raw[j], "noisy": pairs.noisy_raw[j], "variance": pairs.variance[j],
-                              "shot": pairs.shot[j], "read": pairs.read[j]}
+                    arrays = {
+                        "clean": pairs.clean_raw[j],
+                        "noisy": pairs.noisy_raw[j],
+                        "variance": pairs.variance[j],
+                        "shot": pairs.shot[j],
+                        "read": pairs.read[j],
+                    }
                     if pairs.camera is not None:
                         arrays.update({field: value[j] for field, value in pairs.camera._asdict().items()})
                     save_numpy(raw_path[0], **{k: v.float() for k, v in arrays.items()})

@@ -18,30 +18,74 @@ from pathlib import Path
 
 from cycleisp_fast import backend
 from cycleisp_fast.data.files import DataFileError, output_problem
-from cycleisp_fast.training import (CONFIG_NAME, ConfigError, RunFolderError, distributed_from_environment,
-                                    format_metrics, load_config, packaged_configs, select_device, train)
+from cycleisp_fast.training import (
+    CONFIG_NAME,
+    ConfigError,
+    RunFolderError,
+    distributed_from_environment,
+    format_metrics,
+    load_config,
+    packaged_configs,
+    select_device,
+    train,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="NAME_OR_PATH",
-                        help=f"a packaged config ({', '.join(packaged_configs())}) or a TOML file; with --resume it "
-                             f"defaults to the run folder's {CONFIG_NAME}")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. steps=500, data.images=photos, model.n_feats=32 (repeatable)")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                        help="the run folder: config.toml, last.pt (checkpoint), log.jsonl")
+    """Adds the ``train`` options to ``parser``."""
+    parser.add_argument(
+        "--config",
+        metavar="NAME_OR_PATH",
+        help=f"a packaged config ({', '.join(packaged_configs())}) or a TOML file; with --resume it "
+        f"defaults to the run folder's {CONFIG_NAME}",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. steps=500, data.images=photos, model.n_feats=32 (repeatable)",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="the run folder: config.toml, last.pt (checkpoint), log.jsonl",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--stop-after", type=int, metavar="STEP",
-                        help="stop (with a checkpoint) once this global step is done; --resume continues later")
-    parser.add_argument("--device", default="auto",
-                        help="auto (the GPU of this process if any, else the CPU), cpu, cuda or cuda:<index>")
-    parser.add_argument("--backend", default=None, choices=backend.BACKENDS,
-                        help="backend of the fused ops (default: the one in force, CYCLEISP_FAST_BACKEND or auto)")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="show a progress bar (default: when stderr is a terminal)")
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="STEP",
+        help="stop (with a checkpoint) once this global step is done; --resume continues later",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (the GPU of this process if any, else the CPU), cpu, cuda or cuda:<index>",
+    )
+    parser.add_argument(
+        "--backend",
+        default=None,
+        choices=backend.BACKENDS,
+        help="backend of the fused ops (default: the one in force, CYCLEISP_FAST_BACKEND or auto)",
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: when stderr is a terminal)",
+    )
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Loads the config (``--out``'s own with a bare ``--resume``) and trains into ``--out``; returns 0.
+
+    Rank 0 prints the last validation metrics and the checkpoint's path; a bad config, device, backend or run
+    folder ends with ``parser.error``.
+    """
     if problem := output_problem(args.out, folder=True):
         parser.error(f"--out: {problem}")
     if args.config is None:
@@ -65,8 +109,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             except RuntimeError as error:  # not built / not installed here
                 parser.error(f"--backend: {error}")
         try:
-            result = train(config, args.out, resume=args.resume, device=device, stop_after=args.stop_after,
-                           progress=args.progress)
+            result = train(
+                config, args.out, resume=args.resume, device=device, stop_after=args.stop_after, progress=args.progress
+            )
         except (ConfigError, RunFolderError, DataFileError, FileNotFoundError, NotADirectoryError) as error:
             parser.error(str(error))
     if place.is_main:

@@ -53,7 +53,7 @@ def centre_crop(image: Image, size: int | None, *, even_sides: bool = False, eve
         top, left = (height - crop_height) // 4 * 2, (width - crop_width) // 4 * 2
     else:
         top, left = (height - crop_height) // 2, (width - crop_width) // 2
-    return image[..., top:top + crop_height, left:left + crop_width]
+    return image[..., top : top + crop_height, left : left + crop_width]
 
 
 def random_crop(image: Image, size: int, uniforms: Sequence[float]) -> Image:
@@ -83,4 +83,4 @@ def random_crop(image: Image, size: int, uniforms: Sequence[float]) -> Image:
     height, width = image.shape[-2:]
     top = 2 * int(uniforms[0] * ((height - size) // 2 + 1))
     left = 2 * int(uniforms[1] * ((width - size) // 2 + 1))
-    return image[..., top:top + size, left:left + size]
+    return image[..., top : top + size, left : left + size]

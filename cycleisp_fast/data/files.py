@@ -117,8 +117,10 @@ def save_numpy(path: str | os.PathLike, **arrays) -> Path:
     ``path``, atomically. Returns ``path`` as a Path; the file name is used as given (no ``.npz`` appended)."""
     if not arrays:
         raise ValueError(f"save_numpy needs at least one named array to write to {path}")
-    as_numpy = {name: value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-                for name, value in arrays.items()}
+    as_numpy = {
+        name: value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        for name, value in arrays.items()
+    }
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
             np.savez(handle, **as_numpy)

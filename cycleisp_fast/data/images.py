@@ -33,8 +33,18 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 # What the decoders raise on corrupt or truncated data (FileNotFoundError is ruled out before decoding).
-_DECODE_ERRORS = (ValueError, OSError, IndexError, KeyError, SyntaxError, EOFError, zlib.error, struct.error,
-                  png.Error, tifffile.TiffFileError)
+_DECODE_ERRORS = (
+    ValueError,
+    OSError,
+    IndexError,
+    KeyError,
+    SyntaxError,
+    EOFError,
+    zlib.error,
+    struct.error,
+    png.Error,
+    tifffile.TiffFileError,
+)
 _PILLOW_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
 
 
@@ -97,8 +107,10 @@ def _read_pillow(path: Path) -> np.ndarray:
         check_pixels(path, height, width)
         image.load()
         if image.mode not in _PILLOW_MODES:
-            raise DataFileError(f"{path}: unsupported image mode {image.mode!r} (expected 8-bit gray, RGB, "
-                                "palette or with alpha; 16-bit images must be PNG or TIFF)")
+            raise DataFileError(
+                f"{path}: unsupported image mode {image.mode!r} (expected 8-bit gray, RGB, "
+                "palette or with alpha; 16-bit images must be PNG or TIFF)"
+            )
         return np.asarray(image.convert("RGB"))
 
 
@@ -111,11 +123,13 @@ def _read_tiff(path: Path) -> np.ndarray:
         series = tiff.series[0]
         axes, shape = series.axes, tuple(series.shape)
         if axes not in ("YX", "YXS", "SYX"):
-            raise DataFileError(f"{path}: expected one 2-D image (axes YX, YXS or SYX), got axes {axes!r} with "
-                                f"shape {shape}")
+            raise DataFileError(
+                f"{path}: expected one 2-D image (axes YX, YXS or SYX), got axes {axes!r} with shape {shape}"
+            )
         if np.dtype(series.dtype) not in (np.uint8, np.uint16):
-            raise DataFileError(f"{path}: unsupported sample type {series.dtype} (expected 8- or 16-bit unsigned "
-                                "integers)")
+            raise DataFileError(
+                f"{path}: unsupported sample type {series.dtype} (expected 8- or 16-bit unsigned integers)"
+            )
         sizes = dict(zip(axes, shape))
         if sizes.get("S", 1) > 4:
             raise DataFileError(f"{path}: expected 1 to 4 channels (gray, gray+alpha, RGB, RGBA), got {sizes['S']}")
@@ -132,8 +146,9 @@ def _to_rgb_tensor(samples: np.ndarray, path: Path, max_size: int | None) -> tor
     """``(H, W, C)`` unsigned samples -> ``(3, H, W)`` float32 in [0, 1]; C = 1 (gray), 2 (gray + alpha),
     3 (RGB) or 4 (RGBA). With ``max_size``, the centred crop with even sides (:func:`centre_crop`) is taken first."""
     if samples.dtype not in (np.uint8, np.uint16):
-        raise DataFileError(f"{path}: unsupported sample type {samples.dtype} (expected 8- or 16-bit unsigned "
-                            "integers)")
+        raise DataFileError(
+            f"{path}: unsupported sample type {samples.dtype} (expected 8- or 16-bit unsigned integers)"
+        )
     channels = samples.shape[2]
     if channels not in (1, 2, 3, 4):
         raise DataFileError(f"{path}: expected 1 to 4 channels (gray, gray+alpha, RGB, RGBA), got {channels}")
@@ -153,6 +168,7 @@ def read_image(path: str | os.PathLike, *, max_size: int | None = None) -> torch
         max_size: when given (an int >= 2), return only the centred crop with even sides, each at most
             ``max_size`` (:func:`cycleisp_fast.data.crops.centre_crop`), taken from the integer samples
             before they are converted, so that the float32 image is only as large as the crop.
+
     Returns:
         ``(3, H, W)`` float32 in [0, 1]: 8-bit samples / 255, 16-bit / 65535 (1/2/4-bit PNG / (2**bits - 1));
         grayscale replicated to three channels, alpha dropped.
@@ -184,8 +200,9 @@ def read_image(path: str | os.PathLike, *, max_size: int | None = None) -> torch
     except DataFileError:
         raise
     except _DECODE_ERRORS as error:
-        raise DataFileError(f"{path} is not a readable image (corrupt or truncated?): "
-                            f"{type(error).__name__}: {error}") from error
+        raise DataFileError(
+            f"{path} is not a readable image (corrupt or truncated?): {type(error).__name__}: {error}"
+        ) from error
 
 
 def _default_bits(suffix: str) -> int:
@@ -206,8 +223,7 @@ def _image_to_hwc(image) -> np.ndarray:
         if not np.issubdtype(image.dtype, np.floating):
             raise TypeError(f"image must be a floating array with values in [0, 1], got {image.dtype}")
         return image.astype(np.float64)
-    raise TypeError(f"image must be a (3, H, W) torch.Tensor or an (H, W, 3) numpy array, "
-                    f"got {type(image).__name__}")
+    raise TypeError(f"image must be a (3, H, W) torch.Tensor or an (H, W, 3) numpy array, got {type(image).__name__}")
 
 
 def quantize(image, bits: int) -> np.ndarray:
@@ -268,8 +284,9 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         raise FileNotFoundError(f"image folder not found: {folder}")
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a folder (expected a folder of images)")
-    images = sorted((path for path in folder.iterdir() if path.is_file() and is_image_file(path)),
-                    key=lambda path: path.name)
+    images = sorted(
+        (path for path in folder.iterdir() if path.is_file() and is_image_file(path)), key=lambda path: path.name
+    )
     if not images:
         raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
     return images

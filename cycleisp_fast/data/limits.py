@@ -37,8 +37,9 @@ def max_pixels() -> int:
     except ValueError:
         limit = 0
     if limit < 1:
-        raise ValueError(f"the environment variable {MAX_PIXELS_VARIABLE} must be a positive int (a number of "
-                         f"pixels), got {text!r}")
+        raise ValueError(
+            f"the environment variable {MAX_PIXELS_VARIABLE} must be a positive int (a number of pixels), got {text!r}"
+        )
     return limit
 
 
@@ -53,8 +54,10 @@ def check_pixels(path: Path, height: int, width: int) -> None:
         raise DataFileError(f"{path}: its header claims an empty image ({height} x {width} pixels)")
     limit = max_pixels()
     if height * width > limit:
-        raise DataFileError(f"{path}: {height} x {width} pixels ({height * width / 1e6:g} MP) is over the pixel "
-                            f"limit of {limit / 1e6:g} MP; {_how_to_raise()}")
+        raise DataFileError(
+            f"{path}: {height} x {width} pixels ({height * width / 1e6:g} MP) is over the pixel "
+            f"limit of {limit / 1e6:g} MP; {_how_to_raise()}"
+        )
 
 
 def check_array_bytes(path: Path, name: str, shape: tuple[int, ...], itemsize: int) -> None:
@@ -63,6 +66,8 @@ def check_array_bytes(path: Path, name: str, shape: tuple[int, ...], itemsize: i
     size = math.prod(int(side) for side in shape) * int(itemsize)
     limit = max_pixels()
     if size > BYTES_PER_PIXEL * limit:
-        raise DataFileError(f"{path}: the array {name!r} of shape {tuple(shape)} would take {size / 1e9:.3g} GB, "
-                            f"over the {BYTES_PER_PIXEL * limit / 1e9:.3g} GB allowed by the pixel limit of "
-                            f"{limit / 1e6:g} MP; {_how_to_raise()}")
+        raise DataFileError(
+            f"{path}: the array {name!r} of shape {tuple(shape)} would take {size / 1e9:.3g} GB, "
+            f"over the {BYTES_PER_PIXEL * limit / 1e9:.3g} GB allowed by the pixel limit of "
+            f"{limit / 1e6:g} MP; {_how_to_raise()}"
+        )

@@ -44,8 +44,10 @@ def run_folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(descriptor, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise FolderInUseError(f"{folder} is in use by another run (pid {holder}); a folder takes one {command} "
-                                   "run at a time: wait for that one to end, or choose another output folder") from None
+            raise FolderInUseError(
+                f"{folder} is in use by another run (pid {holder}); a folder takes one {command} "
+                "run at a time: wait for that one to end, or choose another output folder"
+            ) from None
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
         yield folder

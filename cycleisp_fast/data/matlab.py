@@ -23,8 +23,17 @@ import scipy.io
 from cycleisp_fast.data.files import DataFileError
 from cycleisp_fast.data.limits import check_array_bytes
 
-_MATLAB_ITEMSIZES = {"logical": 1, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2, "char": 2, "int32": 4,
-                     "uint32": 4, "single": 4}
+_MATLAB_ITEMSIZES = {
+    "logical": 1,
+    "int8": 1,
+    "uint8": 1,
+    "int16": 2,
+    "uint16": 2,
+    "char": 2,
+    "int32": 4,
+    "uint32": 4,
+    "single": 4,
+}
 """Bytes per element of MATLAB's classes (as ``scipy.io.whosmat`` names them); any other class counts 8."""
 
 
@@ -86,8 +95,9 @@ def read_mat_variable(path: Path, names: tuple[str, ...]) -> tuple[str, np.ndarr
     except DataFileError:
         raise
     except Exception as error:  # scipy raises many kinds (ValueError, OSError, IndexError, ...) for a bad file
-        raise DataFileError(f"{path} is not a MATLAB .mat file, or is corrupt: {type(error).__name__}: "
-                            f"{error}") from error
+        raise DataFileError(
+            f"{path} is not a MATLAB .mat file, or is corrupt: {type(error).__name__}: {error}"
+        ) from error
     if array.dtype == object or array.dtype.names:
         raise DataFileError(f"{path}: {name!r} must be a numeric array, got a MATLAB cell or struct")
     return name, array

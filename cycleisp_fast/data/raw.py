@@ -26,14 +26,14 @@ from typing import Optional, Union
 
 import numpy as np
 import rawpy
-import tifffile
 import torch
 
+from cycleisp_fast.checks import check_choice, check_tensor
 from cycleisp_fast.color import normalised_rgb_to_camera
+from cycleisp_fast.data.dng import read_dng_tags, usable_matrix
 from cycleisp_fast.data.files import DataFileError
 from cycleisp_fast.data.limits import check_pixels
 from cycleisp_fast.ops import bayer_pack, bayer_unpack
-from cycleisp_fast.checks import check_choice, check_tensor
 from cycleisp_fast.ops.bayer import PATTERNS
 
 Mosaic = Union[torch.Tensor, np.ndarray]
@@ -41,18 +41,31 @@ Mosaic = Union[torch.Tensor, np.ndarray]
 WHITE_BALANCE_SOURCES = ("as_shot", "daylight", "none")
 CAM_TO_SRGB_SOURCES = ("rgb_xyz_matrix", "dng_color_matrix")
 
-# DNG / EXIF tag codes read with tifffile (rawpy does not expose them, or exposes them only for some files).
-DNG_VERSION = 50706
-COLOR_MATRIX = {1: 50721, 2: 50722}
-CAMERA_CALIBRATION = {1: 50723, 2: 50724}
-CALIBRATION_ILLUMINANT = {1: 50778, 2: 50779}
-ANALOG_BALANCE = 50727
-NOISE_PROFILE = 51041
-D65_ILLUMINANT = 21
-"""EXIF LightSource code of CIE D65, the illuminant of the sRGB matrix the colour matrix is combined with."""
-
-RAW_SUFFIXES = (".dng", ".nef", ".nrw", ".cr2", ".cr3", ".crw", ".arw", ".srf", ".sr2", ".orf", ".rw2", ".raf",
-                ".pef", ".srw", ".raw", ".rwl", ".3fr", ".iiq", ".erf", ".kdc", ".mef", ".mos", ".x3f")
+RAW_SUFFIXES = (
+    ".dng",
+    ".nef",
+    ".nrw",
+    ".cr2",
+    ".cr3",
+    ".crw",
+    ".arw",
+    ".srf",
+    ".sr2",
+    ".orf",
+    ".rw2",
+    ".raf",
+    ".pef",
+    ".srw",
+    ".raw",
+    ".rwl",
+    ".3fr",
+    ".iiq",
+    ".erf",
+    ".kdc",
+    ".mef",
+    ".mos",
+    ".x3f",
+)
 """Suffixes (any case) of camera RAW files; whether LibRaw decodes a given file is found out when it is read."""
 
 
@@ -109,23 +122,27 @@ def unify_to_rggb(mosaic: Mosaic, pattern: str) -> tuple[Mosaic, tuple[int, int]
     Args:
         mosaic: ``(..., H, W)`` CFA mosaic, a torch.Tensor or a numpy array of any dtype.
         pattern: colours of its top-left 2x2 block: ``"RGGB" | "BGGR" | "GRBG" | "GBRG"``.
+
     Returns:
         ``(mosaic[..., top:top + H', left:left + W'], (top, left))``: a view (no copy) in RGGB, with
         ``H' = (H - top) // 2 * 2`` and ``W' = (W - left) // 2 * 2``; top and left are 0 or 1.
     """
     check_choice(pattern, "pattern", PATTERNS)
     if not isinstance(mosaic, (torch.Tensor, np.ndarray)):
-        raise TypeError(f"mosaic must be a torch.Tensor or numpy array of shape (..., H, W), "
-                        f"got {type(mosaic).__name__}")
+        raise TypeError(
+            f"mosaic must be a torch.Tensor or numpy array of shape (..., H, W), got {type(mosaic).__name__}"
+        )
     if mosaic.ndim < 2:
         raise ValueError(f"mosaic must have shape (..., H, W), got {tuple(mosaic.shape)}")
     top, left = divmod(pattern.index("R"), 2)
     height = (mosaic.shape[-2] - top) // 2 * 2
     width = (mosaic.shape[-1] - left) // 2 * 2
     if height < 2 or width < 2:
-        raise ValueError(f"mosaic of {mosaic.shape[-2]}x{mosaic.shape[-1]} pixels with pattern {pattern} holds no "
-                         f"whole RGGB block once {top} row(s) and {left} column(s) are cropped")
-    return mosaic[..., top:top + height, left:left + width], (top, left)
+        raise ValueError(
+            f"mosaic of {mosaic.shape[-2]}x{mosaic.shape[-1]} pixels with pattern {pattern} holds no "
+            f"whole RGGB block once {top} row(s) and {left} column(s) are cropped"
+        )
+    return mosaic[..., top : top + height, left : left + width], (top, left)
 
 
 def pack_rggb(mosaic: torch.Tensor, pattern: str) -> torch.Tensor:
@@ -152,6 +169,7 @@ def read_raw(path: Union[str, os.PathLike], *, clip: bool = False) -> RawImage:
     Args:
         path: the file.
         clip: clamp the normalised planes to [0, 1] (default False: keep the noise below the black level).
+
     Raises:
         FileNotFoundError: no such file.
         DataFileError: LibRaw cannot decode it (corrupt, truncated, not a RAW file), it is not a 2x2 Bayer
@@ -163,8 +181,9 @@ def read_raw(path: Union[str, os.PathLike], *, clip: bool = False) -> RawImage:
         raise TypeError(f"clip must be a bool, got {type(clip).__name__}")
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"RAW file {path} does not exist" if not path.exists()
-                                else f"RAW file {path} is not a file")
+        raise FileNotFoundError(
+            f"RAW file {path} does not exist" if not path.exists() else f"RAW file {path} is not a file"
+        )
     try:
         with rawpy.imread(str(path)) as raw:  # reads the metadata only; the samples are decoded on first use
             check_pixels(path, raw.sizes.raw_height, raw.sizes.raw_width)
@@ -172,33 +191,46 @@ def read_raw(path: Union[str, os.PathLike], *, clip: bool = False) -> RawImage:
             black_by_colour = np.asarray(raw.black_level_per_channel, dtype=np.float64)
             white_level = float(raw.white_level)
             white_balance, white_balance_source = _white_balance(raw)
-            xyz_to_camera = _nonzero_matrix(np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3])
+            xyz_to_camera = usable_matrix(np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3])
     except rawpy.LibRawError as error:
         message = error.args[0].decode(errors="replace") if error.args and isinstance(error.args[0], bytes) else error
-        raise DataFileError(f"cannot decode the RAW file {path} (corrupt, truncated, or not a RAW format LibRaw "
-                            f"supports): {message}") from error
+        raise DataFileError(
+            f"cannot decode the RAW file {path} (corrupt, truncated, or not a RAW format LibRaw supports): {message}"
+        ) from error
 
     try:
         unified, crop = unify_to_rggb(mosaic, pattern)
     except ValueError as error:
         raise DataFileError(f"RAW file {path}: {error}") from error
     top, left = crop
-    black_level = black_by_colour[plane_colours[top:top + 2, left:left + 2].ravel()]
+    black_level = black_by_colour[plane_colours[top : top + 2, left : left + 2].ravel()]
     if not np.all(np.isfinite(black_level)) or not white_level > black_level.max():
-        raise DataFileError(f"RAW file {path} has a white level {white_level} that does not exceed its black levels "
-                            f"{black_level.tolist()} (R, Gr, Gb, B)")
+        raise DataFileError(
+            f"RAW file {path} has a white level {white_level} that does not exceed its black levels "
+            f"{black_level.tolist()} (R, Gr, Gb, B)"
+        )
     cfa = torch.from_numpy(np.ascontiguousarray(unified))[None, None]
     packed = bayer_pack(cfa, "RGGB", black_level.tolist(), white_level)[0]
     if clip:
         packed = packed.clamp(0.0, 1.0)
 
-    dng_xyz_to_camera, noise_profile = _read_dng_tags(path)
+    dng_xyz_to_camera, noise_profile = read_dng_tags(path)
     cam_to_srgb, cam_to_srgb_source = _first_camera_to_srgb(xyz_to_camera, dng_xyz_to_camera)
-    return RawImage(path=path, packed=packed, pattern=pattern, crop=crop, shape=tuple(mosaic.shape),
-                    black_level=torch.tensor(black_level, dtype=torch.float32), white_level=white_level,
-                    white_balance=white_balance, white_balance_source=white_balance_source,
-                    cam_to_srgb=cam_to_srgb, cam_to_srgb_source=cam_to_srgb_source,
-                    noise_profile=noise_profile, clipped=clip)
+    return RawImage(
+        path=path,
+        packed=packed,
+        pattern=pattern,
+        crop=crop,
+        shape=tuple(mosaic.shape),
+        black_level=torch.tensor(black_level, dtype=torch.float32),
+        white_level=white_level,
+        white_balance=white_balance,
+        white_balance_source=white_balance_source,
+        cam_to_srgb=cam_to_srgb,
+        cam_to_srgb_source=cam_to_srgb_source,
+        noise_profile=noise_profile,
+        clipped=clip,
+    )
 
 
 def restore_geometry(packed_rggb: torch.Tensor, raw: RawImage, *, raw_units: bool = False) -> torch.Tensor:
@@ -209,6 +241,7 @@ def restore_geometry(packed_rggb: torch.Tensor, raw: RawImage, *, raw_units: boo
         raw: the :class:`RawImage` they came from (its pattern, crop and shape).
         raw_units: return raw sensor units, ``value * (white - black) + black`` with each plane's black level
             (float, unrounded, unclipped), instead of the normalised values.
+
     Returns:
         ``(H, W)`` mosaic in the file's pattern and size, packed_rggb's dtype and device. The rows and columns that
         the RGGB unification cropped (at most one on each side) are copies of the nearest row/column of the same
@@ -220,8 +253,10 @@ def restore_geometry(packed_rggb: torch.Tensor, raw: RawImage, *, raw_units: boo
         raise TypeError(f"raw_units must be a bool, got {type(raw_units).__name__}")
     if not isinstance(packed_rggb, torch.Tensor) or packed_rggb.shape != raw.packed.shape:
         got = tuple(packed_rggb.shape) if isinstance(packed_rggb, torch.Tensor) else type(packed_rggb).__name__
-        raise ValueError(f"packed_rggb must be a torch.Tensor of shape {tuple(raw.packed.shape)} (4, h, w) like "
-                         f"raw.packed, got {got}")
+        raise ValueError(
+            f"packed_rggb must be a torch.Tensor of shape {tuple(raw.packed.shape)} (4, h, w) like "
+            f"raw.packed, got {got}"
+        )
     check_tensor(packed_rggb[None], "packed_rggb", shape_doc="(4, h, w)", channels=4)
     if raw_units:
         black = raw.black_level.to(packed_rggb.device, packed_rggb.dtype)[:, None, None]
@@ -230,10 +265,10 @@ def restore_geometry(packed_rggb: torch.Tensor, raw: RawImage, *, raw_units: boo
     (height, width), (top, left) = raw.shape, raw.crop
     inner_height, inner_width = inner.shape
     mosaic = inner.new_empty((height, width))
-    mosaic[top:top + inner_height, left:left + inner_width] = inner
+    mosaic[top : top + inner_height, left : left + inner_width] = inner
     for row in [*range(top), *range(top + inner_height, height)]:
         source = row + 2 if row < top else row - 2
-        mosaic[row, left:left + inner_width] = mosaic[source, left:left + inner_width]
+        mosaic[row, left : left + inner_width] = mosaic[source, left : left + inner_width]
     for column in [*range(left), *range(left + inner_width, width)]:
         source = column + 2 if column < left else column - 2
         mosaic[:, column] = mosaic[:, source]
@@ -243,18 +278,24 @@ def restore_geometry(packed_rggb: torch.Tensor, raw: RawImage, *, raw_units: boo
 def _bayer_mosaic(raw: rawpy.RawPy, path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """``(mosaic (H, W) copy of raw_image_visible, LibRaw colour indices of its top-left 4x4 pixels, pattern)``."""
     if raw.raw_type != rawpy.RawType.Flat or raw.raw_pattern is None:
-        raise DataFileError(f"RAW file {path} holds no colour filter array mosaic (LibRaw raw_type "
-                            f"{raw.raw_type.name}, e.g. a linear or already demosaiced DNG); only 2x2 Bayer sensors "
-                            "are supported")
+        raise DataFileError(
+            f"RAW file {path} holds no colour filter array mosaic (LibRaw raw_type "
+            f"{raw.raw_type.name}, e.g. a linear or already demosaiced DNG); only 2x2 Bayer sensors "
+            "are supported"
+        )
     if raw.raw_pattern.shape != (2, 2):
-        raise DataFileError(f"RAW file {path} has a {raw.raw_pattern.shape[0]}x{raw.raw_pattern.shape[1]} colour "
-                            "filter pattern (e.g. X-Trans); only 2x2 Bayer sensors are supported")
+        raise DataFileError(
+            f"RAW file {path} has a {raw.raw_pattern.shape[0]}x{raw.raw_pattern.shape[1]} colour "
+            "filter pattern (e.g. X-Trans); only 2x2 Bayer sensors are supported"
+        )
     colours = np.array(raw.raw_colors_visible[:4, :4])  # the colour index of the top-left pixels
     description = raw.color_desc.decode("ascii", errors="replace")
     pattern = "".join(description[index] for index in colours[:2, :2].ravel())
     if sorted(pattern) != sorted("RGGB"):
-        raise DataFileError(f"RAW file {path} has the colour filter pattern {pattern} (LibRaw colours "
-                            f"{description!r}); only Bayer patterns with one R, two G and one B are supported")
+        raise DataFileError(
+            f"RAW file {path} has the colour filter pattern {pattern} (LibRaw colours "
+            f"{description!r}); only Bayer patterns with one R, two G and one B are supported"
+        )
     return np.array(raw.raw_image_visible), colours, pattern
 
 
@@ -270,11 +311,6 @@ def _white_balance(raw: rawpy.RawPy) -> tuple[torch.Tensor, str]:
             if source == "as_shot" or not np.all(rgb == 1.0):
                 return torch.tensor(rgb, dtype=torch.float32), source
     return torch.ones(3), WHITE_BALANCE_SOURCES[-1]
-
-
-def _nonzero_matrix(matrix: np.ndarray) -> Optional[np.ndarray]:
-    """``matrix`` if it is finite and not all zero (LibRaw's 'unknown'), else None."""
-    return matrix if np.all(np.isfinite(matrix)) and np.any(matrix != 0) else None
 
 
 def _first_camera_to_srgb(*xyz_to_camera_candidates) -> tuple[Optional[torch.Tensor], Optional[str]]:
@@ -295,62 +331,3 @@ def _camera_to_srgb(xyz_to_camera: np.ndarray) -> Optional[torch.Tensor]:
     if info.item() != 0 or not torch.isfinite(camera_to_srgb).all():
         return None
     return camera_to_srgb.float()
-
-
-def _read_dng_tags(path: Path) -> tuple[Optional[np.ndarray], Optional[tuple[float, float]]]:
-    """``(XYZ -> camera matrix, NoiseProfile (shot, read))`` from a DNG's tags; (None, None) for other files."""
-    try:
-        tiff = tifffile.TiffFile(path)
-    except tifffile.TiffFileError:
-        return None, None  # not TIFF-based (CR3, RAF, ...): no DNG tags
-    with tiff:
-        first = tiff.pages.first
-        if DNG_VERSION not in first.tags:
-            return None, None
-        pages = [first, *(first.pages or ())]
-        return _dng_xyz_to_camera(first.tags, path), _dng_noise_profile(pages, path)
-
-
-def _tag_values(tags, code: int, count: int, name: str, path: Path) -> np.ndarray:
-    """A numeric tag's ``count`` values as float64 (rationals divided out); DataFileError if malformed."""
-    tag = tags[code]
-    values = np.asarray(tag.value, dtype=np.float64).ravel()
-    if tag.dtype in (tifffile.DATATYPE.RATIONAL, tifffile.DATATYPE.SRATIONAL):
-        values = values[0::2] / values[1::2] if values.size % 2 == 0 else values[:0]
-    if values.size != count or not np.all(np.isfinite(values)):
-        raise DataFileError(f"DNG file {path} has a malformed {name} tag (expected {count} finite values, "
-                            f"got {tag.value!r})")
-    return values
-
-
-def _dng_xyz_to_camera(tags, path: Path) -> Optional[np.ndarray]:
-    """``AnalogBalance @ CameraCalibration @ ColorMatrix`` (DNG spec's XYZ -> camera), for the matrix calibrated
-    under D65 when there is one, else the last one given (DNG writers put the daylight matrix second)."""
-    given = [index for index, code in COLOR_MATRIX.items() if code in tags]
-    if not given:
-        return None
-    illuminant_of = {index: tags[code].value for index, code in CALIBRATION_ILLUMINANT.items() if code in tags}
-    index = next((i for i in given if illuminant_of.get(i) == D65_ILLUMINANT), given[-1])
-    xyz_to_camera = _tag_values(tags, COLOR_MATRIX[index], 9, f"ColorMatrix{index}", path).reshape(3, 3)
-    if CAMERA_CALIBRATION[index] in tags:
-        calibration = _tag_values(tags, CAMERA_CALIBRATION[index], 9, f"CameraCalibration{index}", path)
-        xyz_to_camera = calibration.reshape(3, 3) @ xyz_to_camera
-    if ANALOG_BALANCE in tags:
-        xyz_to_camera = np.diag(_tag_values(tags, ANALOG_BALANCE, 3, "AnalogBalance", path)) @ xyz_to_camera
-    return _nonzero_matrix(xyz_to_camera)
-
-
-def _dng_noise_profile(pages, path: Path) -> Optional[tuple[float, float]]:
-    """NoiseProfile (shot, read) from the main-image IFDs first, then any other. The tag holds one (S, O) pair for
-    all planes or one per colour plane; per-plane pairs are averaged."""
-    for page in sorted(pages, key=lambda page: page.subfiletype != 0):
-        tag = page.tags.get(NOISE_PROFILE)
-        if tag is None:
-            continue
-        values = np.asarray(tag.value, dtype=np.float64).ravel()
-        if values.size == 0 or values.size % 2 or not np.all(np.isfinite(values)) or np.any(values < 0):
-            raise DataFileError(f"DNG file {path} has a malformed NoiseProfile tag (expected (S, O) pairs of finite "
-                                f"non-negative numbers, got {tag.value!r})")
-        shot, read = values.reshape(-1, 2).mean(axis=0)
-        return float(shot), float(read)
-    return None

@@ -33,17 +33,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cycleisp_fast.checks import check_choice
 from cycleisp_fast.data.files import DataFileError
 from cycleisp_fast.data.matlab import read_mat_variable
 from cycleisp_fast.data.raw import pack_rggb
-from cycleisp_fast.checks import check_choice
-from cycleisp_fast.ops.bayer import PATTERNS
 from cycleisp_fast.noise.estimation import estimate_raw_noise
+from cycleisp_fast.ops.bayer import PATTERNS
 
 BLOCK_KINDS = ("srgb", "raw")
 _SUFFIX = {"srgb": "Srgb", "raw": "Raw"}
-SIDD_VALIDATION_FILES = {kind: (f"ValidationNoisyBlocks{suffix}.mat", f"ValidationGtBlocks{suffix}.mat")
-                         for kind, suffix in _SUFFIX.items()}
+SIDD_VALIDATION_FILES = {
+    kind: (f"ValidationNoisyBlocks{suffix}.mat", f"ValidationGtBlocks{suffix}.mat") for kind, suffix in _SUFFIX.items()
+}
 """Kind -> (noisy file, ground-truth file) of the validation set; each holds the array named after its stem."""
 SIDD_BENCHMARK_KEYS = {kind: f"BenchmarkNoisyBlocks{suffix}" for kind, suffix in _SUFFIX.items()}
 """Kind -> name of the array in the benchmark's noisy-blocks file (``BenchmarkNoisyBlocksSrgb.mat``...)."""
@@ -63,7 +64,8 @@ def parse_sidd_patterns(text: str) -> list[str]:
             raise argparse.ArgumentTypeError(
                 f"{entry!r} in {text!r} is neither a Bayer pattern ({', '.join(PATTERNS)}) nor a SIDD phone code "
                 f"({', '.join(SIDD_PHONE_PATTERNS)}); give one for all images or a comma-separated list, one per "
-                "image")
+                "image"
+            )
         patterns.append(SIDD_PHONE_PATTERNS.get(entry, entry))
     return patterns
 
@@ -88,8 +90,11 @@ def read_sidd_blocks(path, names: Sequence[str]) -> tuple[str, np.ndarray]:
     path = Path(path)
     name, array = read_mat_variable(path, tuple(names))
     kind = "srgb" if name.endswith("Srgb") else "raw"
-    expected = ("(n_images, n_blocks, h, w, 3) uint8" if kind == "srgb"
-                else "(n_images, n_blocks, h, w) float (Bayer mosaics in [0, 1])")
+    expected = (
+        "(n_images, n_blocks, h, w, 3) uint8"
+        if kind == "srgb"
+        else "(n_images, n_blocks, h, w) float (Bayer mosaics in [0, 1])"
+    )
     rank = 5 if kind == "srgb" else 4
     if array.ndim != rank or (kind == "srgb" and array.shape[-1] != 3) or 0 in array.shape:
         raise DataFileError(f"{path}: {name!r} must be {expected}, got shape {array.shape}")
@@ -116,11 +121,18 @@ class SIDDBlocks(Dataset):
         ``shape``: ``(n_images, n_blocks)``.
     """
 
-    def __init__(self, noisy_path, clean_path=None, *, pattern: str | Sequence[str] | None = None,
-                 noise: tuple[float, float] | None = None):
+    def __init__(
+        self,
+        noisy_path,
+        clean_path=None,
+        *,
+        pattern: str | Sequence[str] | None = None,
+        noise: tuple[float, float] | None = None,
+    ):
         self.noisy_path = Path(noisy_path)
         names = [SIDD_BENCHMARK_KEYS[kind] for kind in BLOCK_KINDS] + [
-            Path(SIDD_VALIDATION_FILES[kind][0]).stem for kind in BLOCK_KINDS]
+            Path(SIDD_VALIDATION_FILES[kind][0]).stem for kind in BLOCK_KINDS
+        ]
         self.key, self.noisy = read_sidd_blocks(self.noisy_path, names)
         self.kind = "srgb" if self.key.endswith("Srgb") else "raw"
         self.shape = self.noisy.shape[:2]
@@ -129,8 +141,10 @@ class SIDDBlocks(Dataset):
             clean_path = Path(clean_path)
             _, self.clean = read_sidd_blocks(clean_path, [Path(SIDD_VALIDATION_FILES[self.kind][1]).stem])
             if self.clean.shape != self.noisy.shape:
-                raise DataFileError(f"the ground truth {clean_path} holds blocks of shape {self.clean.shape}, the "
-                                    f"noisy {self.noisy_path} {self.noisy.shape}; they must match")
+                raise DataFileError(
+                    f"the ground truth {clean_path} holds blocks of shape {self.clean.shape}, the "
+                    f"noisy {self.noisy_path} {self.noisy.shape}; they must match"
+                )
         self.patterns, self.noise, self._levels = None, None, {}
         if self.kind == "raw":
             self.patterns = self._check_patterns(pattern)
@@ -139,21 +153,27 @@ class SIDDBlocks(Dataset):
                 if len(self.noise) != 2 or not all(level >= 0 for level in self.noise):
                     raise ValueError(f"noise must be (shot, read), two variances >= 0, got {noise!r}")
         elif pattern is not None or noise is not None:
-            raise ValueError(f"a Bayer pattern and a noise level (pattern=, noise=; --pattern, --shot/--read) are "
-                             f"for RAW blocks; {self.noisy_path} holds sRGB blocks")
+            raise ValueError(
+                f"a Bayer pattern and a noise level (pattern=, noise=; --pattern, --shot/--read) are "
+                f"for RAW blocks; {self.noisy_path} holds sRGB blocks"
+            )
 
     def _check_patterns(self, pattern) -> list[str]:
         if pattern is None:
-            raise ValueError(f"{self.noisy_path} holds RAW blocks, which carry no Bayer pattern: give it (pattern=, "
-                             "--pattern on the command line), one for all images or one per image")
+            raise ValueError(
+                f"{self.noisy_path} holds RAW blocks, which carry no Bayer pattern: give it (pattern=, "
+                "--pattern on the command line), one for all images or one per image"
+            )
         patterns = [pattern] if isinstance(pattern, str) else list(pattern)
         for entry in patterns:
             check_choice(entry, "pattern", PATTERNS)
         if len(patterns) == 1:
             patterns *= self.shape[0]
         if len(patterns) != self.shape[0]:
-            raise ValueError(f"{len(patterns)} Bayer patterns given (pattern=, --pattern) for the {self.shape[0]} "
-                             f"images of {self.noisy_path}; give one for all or one per image")
+            raise ValueError(
+                f"{len(patterns)} Bayer patterns given (pattern=, --pattern) for the {self.shape[0]} "
+                f"images of {self.noisy_path}; give one for all or one per image"
+            )
         return patterns
 
     def __len__(self) -> int:
@@ -169,8 +189,10 @@ class SIDDBlocks(Dataset):
             try:
                 levels = estimate_raw_noise(pack_rggb(blocks, self.patterns[image]), pooled=True)
             except ValueError as error:
-                raise DataFileError(f"{self.noisy_path}: cannot estimate the noise level of image {image + 1} from "
-                                    f"its blocks ({error}); give it instead (noise=; --shot/--read)") from error
+                raise DataFileError(
+                    f"{self.noisy_path}: cannot estimate the noise level of image {image + 1} from "
+                    f"its blocks ({error}); give it instead (noise=; --shot/--read)"
+                ) from error
             self._levels[image] = float(levels.shot[0]), float(levels.read[0])
         return self._levels[image]
 
@@ -184,8 +206,12 @@ class SIDDBlocks(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"block index {index} out of range for {len(self)} blocks")
         image, block = divmod(index, self.shape[1])
-        item = {"name": f"{image + 1:04d}_{block + 1:02d}", "image": image, "block": block,
-                "noisy": self._block(self.noisy, image, block)}
+        item = {
+            "name": f"{image + 1:04d}_{block + 1:02d}",
+            "image": image,
+            "block": block,
+            "noisy": self._block(self.noisy, image, block),
+        }
         if self.clean is not None:
             item["clean"] = self._block(self.clean, image, block)
         if self.kind == "raw":
@@ -203,6 +229,7 @@ def sidd_validation_blocks(root, kind: str, *, pattern=None, noise=None) -> SIDD
     noisy, clean = (root / name for name in SIDD_VALIDATION_FILES[kind])
     missing = [str(path) for path in (noisy, clean) if not path.is_file()]
     if missing:
-        raise FileNotFoundError(f"SIDD validation blocks need {noisy.name} and {clean.name} in {root}; missing: "
-                                f"{', '.join(missing)}")
+        raise FileNotFoundError(
+            f"SIDD validation blocks need {noisy.name} and {clean.name} in {root}; missing: {', '.join(missing)}"
+        )
     return SIDDBlocks(noisy, clean, pattern=pattern, noise=noise)

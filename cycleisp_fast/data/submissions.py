@@ -40,8 +40,10 @@ import scipy.io
 from cycleisp_fast.data.files import atomic_path
 
 DND_EVAL_VERSION = "1.0"
-SIDD_SUBMISSIONS = {"srgb": ("SubmitSrgb.mat", "DenoisedBlocksSrgb", "TimeMPSrgb"),
-                    "raw": ("SubmitRaw.mat", "DenoisedBlocksRaw", "TimeMPRaw")}
+SIDD_SUBMISSIONS = {
+    "srgb": ("SubmitSrgb.mat", "DenoisedBlocksSrgb", "TimeMPSrgb"),
+    "raw": ("SubmitRaw.mat", "DenoisedBlocksRaw", "TimeMPRaw"),
+}
 """Kind -> (file name, blocks variable, time variable) of a SIDD submission."""
 SIDD_KAGGLE_FILES = {"srgb": "SubmitSrgb.csv", "raw": "SubmitRaw.csv"}
 """Kind -> file name of a SIDD Kaggle submission."""
@@ -103,16 +105,20 @@ def write_dnd_bundle(path, crops: Sequence[np.ndarray], *, israw: bool) -> Path:
     crops, in box order), ``israw`` (logical) and ``eval_version`` (``'1.0'``)."""
     if not isinstance(israw, bool):
         raise TypeError(f"israw must be a bool, got {type(israw).__name__}")
-    return _savemat(Path(path), {"Idenoised": _cell_array(list(crops), (1, len(crops))), "israw": israw,
-                                 "eval_version": DND_EVAL_VERSION})
+    return _savemat(
+        Path(path),
+        {"Idenoised": _cell_array(list(crops), (1, len(crops))), "israw": israw, "eval_version": DND_EVAL_VERSION},
+    )
 
 
 def check_matlab_field_names(names) -> None:
     """Each of ``names`` must be a MATLAB struct field name (a letter, then letters, digits or ``_``, <= 63)."""
     for name in names:
         if not isinstance(name, str) or not _MATLAB_NAME.fullmatch(name):
-            raise ValueError(f"OptionalData field {name!r} is not a MATLAB field name (a letter, then letters, "
-                             "digits or '_', at most 63)")
+            raise ValueError(
+                f"OptionalData field {name!r} is not a MATLAB field name (a letter, then letters, "
+                "digits or '_', at most 63)"
+            )
 
 
 def _check_sidd_blocks(kind: str, blocks: np.ndarray) -> None:
@@ -120,16 +126,20 @@ def _check_sidd_blocks(kind: str, blocks: np.ndarray) -> None:
         raise ValueError(f"kind must be one of {tuple(SIDD_SUBMISSIONS)}, got {kind!r}")
     rank = 5 if kind == "srgb" else 4
     if not isinstance(blocks, np.ndarray) or blocks.ndim != rank:
-        raise ValueError(f"{kind} blocks must be a numpy array (n_images, n_blocks, h, w"
-                         f"{', 3' if kind == 'srgb' else ''}), got {getattr(blocks, 'shape', type(blocks).__name__)}")
+        raise ValueError(
+            f"{kind} blocks must be a numpy array (n_images, n_blocks, h, w"
+            f"{', 3' if kind == 'srgb' else ''}), got {getattr(blocks, 'shape', type(blocks).__name__)}"
+        )
 
 
-def write_sidd_submission(outdir, kind: str, blocks: np.ndarray, seconds_per_megapixel: float,
-                          optional_data: dict[str, str]) -> Path:
+def write_sidd_submission(
+    outdir, kind: str, blocks: np.ndarray, seconds_per_megapixel: float, optional_data: dict[str, str]
+) -> Path:
     """Writes ``outdir/SubmitSrgb.mat`` or ``outdir/SubmitRaw.mat`` (:data:`SIDD_SUBMISSIONS`), atomically and
     compressed (as MATLAB's own ``save`` does).
 
     Args:
+        outdir: the folder to write the file into.
         kind: ``"srgb"`` or ``"raw"``.
         blocks: ``(n_images, n_blocks, h, w, 3)`` uint8 (sRGB) or ``(n_images, n_blocks, h, w)`` float (RAW), the
             denoised blocks in the noisy blocks' dtype; written as an ``n_images x n_blocks`` cell array.
@@ -145,8 +155,11 @@ def write_sidd_submission(outdir, kind: str, blocks: np.ndarray, seconds_per_meg
     check_matlab_field_names(optional_data)
     file_name, blocks_name, time_name = SIDD_SUBMISSIONS[kind]
     cells = _cell_array(list(blocks.reshape(-1, *blocks.shape[2:])), blocks.shape[:2])
-    return _savemat(Path(outdir) / file_name, {blocks_name: cells, time_name: float(seconds_per_megapixel),
-                                               "OptionalData": dict(optional_data)}, compress=True)
+    return _savemat(
+        Path(outdir) / file_name,
+        {blocks_name: cells, time_name: float(seconds_per_megapixel), "OptionalData": dict(optional_data)},
+        compress=True,
+    )
 
 
 def write_sidd_kaggle_csv(outdir, kind: str, blocks: np.ndarray) -> Path:

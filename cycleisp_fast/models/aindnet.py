@@ -26,10 +26,16 @@ import torch  # noqa: F401 (the Example: sections, run as doctests, use the modu
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cycleisp_fast.nn.ain import AIN, RESIZE_ALIASES, RESIZE_MODES, AINResBlock, resize_noise_map
-from cycleisp_fast.nn.tf_compat import (AvgPool2dSame, avg_pool2d_same, conv2d_same, conv_transpose2d_same,
-                                        resize_bilinear_legacy, truncated_normal_)
 from cycleisp_fast.checks import check_backend_argument, check_choice, check_tensor
+from cycleisp_fast.nn.ain import AIN, RESIZE_ALIASES, RESIZE_MODES, AINResBlock, resize_noise_map
+from cycleisp_fast.nn.tf_compat import (
+    AvgPool2dSame,
+    avg_pool2d_same,
+    conv2d_same,
+    conv_transpose2d_same,
+    resize_bilinear_legacy,
+    truncated_normal_,
+)
 
 COARSE_SCALES = (8, 4)
 UPSAMPLE_MODES = ("tf_legacy", "bilinear")
@@ -71,6 +77,10 @@ class NoiseEstimator(nn.Module):
         upsample: ``"tf_legacy"`` (TF1's bilinear resize, the released weights) or ``"bilinear"``
             (``F.interpolate``, half-pixel centres).
 
+    Shape:
+        - noisy: ``(N, 3, H, W)``, any ``H, W >= 1``
+        - output: ``(N, 3, H, W)``; with ``return_coarse=True`` also the coarse map ``(N, 3, h, w)``
+
     Example:
         >>> noise_map, coarse = NoiseEstimator()(torch.rand(1, 3, 61, 47), return_coarse=True)
         >>> tuple(noise_map.shape), tuple(coarse.shape)
@@ -83,9 +93,15 @@ class NoiseEstimator(nn.Module):
             raise ValueError(f"coarse_scale must be one of {COARSE_SCALES}, got {coarse_scale!r}")
         self.coarse_scale = coarse_scale
         self.upsample = check_choice(upsample, "upsample", UPSAMPLE_MODES)
-        self.features = nn.Sequential(_relu_conv(3, 32), _relu_conv(32, 32), AvgPool2dSame(4), _relu_conv(32, 32),
-                                      _relu_conv(32, 32), AvgPool2dSame(2) if coarse_scale == 8 else nn.Identity(),
-                                      _relu_conv(32, 3))
+        self.features = nn.Sequential(
+            _relu_conv(3, 32),
+            _relu_conv(32, 32),
+            AvgPool2dSame(4),
+            _relu_conv(32, 32),
+            _relu_conv(32, 32),
+            AvgPool2dSame(2) if coarse_scale == 8 else nn.Identity(),
+            _relu_conv(32, 3),
+        )
         self.refine = nn.Sequential(_relu_conv(3, 3), _relu_conv(3, 3))
 
     def forward(self, noisy: Tensor, return_coarse: bool = False) -> Tensor | tuple[Tensor, Tensor]:
@@ -114,6 +130,7 @@ class ResBlock(nn.Module):
         self.conv2 = _slim_conv(channels, channels)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x + conv2(relu(conv1(x)))``."""
         return x + self.conv2(F.relu(self.conv1(x)))
 
 
@@ -168,8 +185,14 @@ class AINDNet(nn.Module):
         torch.Size([1, 3, 13, 21])
     """
 
-    def __init__(self, coarse_scale: int = 8, noise_resize: str = "tf_legacy", upsample: str = "tf_legacy", *,
-                 backend: str | None = None):
+    def __init__(
+        self,
+        coarse_scale: int = 8,
+        noise_resize: str = "tf_legacy",
+        upsample: str = "tf_legacy",
+        *,
+        backend: str | None = None,
+    ):
         super().__init__()
         noise_resize = check_choice(RESIZE_ALIASES.get(noise_resize, noise_resize), "noise_resize", RESIZE_MODES)
         backend = check_backend_argument(backend)
@@ -207,13 +230,25 @@ class AINDNet(nn.Module):
 
 
 def trainable_parameters(model: nn.Module) -> int:
-    """The number of parameters with ``requires_grad``."""
+    """The number of parameters with ``requires_grad``.
+
+    Example:
+        >>> trainable_parameters(torch.nn.Conv2d(3, 8, 3))  # 8 * 3 * 3 * 3 + 8
+        224
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def transfer_tf(model: AINDNet) -> int:
     """AINDNet+TF: freezes everything but the 28 AIN conditioning networks, the noise estimator and the last
-    conv (``conv6``); returns the trainable count (5,188,270 for the default model)."""
+    conv (``conv6``); returns the trainable count (5,188,270 for the default model).
+
+    Example:
+        >>> model = AINDNet()
+        >>> frozen = lambda module: not any(p.requires_grad for p in module.parameters())
+        >>> transfer_tf(model), frozen(model.conv1_1), frozen(model.conv6)
+        (5188270, True, False)
+    """
     if not isinstance(model, AINDNet):
         raise TypeError(f"model must be an AINDNet, got {type(model).__name__}")
     model.requires_grad_(False)
@@ -226,7 +261,13 @@ def transfer_tf(model: AINDNet) -> int:
 
 
 def transfer_rt(model: AINDNet) -> int:
-    """AINDNet+RT: every parameter trainable (common transfer learning); returns the count (13,764,014)."""
+    """AINDNet+RT: every parameter trainable (common transfer learning); returns the count (13,764,014).
+
+    Example:
+        >>> model = AINDNet()
+        >>> transfer_tf(model) < transfer_rt(model) == sum(p.numel() for p in model.parameters())
+        True
+    """
     if not isinstance(model, AINDNet):
         raise TypeError(f"model must be an AINDNet, got {type(model).__name__}")
     model.requires_grad_(True)

@@ -31,15 +31,23 @@ _LISTED = 8
 
 def read_state_dict(checkpoint: str | os.PathLike | Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The state dict in ``checkpoint`` (a path to a ``torch.save`` file, or a loaded dict): the
-    ``{"state_dict": ...}`` wrapper removed and a ``module.`` prefix stripped."""
+    ``{"state_dict": ...}`` wrapper removed and a ``module.`` prefix stripped.
+
+    Example:
+        >>> wrapped = {"state_dict": {"module.head.0.weight": torch.zeros(2), "module.head.0.bias": torch.zeros(1)}}
+        >>> list(read_state_dict(wrapped))
+        ['head.0.weight', 'head.0.bias']
+    """
     if isinstance(checkpoint, (str, os.PathLike)):
         try:
             checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
         except FileNotFoundError:  # says which file
             raise
         except Exception as error:  # truncated or not a torch file
-            raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} could not be read as a torch checkpoint: "
-                             f"{type(error).__name__}: {error}") from error
+            raise ValueError(
+                f"checkpoint {os.fspath(checkpoint)!r} could not be read as a torch checkpoint: "
+                f"{type(error).__name__}: {error}"
+            ) from error
     if not isinstance(checkpoint, Mapping):
         raise TypeError(f"checkpoint must be a path or a state dict, got {type(checkpoint).__name__}")
     if "state_dict" in checkpoint and isinstance(checkpoint["state_dict"], Mapping):
@@ -59,8 +67,9 @@ def _listing(what: str, items: list[str]) -> str:
 
 def is_tf_checkpoint(checkpoint) -> bool:
     """Whether ``checkpoint`` names a TensorFlow checkpoint (a folder, or a prefix beside its ``.index``)."""
-    return isinstance(checkpoint, (str, os.PathLike)) and (Path(checkpoint).is_dir()
-                                                           or tf_checkpoint_prefix(checkpoint) is not None)
+    return isinstance(checkpoint, (str, os.PathLike)) and (
+        Path(checkpoint).is_dir() or tf_checkpoint_prefix(checkpoint) is not None
+    )
 
 
 def load_official(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, Tensor]) -> nn.Module:
@@ -68,11 +77,11 @@ def load_official(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str,
 
     Accepts the ``{"state_dict": ...}`` wrapper and bare dicts, strips ``module.``, checks that every alias of a
     shared parameter (the network's one PReLU) holds the same values, ignores Raw2Rgb's unused ``conv1x1`` and
-    keeps CCM's blur when the checkpoint lacks them, and refuses non-finite weights. For :class:`~cycleisp_fast.models.AINDNet` it also takes
-    the official TensorFlow checkpoint: its folder (holding TF's ``checkpoint`` file) or a prefix
-    (``.../model.ckpt-NNNN``), read with TensorFlow (see :mod:`cycleisp_fast.models.tf_checkpoint`). Raises
-    ``ValueError`` listing the missing, unexpected and mis-shaped keys, or the aliases that disagree; nothing is
-    loaded then.
+    keeps CCM's blur when the checkpoint lacks them, and refuses non-finite weights. For
+    :class:`~cycleisp_fast.models.AINDNet` it also takes the official TensorFlow checkpoint: its folder (holding
+    TF's ``checkpoint`` file) or a prefix (``.../model.ckpt-NNNN``), read with TensorFlow (see
+    :mod:`cycleisp_fast.models.tf_checkpoint`). Raises ``ValueError`` listing the missing, unexpected and
+    mis-shaped keys, or the aliases that disagree; nothing is loaded then.
 
     Example:
         >>> from cycleisp_fast.models import DenoiseNet
@@ -80,8 +89,10 @@ def load_official(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str,
     """
     if is_tf_checkpoint(checkpoint):
         if type(model).__name__ != "AINDNet":
-            raise ValueError(f"{os.fspath(checkpoint)} is a TensorFlow checkpoint, the format of AINDNet's official "
-                             f"weights; {type(model).__name__}'s official weights are PyTorch files")
+            raise ValueError(
+                f"{os.fspath(checkpoint)} is a TensorFlow checkpoint, the format of AINDNet's official "
+                f"weights; {type(model).__name__}'s official weights are PyTorch files"
+            )
         state = read_aindnet_tf_checkpoint(checkpoint)
     else:
         state = read_state_dict(checkpoint)
@@ -91,8 +102,11 @@ def load_official(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str,
     problems = []
     missing = [k for k in expected if k not in state and k not in optional]
     unexpected = [k for k in state if k not in expected]
-    misshaped = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})" for k, v in state.items()
-                 if k in expected and v.shape != expected[k].shape]
+    misshaped = [
+        f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})"
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
     for what, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshaped)):
         if items:
             problems.append(_listing(what, items))
@@ -100,8 +114,10 @@ def load_official(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str,
         raise ValueError(f"checkpoint does not fit {name}: " + "; ".join(problems))
     non_finite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if non_finite:
-        raise ValueError("checkpoint holds non-finite (NaN or infinite) weights, which would make every output NaN: "
-                         + _listing("in", non_finite))
+        raise ValueError(
+            "checkpoint holds non-finite (NaN or infinite) weights, which would make every output NaN: "
+            + _listing("in", non_finite)
+        )
     aliases: dict[int, list[str]] = {}
     for key, tensor in expected.items():
         if key in state:
@@ -109,10 +125,11 @@ def load_official(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str,
     for keys in aliases.values():
         differing = [k for k in keys[1:] if not torch.equal(state[keys[0]], state[k])]
         if differing:
-            raise ValueError(f"checkpoint does not fit {name}: one shared parameter is stored under {len(keys)} names "
-                             f"but with different values: " + _listing(f"these differ from {keys[0]}", differing))
+            raise ValueError(
+                f"checkpoint does not fit {name}: one shared parameter is stored under {len(keys)} names "
+                f"but with different values: " + _listing(f"these differ from {keys[0]}", differing)
+            )
     with torch.no_grad():
         for key, value in state.items():
             expected[key].copy_(value)
     return model
-

@@ -43,8 +43,10 @@ from cycleisp_fast.data.files import describe_read_error
 from cycleisp_fast.models.aindnet import AINDNet
 
 TF_INSTALL_HINT = "pip install 'cycleisp_fast[tf]' (or: pip install tensorflow-cpu)"
-_OPTIMIZER_STATE = re.compile(r"(.*/(Adam|Adam_1|Momentum|RMSProp|RMSProp_1|Adagrad)"
-                              r"|(beta1_power|beta2_power|global_step)(_\d+)?)")
+_OPTIMIZER_STATE = re.compile(
+    r"(.*/(Adam|Adam_1|Momentum|RMSProp|RMSProp_1|Adagrad)"
+    r"|(beta1_power|beta2_power|global_step)(_\d+)?)"
+)
 _LEVEL_BLOCKS = {1: 2, 2: 2, 3: 5, 4: 3, 5: 2}
 """AIN-ResBlocks per U-Net level (``AINRes{L}_{i}``)."""
 _LISTED = 8
@@ -90,8 +92,10 @@ def aindnet_variable_shapes() -> dict[str, tuple[int, ...]]:
     filters ``(kh, kw, out, in)``), for the default :class:`AINDNet`."""
     with torch.device("meta"):
         state = AINDNet().state_dict()
-    return {tf_name: tuple(state[key].permute(2, 3, 1, 0).shape) if state[key].dim() == 4 else tuple(state[key].shape)
-            for key, tf_name in aindnet_variable_names().items()}
+    return {
+        tf_name: tuple(state[key].permute(2, 3, 1, 0).shape) if state[key].dim() == 4 else tuple(state[key].shape)
+        for key, tf_name in aindnet_variable_names().items()
+    }
 
 
 def _check_variables(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str], source: str) -> None:
@@ -100,13 +104,22 @@ def _check_variables(shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str,
     expected = aindnet_variable_shapes()
     missing = [name for name in expected if name not in shapes]
     unexpected = [name for name in shapes if name not in expected and not _OPTIMIZER_STATE.fullmatch(name)]
-    misshaped = [f"{name} {tuple(shapes[name])} (expected {shape})" for name, shape in expected.items()
-                 if name in shapes and tuple(shapes[name]) != shape]
+    misshaped = [
+        f"{name} {tuple(shapes[name])} (expected {shape})"
+        for name, shape in expected.items()
+        if name in shapes and tuple(shapes[name]) != shape
+    ]
     wrong_dtype = [f"{name} is {dtypes[name]}" for name in expected if name in dtypes and dtypes[name] != "float32"]
-    problems = [_listing(what, items) for what, items in (("missing variables", missing),
-                                                          ("unexpected variables", unexpected),
-                                                          ("wrong shapes", misshaped),
-                                                          ("not float32", wrong_dtype)) if items]
+    problems = [
+        _listing(what, items)
+        for what, items in (
+            ("missing variables", missing),
+            ("unexpected variables", unexpected),
+            ("wrong shapes", misshaped),
+            ("not float32", wrong_dtype),
+        )
+        if items
+    ]
     if problems:
         raise ValueError(f"{source} is not an official AINDNet checkpoint: " + "; ".join(problems))
 
@@ -116,8 +129,7 @@ def _to_torch(array: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.transpose(3, 2, 0, 1) if array.ndim == 4 else array))
 
 
-def convert_aindnet_variables(variables: Mapping[str, np.ndarray], *, source: str = "checkpoint"
-                              ) -> dict[str, Tensor]:
+def convert_aindnet_variables(variables: Mapping[str, np.ndarray], *, source: str = "checkpoint") -> dict[str, Tensor]:
     """The official TF variables (name -> array, as a checkpoint holds them) -> :class:`AINDNet`'s state dict.
 
     Raises:
@@ -160,16 +172,18 @@ def _newest_in_folder(tf, folder: Path) -> str:
     if state is None or not state.model_checkpoint_path:
         raise ValueError(f"{state_file} names no checkpoint (no model_checkpoint_path)")
     named = Path(state.model_checkpoint_path)
-    for candidate in ((folder / named.name, named) if named.is_absolute() else (folder / named,)):
+    for candidate in (folder / named.name, named) if named.is_absolute() else (folder / named,):
         if Path(f"{candidate}.index").is_file():
             return str(candidate)
-    raise ValueError(f"{state_file} names checkpoint {state.model_checkpoint_path!r}, whose .index file is not in "
-                     f"{folder}")
+    raise ValueError(
+        f"{state_file} names checkpoint {state.model_checkpoint_path!r}, whose .index file is not in {folder}"
+    )
 
 
 def _broken(prefix: str, error: Exception) -> ValueError:
-    return ValueError(f"TensorFlow checkpoint {prefix} (its .index / .data-* files) could not be read: "
-                      f"{describe_read_error(error)}")
+    return ValueError(
+        f"TensorFlow checkpoint {prefix} (its .index / .data-* files) could not be read: {describe_read_error(error)}"
+    )
 
 
 def read_aindnet_tf_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
@@ -187,8 +201,10 @@ def read_aindnet_tf_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
     path = Path(path)
     if path.is_dir():
         if not (path / "checkpoint").is_file():
-            raise FileNotFoundError(f"{path} holds no TensorFlow 'checkpoint' file (expected a checkpoint folder, or "
-                                    f"a prefix such as {path}/model.ckpt-1000 beside its .index and .data files)")
+            raise FileNotFoundError(
+                f"{path} holds no TensorFlow 'checkpoint' file (expected a checkpoint folder, or "
+                f"a prefix such as {path}/model.ckpt-1000 beside its .index and .data files)"
+            )
         tf = _import_tensorflow()
         prefix = _newest_in_folder(tf, path)
     else:
@@ -196,8 +212,10 @@ def read_aindnet_tf_checkpoint(path: str | os.PathLike) -> dict[str, Tensor]:
         if prefix is None:
             if not path.exists():
                 raise FileNotFoundError(f"checkpoint not found: {path}")
-            raise ValueError(f"{path} is not a TensorFlow checkpoint (expected a folder with a 'checkpoint' file or "
-                             f"a prefix beside its .index file)")
+            raise ValueError(
+                f"{path} is not a TensorFlow checkpoint (expected a folder with a 'checkpoint' file or "
+                f"a prefix beside its .index file)"
+            )
         tf = _import_tensorflow()
     try:
         reader = tf.train.load_checkpoint(prefix)

@@ -2,10 +2,27 @@
 
 from cycleisp_fast.nn.ain import AIN, AINResBlock
 from cycleisp_fast.nn.bayer import BayerMosaic, BayerPack, BayerUnpack
-from cycleisp_fast.nn.dual_attention import (DAB, RRG, BasicConv, ChannelAttention, ChannelPool, SpatialAttention,
-                                            default_conv)
+from cycleisp_fast.nn.dual_attention import (
+    DAB,
+    RRG,
+    BasicConv,
+    ChannelAttention,
+    ChannelPool,
+    SpatialAttention,
+    default_conv,
+)
 
 __all__ = [
-    "AIN", "AINResBlock", "BasicConv", "BayerMosaic", "BayerPack", "BayerUnpack", "ChannelAttention", "ChannelPool",
-    "DAB", "RRG", "SpatialAttention", "default_conv",
+    "AIN",
+    "AINResBlock",
+    "BasicConv",
+    "BayerMosaic",
+    "BayerPack",
+    "BayerUnpack",
+    "ChannelAttention",
+    "ChannelPool",
+    "DAB",
+    "RRG",
+    "SpatialAttention",
+    "default_conv",
 ]

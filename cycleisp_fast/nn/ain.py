@@ -13,12 +13,13 @@ follows the backend in force.
 
 from __future__ import annotations
 
+import torch  # noqa: F401 (the examples)
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cycleisp_fast import ops
-from cycleisp_fast.nn.tf_compat import avg_pool2d_same, conv2d_same, resize_bilinear_legacy
 from cycleisp_fast.checks import check_backend_argument, check_choice, check_tensor
+from cycleisp_fast.nn.tf_compat import avg_pool2d_same, conv2d_same, resize_bilinear_legacy
 
 RESIZE_MODES = ("tf_legacy", "avgpool")
 RESIZE_ALIASES = {"subsample": "tf_legacy"}
@@ -53,8 +54,10 @@ def resize_noise_map(noise_map: Tensor, size: tuple[int, int], mode: str = "tf_l
         return resize_bilinear_legacy(noise_map, size)
     factor = _pool_factor(tuple(noise_map.shape[-2:]), tuple(size))
     if factor is None:
-        raise ValueError(f"resize='avgpool' needs a feature resolution {size[0]}x{size[1]} that is the noise map's "
-                         f"{noise_map.shape[-2]}x{noise_map.shape[-1]} pooled by one factor (ceil(H/s) x ceil(W/s))")
+        raise ValueError(
+            f"resize='avgpool' needs a feature resolution {size[0]}x{size[1]} that is the noise map's "
+            f"{noise_map.shape[-2]}x{noise_map.shape[-1]} pooled by one factor (ceil(H/s) x ceil(W/s))"
+        )
     return avg_pool2d_same(noise_map, factor)
 
 
@@ -76,10 +79,28 @@ class AIN(nn.Module):
             :func:`resize_noise_map`); ``"tf_legacy"`` is the official code.
         backend: backend of the fused op, one of :data:`cycleisp_fast.backend.BACKENDS`; None follows the one in
             force.
+
+    Shape:
+        - x: ``(N, C, h, w)``; noise_map: ``(N, K, H, W)``, any size (resized to ``h x w``)
+        - output: ``(N, C, h, w)``
+
+    Example:
+        >>> ain = AIN(16, negative_slope=0.02)
+        >>> ain(torch.randn(2, 16, 8, 8), torch.rand(2, 3, 32, 32)).shape
+        torch.Size([2, 16, 8, 8])
     """
 
-    def __init__(self, channels: int, noise_channels: int = 3, hidden: int = 64, *, eps: float = 1e-5,
-                 negative_slope: float | None = None, resize: str = "tf_legacy", backend: str | None = None):
+    def __init__(
+        self,
+        channels: int,
+        noise_channels: int = 3,
+        hidden: int = 64,
+        *,
+        eps: float = 1e-5,
+        negative_slope: float | None = None,
+        resize: str = "tf_legacy",
+        backend: str | None = None,
+    ):
         super().__init__()
         self.channels = channels
         self.noise_channels = noise_channels
@@ -99,27 +120,48 @@ class AIN(nn.Module):
         if noise_map.shape[0] != x.shape[0]:
             raise ValueError(f"noise_map must have x's batch size {x.shape[0]}, got {tuple(noise_map.shape)}")
         hidden = F.relu(self.conv1(resize_noise_map(noise_map, x.shape[-2:], self.resize)))
-        return ops.adaptive_instance_norm(x, self.conv_gamma(hidden), self.conv_beta(hidden), self.eps,
-                                          self.negative_slope, backend=self.backend)
+        return ops.adaptive_instance_norm(
+            x, self.conv_gamma(hidden), self.conv_beta(hidden), self.eps, self.negative_slope, backend=self.backend
+        )
 
     def extra_repr(self) -> str:
-        return (f"channels={self.channels}, noise_channels={self.noise_channels}, eps={self.eps}, "
-                f"negative_slope={self.negative_slope}, resize={self.resize!r}"
-                + (f", backend={self.backend!r}" if self.backend else ""))
+        """The constructor arguments shown by ``repr``."""
+        return (
+            f"channels={self.channels}, noise_channels={self.noise_channels}, eps={self.eps}, "
+            f"negative_slope={self.negative_slope}, resize={self.resize!r}"
+            + (f", backend={self.backend!r}" if self.backend else "")
+        )
 
 
 class AINResBlock(nn.Module):
     """AINDNet's pre-activation residual block (``ain_resblock``, TF scope ``AINRes*``):
     ``x + conv2(lrelu(ain_2(conv1(lrelu(ain_1(x, σ))), σ)))``, LeakyReLU(0.02) fused into each AIN, convs 3x3
-    C -> C with bias and the official init (``variance_scaling_initializer(0.02)``). No scaling of the residual, no activation
-    after the sum. Arguments as for :class:`AIN`.
+    C -> C with bias and the official init (``variance_scaling_initializer(0.02)``). No scaling of the residual, no
+    activation after the sum. Arguments as for :class:`AIN`.
+
+    Shape:
+        - x: ``(N, C, h, w)``; noise_map: ``(N, K, H, W)``, any size (AINDNet: the full-resolution map)
+        - output: ``(N, C, h, w)``
+
+    Example:
+        >>> block = AINResBlock(16)
+        >>> block(torch.randn(1, 16, 12, 10), torch.rand(1, 3, 24, 20)).shape
+        torch.Size([1, 16, 12, 10])
     """
 
-    def __init__(self, channels: int, noise_channels: int = 3, hidden: int = 64, *, resize: str = "tf_legacy",
-                 backend: str | None = None):
+    def __init__(
+        self,
+        channels: int,
+        noise_channels: int = 3,
+        hidden: int = 64,
+        *,
+        resize: str = "tf_legacy",
+        backend: str | None = None,
+    ):
         super().__init__()
-        ain_args = dict(noise_channels=noise_channels, hidden=hidden, negative_slope=LEAKY_SLOPE, resize=resize,
-                        backend=backend)
+        ain_args = dict(
+            noise_channels=noise_channels, hidden=hidden, negative_slope=LEAKY_SLOPE, resize=resize, backend=backend
+        )
         self.ain_1 = AIN(channels, **ain_args)
         self.conv1 = conv2d_same(channels, channels, 3)
         self.ain_2 = AIN(channels, **ain_args)

@@ -66,16 +66,27 @@ def avg_pool2d_same(x: Tensor, kernel: int, stride: int | None = None) -> Tensor
 
 
 class AvgPool2dSame(nn.Module):
-    """:func:`avg_pool2d_same` as a module (no parameters)."""
+    """:func:`avg_pool2d_same` as a module (no parameters).
+
+    Shape:
+        - input: ``(N, C, H, W)``
+        - output: ``(N, C, ceil(H / stride), ceil(W / stride))``
+
+    Example:
+        >>> AvgPool2dSame(4)(torch.rand(1, 3, 10, 9)).shape
+        torch.Size([1, 3, 3, 3])
+    """
 
     def __init__(self, kernel: int, stride: int | None = None):
         super().__init__()
         self.kernel, self.stride = kernel, kernel if stride is None else stride
 
     def forward(self, x: Tensor) -> Tensor:
+        """TF ``'SAME'`` average pooling of ``x``."""
         return avg_pool2d_same(x, self.kernel, self.stride)
 
     def extra_repr(self) -> str:
+        """The pooling's settings shown by ``repr``."""
         return f"kernel={self.kernel}, stride={self.stride}, padding='SAME'"
 
 
@@ -105,8 +116,10 @@ def resize_bilinear_legacy(image: Tensor, size: tuple[int, int]) -> Tensor:
     if height % out_height == 0 and width % out_width == 0 and height // out_height == width // out_width:
         factor = height // out_height
         return image if factor == 1 else image[..., ::factor, ::factor]
-    (y0, y1, ty), (x0, x1, tx) = (_legacy_axis(height, out_height, image.device),
-                                  _legacy_axis(width, out_width, image.device))
+    (y0, y1, ty), (x0, x1, tx) = (
+        _legacy_axis(height, out_height, image.device),
+        _legacy_axis(width, out_width, image.device),
+    )
     ty, tx = ty.to(image.dtype)[:, None], tx.to(image.dtype)
     left, right = image[..., x0], image[..., x1]
     columns = left + (right - left) * tx
@@ -124,7 +137,7 @@ def conv_transpose2d_same(x: Tensor, weight: Tensor, output_size: tuple[int, int
         raise ValueError(f"conv_transpose2d_same needs a {stride}x{stride} filter, got {tuple(weight.shape)}")
     if -(-output_size[0] // stride) != height or -(-output_size[1] // stride) != width:
         raise ValueError(f"output_size {tuple(output_size)} does not fit a {height}x{width} input at stride {stride}")
-    return F.conv_transpose2d(x, weight, stride=stride)[..., :output_size[0], :output_size[1]]
+    return F.conv_transpose2d(x, weight, stride=stride)[..., : output_size[0], : output_size[1]]
 
 
 def truncated_normal_(tensor: Tensor, std: float) -> Tensor:
@@ -141,7 +154,9 @@ def variance_scaling_(weight: Tensor, factor: float = VARIANCE_SCALING_FACTOR) -
 
 
 def conv2d_same(in_channels: int, out_channels: int, kernel_size: int, init: str = "variance_scaling") -> nn.Conv2d:
-    """A stride-1 conv with bias and TF ``padding='same'`` (``kernel_size`` odd), initialised as TF does:
+    """A stride-1 conv with bias and TF ``padding='same'`` (``kernel_size`` odd), initialised as TF does.
+
+    The initialisers:
 
     - ``"variance_scaling"``: ``tf.layers.conv2d(..., kernel_initializer=variance_scaling_initializer(0.02))``
       (:func:`variance_scaling_`), as AINDNet's AIN blocks;

@@ -11,8 +11,16 @@ Example:
 """
 
 from cycleisp_fast.noise.estimation import estimate_raw_noise
-from cycleisp_fast.noise.levels import (NOISE_LEVEL_SAMPLERS, NoiseLevels, cbdnet_log_uniform, cbdnet_uniform,
-                                        cycleisp_dnd, cycleisp_sidd, sample_noise_levels, unprocessing)
+from cycleisp_fast.noise.levels import (
+    NOISE_LEVEL_SAMPLERS,
+    NoiseLevels,
+    cbdnet_log_uniform,
+    cbdnet_uniform,
+    cycleisp_dnd,
+    cycleisp_sidd,
+    sample_noise_levels,
+    unprocessing,
+)
 from cycleisp_fast.noise.model import NOISE_MODELS, VARIANCE_SOURCES, NoiseModel, NoisySample
 
 __all__ = [

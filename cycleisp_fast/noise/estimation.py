@@ -13,9 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cycleisp_fast.noise.levels import NoiseLevels
 from cycleisp_fast.checks import check_tensor
-
+from cycleisp_fast.noise.levels import NoiseLevels
 
 _HIGH_PASS = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64)
 _HIGH_PASS_2D = torch.outer(_HIGH_PASS, _HIGH_PASS) / 6  # sums to 0, squares sum to 1
@@ -110,8 +109,9 @@ def estimate_raw_noise(packed: Tensor, *, pooled: bool = False) -> NoiseLevels:
     n, _, height, width = packed.shape
     rows, cols = (height - 2) // NOISE_BLOCK * NOISE_BLOCK, (width - 2) // NOISE_BLOCK * NOISE_BLOCK
     if rows == 0 or cols == 0:
-        raise ValueError(f"packed must be at least {NOISE_BLOCK + 2}x{NOISE_BLOCK + 2} to estimate its noise, got "
-                         f"{height}x{width}")
+        raise ValueError(
+            f"packed must be at least {NOISE_BLOCK + 2}x{NOISE_BLOCK + 2} to estimate its noise, got {height}x{width}"
+        )
     planes = packed.detach().to("cpu", torch.float64).reshape(n * 4, 1, height, width)
     clipped_at_zero = (planes.reshape(n, -1) >= 0).all(dim=1).repeat_interleave(4).view(n * 4, 1, 1, 1)
     clipped = (planes >= 1) | ((planes <= 0) & clipped_at_zero)
@@ -130,16 +130,19 @@ def estimate_raw_noise(packed: Tensor, *, pooled: bool = False) -> NoiseLevels:
         bins = min(_BINS, image_levels.numel() // _MIN_BLOCKS_PER_BIN)
         if bins < 2:
             which = f"the {n} images of packed together have" if pooled else f"image {index} of packed has"
-            raise ValueError(f"{which} too few unclipped {NOISE_BLOCK}x{NOISE_BLOCK} blocks "
-                             f"({image_levels.numel()}) to estimate its noise; need {2 * _MIN_BLOCKS_PER_BIN}")
+            raise ValueError(
+                f"{which} too few unclipped {NOISE_BLOCK}x{NOISE_BLOCK} blocks "
+                f"({image_levels.numel()}) to estimate its noise; need {2 * _MIN_BLOCKS_PER_BIN}"
+            )
         bin_levels, bin_variances, counts = [], [], []
         for chunk in torch.tensor_split(torch.argsort(image_levels), bins):
             variance, count = _flat_energy(image_energies[chunk])
             bin_levels.append(image_levels[chunk].mean())
             bin_variances.append(variance)
             counts.append(count)
-        shot, read = _fit_noise_line(torch.stack(bin_levels), torch.stack(bin_variances),
-                                     torch.tensor(counts, dtype=torch.float64))
+        shot, read = _fit_noise_line(
+            torch.stack(bin_levels), torch.stack(bin_variances), torch.tensor(counts, dtype=torch.float64)
+        )
         shots.append(shot)
         reads.append(read)
     return NoiseLevels(torch.tensor(shots, dtype=torch.float64), torch.tensor(reads, dtype=torch.float64))

@@ -47,6 +47,7 @@ import torch
 
 from cycleisp_fast.checks import check_count, check_dtype, check_generator
 
+
 class NoiseLevels(NamedTuple):
     """Sampled noise levels, both **variances** (``variance = shot * x + read``), shaped ``(n,)`` or
     ``(n, C)``. A NamedTuple, so ``shot, read = sampler(n)`` works."""
@@ -69,16 +70,33 @@ def _finish(shot: torch.Tensor, read: torch.Tensor, device, dtype) -> NoiseLevel
 # Level samplers
 # --------------------------------------------------------------------------------------------------------
 
-def _log_linear(n, *, base: float, shot_range: tuple[float, float], slope: float, intercept: float,
-                sigma: float, generator, device, dtype) -> NoiseLevels:
+
+class LogLinearPreset(NamedTuple):
+    """A log-linear noise-level preset: ``log_b shot ~ U(log_b lo, log_b hi)`` and
+    ``log_b read = slope log_b shot + intercept + N(0, sigma)``, ``b`` = ``base``."""
+
+    base: float
+    shot_range: tuple[float, float]
+    slope: float
+    intercept: float
+    sigma: float
+
+
+CYCLEISP_DND = LogLinearPreset(10.0, (1e-4, 0.012), 2.18, 1.20, 0.26)
+CYCLEISP_SIDD = LogLinearPreset(10.0, (0.00068674, 0.02194856), 1.85, 0.30, 0.20)
+UNPROCESSING = LogLinearPreset(math.e, (1e-4, 0.012), 2.18, 1.20, 0.26)
+
+
+def _log_linear(n, preset: LogLinearPreset, generator, device, dtype) -> NoiseLevels:
     """``log_b shot ~ U(log_b lo, log_b hi)``; ``log_b read = slope log_b shot + intercept + N(0, sigma)``.
 
     One uniform per image, then one standard normal per image (in that order), from ``generator``."""
     n = check_count(n, "n", "the number of images")
     generator = check_generator(generator)
     dtype = check_dtype(dtype)
+    base, (low, high), slope, intercept, sigma = preset
     log = math.log10 if base == 10.0 else math.log
-    lo, hi = log(shot_range[0]), log(shot_range[1])
+    lo, hi = log(low), log(high)
     u = torch.rand(n, generator=generator, dtype=torch.float64, device="cpu")
     z = torch.randn(n, generator=generator, dtype=torch.float64, device="cpu")
     log_shot = lo + (hi - lo) * u
@@ -90,8 +108,9 @@ def _log_linear(n, *, base: float, shot_range: tuple[float, float], slope: float
     return _finish(shot, read, device, dtype)
 
 
-def cycleisp_dnd(n: int, *, generator: Optional[torch.Generator] = None, device=None,
-                 dtype: torch.dtype = torch.float32) -> NoiseLevels:
+def cycleisp_dnd(
+    n: int, *, generator: Optional[torch.Generator] = None, device=None, dtype: torch.dtype = torch.float32
+) -> NoiseLevels:
     """CycleISP's official ``random_noise_levels_dnd`` (``utils/noise_sampling.py``), batched: shapes ``(n,)``.
 
     ``log10 shot ~ U(log10 1e-4, log10 0.012)``, ``log10 read = 2.18 log10 shot + 1.20 + N(0, 0.26)``;
@@ -104,34 +123,49 @@ def cycleisp_dnd(n: int, *, generator: Optional[torch.Generator] = None, device=
 
     Draws ``n`` uniforms then ``n`` normals from ``generator`` on the CPU (float64), casts to ``dtype`` and
     moves to ``device``.
+
+    Example:
+        >>> levels = cycleisp_dnd(4, generator=torch.Generator().manual_seed(0))
+        >>> levels.shot.shape, bool(((levels.shot >= 1e-4) & (levels.shot <= 0.012)).all())
+        (torch.Size([4]), True)
     """
-    return _log_linear(n, base=10.0, shot_range=(1e-4, 0.012), slope=2.18, intercept=1.20, sigma=0.26,
-                       generator=generator, device=device, dtype=dtype)
+    return _log_linear(n, CYCLEISP_DND, generator, device, dtype)
 
 
-def cycleisp_sidd(n: int, *, generator: Optional[torch.Generator] = None, device=None,
-                  dtype: torch.dtype = torch.float32) -> NoiseLevels:
+def cycleisp_sidd(
+    n: int, *, generator: Optional[torch.Generator] = None, device=None, dtype: torch.dtype = torch.float32
+) -> NoiseLevels:
     """CycleISP's official ``random_noise_levels_sidd``, batched: shapes ``(n,)``.
 
     ``log10 shot ~ U(log10 0.00068674, log10 0.02194856)``,
     ``log10 read = 1.85 log10 shot + 0.30 + N(0, 0.20)`` (log10, like :func:`cycleisp_dnd`); variances.
     Read variance along the line: ≈2.8e-6 … 1.7e-3. Upstream imports it but never calls it.
+
+    Example:
+        >>> shot, read = cycleisp_sidd(3, generator=torch.Generator().manual_seed(0))
+        >>> bool(((shot >= 0.00068674) & (shot <= 0.02194856)).all()), read.dtype
+        (True, torch.float32)
     """
-    return _log_linear(n, base=10.0, shot_range=(0.00068674, 0.02194856), slope=1.85, intercept=0.30,
-                       sigma=0.20, generator=generator, device=device, dtype=dtype)
+    return _log_linear(n, CYCLEISP_SIDD, generator, device, dtype)
 
 
-def unprocessing(n: int, *, generator: Optional[torch.Generator] = None, device=None,
-                 dtype: torch.dtype = torch.float32) -> NoiseLevels:
+def unprocessing(
+    n: int, *, generator: Optional[torch.Generator] = None, device=None, dtype: torch.dtype = torch.float32
+) -> NoiseLevels:
     """Brooks et al. 2019 (Unprocessing) ``random_noise_levels``, batched: shapes ``(n,)``.
 
     **Natural log**: ``ln shot ~ U(ln 1e-4, ln 0.012)``, ``ln read = 2.18 ln shot + 1.20 + N(0, 0.26)``;
     variances. Same shot distribution as :func:`cycleisp_dnd`, but a read variance whose median is
     ``e**1.20 / 10**1.20 ≈ 1 / 4.77`` of CycleISP's and whose log spread is narrower (0.26 in natural log
     against 0.60). Read variance along the line: ≈6.3e-9 at shot 1e-4, ≈2.2e-4 at shot 0.012.
+
+    Example:
+        >>> a = unprocessing(2, generator=torch.Generator().manual_seed(7))
+        >>> b = unprocessing(2, generator=torch.Generator().manual_seed(7))
+        >>> torch.equal(a.shot, b.shot) and torch.equal(a.read, b.read)  # drawn on the CPU: reproducible
+        True
     """
-    return _log_linear(n, base=math.e, shot_range=(1e-4, 0.012), slope=2.18, intercept=1.20, sigma=0.26,
-                       generator=generator, device=device, dtype=dtype)
+    return _log_linear(n, UNPROCESSING, generator, device, dtype)
 
 
 def _sigma_shape(n, channels) -> tuple[int, ...]:
@@ -141,14 +175,24 @@ def _sigma_shape(n, channels) -> tuple[int, ...]:
     return (n, check_count(channels, "channels", "levels per image, or None for one pair per image"))
 
 
-def cbdnet_uniform(n: int, channels: Optional[int] = 3, *, generator: Optional[torch.Generator] = None,
-                   device=None, dtype: torch.dtype = torch.float32) -> NoiseLevels:
+def cbdnet_uniform(
+    n: int,
+    channels: Optional[int] = 3,
+    *,
+    generator: Optional[torch.Generator] = None,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> NoiseLevels:
     """CBDNet's PyTorch port (``utils/noise.py``): ``sigma_s ~ U[0, 0.16]`` and ``sigma_c ~ U[0, 0.06]``
     drawn independently per image and channel; returns ``shot = sigma_s**2``, ``read = sigma_c**2``,
     shaped ``(n, channels)`` (``(n,)`` when ``channels`` is None).
 
     CBDNet's noise is ``N(0, sigma_s**2 L + sigma_c**2)``: its sigmas are standard-deviation factors, so the
     variances the ops take are their squares. Draws all ``sigma_s`` uniforms, then all ``sigma_c`` ones.
+
+    Example:
+        >>> cbdnet_uniform(2, generator=torch.Generator().manual_seed(0)).shot.shape  # per image and channel
+        torch.Size([2, 3])
     """
     shape = _sigma_shape(n, channels)
     generator = check_generator(generator)
@@ -158,8 +202,14 @@ def cbdnet_uniform(n: int, channels: Optional[int] = 3, *, generator: Optional[t
     return _finish(sigma_s.square(), sigma_c.square(), device, dtype)
 
 
-def cbdnet_log_uniform(n: int, channels: Optional[int] = None, *, generator: Optional[torch.Generator] = None,
-                       device=None, dtype: torch.dtype = torch.float32) -> NoiseLevels:
+def cbdnet_log_uniform(
+    n: int,
+    channels: Optional[int] = None,
+    *,
+    generator: Optional[torch.Generator] = None,
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> NoiseLevels:
     """CBDNet's official Python ISP (``SomeISP_operator_python``): ``sigma_s`` log-uniform on
     ``[1e-4, 0.16]`` and ``sigma_c`` log-uniform on ``[1e-4, 0.06]``; returns ``shot = sigma_s**2``,
     ``read = sigma_c**2``. One pair per image (shape ``(n,)``) by default, as the ISP draws them;
@@ -167,6 +217,10 @@ def cbdnet_log_uniform(n: int, channels: Optional[int] = None, *, generator: Opt
 
     CBDNet's noise is ``N(0, sigma_s**2 L + sigma_c**2)``, so the variances are the squared sigmas.
     Draws all ``sigma_s`` uniforms, then all ``sigma_c`` ones.
+
+    Example:
+        >>> cbdnet_log_uniform(2, generator=torch.Generator().manual_seed(0)).read.shape
+        torch.Size([2])
     """
     shape = _sigma_shape(n, channels)
     generator = check_generator(generator)
@@ -205,5 +259,10 @@ def level_sampler(name, argument: str) -> Callable[..., NoiseLevels]:
 
 def sample_noise_levels(name: str, n: int, **kwargs) -> NoiseLevels:
     """``NOISE_LEVEL_SAMPLERS[name](n, **kwargs)``; an unknown ``name`` raises ``ValueError`` listing the
-    choices. ``kwargs``: ``generator``, ``device``, ``dtype`` (and ``channels`` for the CBDNet presets)."""
+    choices. ``kwargs``: ``generator``, ``device``, ``dtype`` (and ``channels`` for the CBDNet presets).
+
+    Example:
+        >>> sample_noise_levels("cbdnet_uniform", 4, channels=1).shot.shape
+        torch.Size([4, 1])
+    """
     return level_sampler(name, "name")(n, **kwargs)

@@ -12,9 +12,9 @@ import torch
 
 from cycleisp_fast.checks import check_choice as _check_choice
 from cycleisp_fast.checks import check_generator, check_int
+from cycleisp_fast.noise.levels import NOISE_LEVEL_SAMPLERS, PER_CHANNEL_PRESETS, NoiseLevels, level_sampler
 from cycleisp_fast.ops import noise as _ops_noise
 from cycleisp_fast.seeds import Stream, keyed_generator
-from cycleisp_fast.noise.levels import PER_CHANNEL_PRESETS, NOISE_LEVEL_SAMPLERS, NoiseLevels, level_sampler
 
 
 class NoisySample(NamedTuple):
@@ -29,8 +29,7 @@ class NoisySample(NamedTuple):
 
 NOISE_MODELS = tuple(_ops_noise.MODELS)
 VARIANCE_SOURCES = _ops_noise.VARIANCE_SOURCES
-_OP_NAMES = {"heteroscedastic_gaussian": "heteroscedastic_gaussian_noise",
-             "poisson_gaussian": "poisson_gaussian_noise"}
+_OP_NAMES = {"heteroscedastic_gaussian": "heteroscedastic_gaussian_noise", "poisson_gaussian": "poisson_gaussian_noise"}
 
 
 def _as_level_tensor(value, name: str, n: int, channels: int, device, dtype) -> torch.Tensor:
@@ -79,12 +78,36 @@ class NoiseModel:
     * ``seed`` given: the noise is keyed by ``(seed, offset)``; the levels come from ``generator`` if given,
       else from a CPU generator derived from ``(seed, offset)``, so that ``(seed, offset)`` alone fix the
       sample (a different ``offset`` gives different levels and noise).
+
+    Shape:
+        - clean: ``(N, C, H, W)``
+        - sample.noisy, sample.variance: ``(N, C, H, W)``; sample.shot, sample.read: the levels, ``(N,)`` or
+          ``(N, C)``
+
+    Example:
+        >>> model = NoiseModel("cycleisp_dnd")
+        >>> clean = torch.rand(4, 3, 32, 32)
+        >>> sample = model(clean, seed=1, offset=0)
+        >>> sample.noisy.shape, sample.shot.shape
+        (torch.Size([4, 3, 32, 32]), torch.Size([4]))
+        >>> torch.equal(model(clean, seed=1, offset=0).noisy, sample.noisy)  # (seed, offset) fix the sample
+        True
+        >>> bool(((sample.noisy >= 0) & (sample.noisy <= 1)).all())  # clipped to (0, 1)
+        True
     """
 
-    def __init__(self, levels: Union[str, Callable[..., Any]] = "cycleisp_dnd",
-                 model: str = "heteroscedastic_gaussian", clip=(0.0, 1.0), return_variance: bool = True,
-                 variance_from: str = "noisy", *, level_kwargs: Optional[dict] = None,
-                 sampler: Optional[Callable[..., Any]] = None, backend: Optional[str] = None):
+    def __init__(
+        self,
+        levels: Union[str, Callable[..., Any]] = "cycleisp_dnd",
+        model: str = "heteroscedastic_gaussian",
+        clip=(0.0, 1.0),
+        return_variance: bool = True,
+        variance_from: str = "noisy",
+        *,
+        level_kwargs: Optional[dict] = None,
+        sampler: Optional[Callable[..., Any]] = None,
+        backend: Optional[str] = None,
+    ):
         if isinstance(levels, str):
             self._level_fn = level_sampler(levels, "levels")
             self._levels_name: Optional[str] = levels
@@ -116,8 +139,10 @@ class NoiseModel:
     def __repr__(self) -> str:
         levels = self._levels_name if self._levels_name is not None else getattr(self.levels, "__name__", self.levels)
         extra = f", level_kwargs={self.level_kwargs}" if self.level_kwargs else ""
-        return (f"NoiseModel(levels={levels!r}, model={self.model!r}, clip={self.clip}, "
-                f"return_variance={self.return_variance}, variance_from={self.variance_from!r}{extra})")
+        return (
+            f"NoiseModel(levels={levels!r}, model={self.model!r}, clip={self.clip}, "
+            f"return_variance={self.return_variance}, variance_from={self.variance_from!r}{extra})"
+        )
 
     def _op(self) -> Callable[..., Any]:
         if self.sampler is not None:
@@ -126,9 +151,15 @@ class NoiseModel:
 
         return getattr(ops, _OP_NAMES[self.model])
 
-    def sample_levels(self, n: int, channels: Optional[int] = None, *,
-                      generator: Optional[torch.Generator] = None, device=None,
-                      dtype: torch.dtype = torch.float32) -> NoiseLevels:
+    def sample_levels(
+        self,
+        n: int,
+        channels: Optional[int] = None,
+        *,
+        generator: Optional[torch.Generator] = None,
+        device=None,
+        dtype: torch.dtype = torch.float32,
+    ) -> NoiseLevels:
         """The levels for ``n`` images (``channels``: the batch's C, used to fill ``channels`` of per-channel
         presets), drawn with ``generator`` on the CPU and moved to ``device``."""
         kwargs = dict(self.level_kwargs)
@@ -143,8 +174,18 @@ class NoiseModel:
             ) from None
         return NoiseLevels(shot, read)
 
-    def __call__(self, clean: torch.Tensor, *, generator: Optional[torch.Generator] = None,
-                 seed: Optional[int] = None, offset: int = 0) -> NoisySample:
+    def __call__(
+        self,
+        clean: torch.Tensor,
+        *,
+        generator: Optional[torch.Generator] = None,
+        seed: Optional[int] = None,
+        offset: int = 0,
+    ) -> NoisySample:
+        """The :class:`NoisySample` of the ``(N, C, H, W)`` floating batch ``clean``: its levels, noise and variance.
+
+        ``generator``, ``seed`` and ``offset`` fix the draw as the class docstring says.
+        """
         if not isinstance(clean, torch.Tensor):
             raise TypeError(f"clean must be a torch.Tensor of shape (N, C, H, W), got {type(clean).__name__}")
         if clean.dim() != 4:
@@ -163,14 +204,23 @@ class NoiseModel:
         if seed is not None and generator is None:
             level_generator = keyed_generator(seed, offset, Stream.LEVELS)
         with torch.no_grad():
-            shot, read = self.sample_levels(n, channels, generator=level_generator, device=clean.device,
-                                            dtype=level_dtype)
+            shot, read = self.sample_levels(
+                n, channels, generator=level_generator, device=clean.device, dtype=level_dtype
+            )
             shot = _as_level_tensor(shot, "shot", n, channels, clean.device, level_dtype)
             read = _as_level_tensor(read, "read", n, channels, clean.device, level_dtype)
-        out = self._op()(clean, shot, read, seed=seed, offset=offset,
-                         generator=generator if seed is None else None, clip=self.clip,
-                         return_variance=self.return_variance, variance_from=self.variance_from,
-                         backend=self.backend)
+        out = self._op()(
+            clean,
+            shot,
+            read,
+            seed=seed,
+            offset=offset,
+            generator=generator if seed is None else None,
+            clip=self.clip,
+            return_variance=self.return_variance,
+            variance_from=self.variance_from,
+            backend=self.backend,
+        )
         if self.return_variance:
             noisy, variance = out
         else:

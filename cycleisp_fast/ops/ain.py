@@ -24,21 +24,35 @@ OP_NAME = "ain_forward"
 
 
 @torch.library.custom_op("cycleisp_fast::ain_forward_triton", mutates_args=())
-def _ain_forward_triton(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
-                        negative_slope: Optional[float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _ain_forward_triton(
+    x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float, negative_slope: Optional[float]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from cycleisp_fast.triton_kernels import ain as kernels
 
     return kernels.ain_forward(x.contiguous(), gamma.contiguous(), beta.contiguous(), eps, negative_slope)
 
 
 @torch.library.custom_op("cycleisp_fast::ain_backward_triton", mutates_args=())
-def _ain_backward_triton(grad_out: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
-                         mean: torch.Tensor, rstd: torch.Tensor, negative_slope: Optional[float]
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _ain_backward_triton(
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+    mean: torch.Tensor,
+    rstd: torch.Tensor,
+    negative_slope: Optional[float],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from cycleisp_fast.triton_kernels import ain as kernels
 
-    return kernels.ain_backward(grad_out.contiguous(), x.contiguous(), gamma.contiguous(), beta.contiguous(),
-                                mean.contiguous(), rstd.contiguous(), negative_slope)
+    return kernels.ain_backward(
+        grad_out.contiguous(),
+        x.contiguous(),
+        gamma.contiguous(),
+        beta.contiguous(),
+        mean.contiguous(),
+        rstd.contiguous(),
+        negative_slope,
+    )
 
 
 def _fake_forward(x, gamma, beta, eps, negative_slope):
@@ -60,15 +74,22 @@ def _setup_context(ctx, inputs, output):
 def _make_backward(kernels: Kernels):
     def backward(ctx, grad_out, _grad_mean, _grad_rstd):
         x, gamma, beta, mean, rstd = ctx.saved_tensors
-        grad_x, grad_gamma, grad_beta = kernels.backward(grad_out.contiguous(), x, gamma, beta, mean, rstd,
-                                                         ctx.negative_slope)
+        grad_x, grad_gamma, grad_beta = kernels.backward(
+            grad_out.contiguous(), x, gamma, beta, mean, rstd, ctx.negative_slope
+        )
         return grad_x, grad_gamma, grad_beta, None, None
 
     return backward
 
 
-AIN = FusedOp(OP_NAME, fake=_fake_forward, setup_context=_setup_context, make_backward=_make_backward,
-              backward="ain_backward", backward_fake=_fake_backward)
+AIN = FusedOp(
+    OP_NAME,
+    fake=_fake_forward,
+    setup_context=_setup_context,
+    make_backward=_make_backward,
+    backward="ain_backward",
+    backward_fake=_fake_backward,
+)
 
 
 def _check_like(value, name: str, x: torch.Tensor) -> None:
@@ -81,19 +102,40 @@ def _check_like(value, name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} must be on x's device {x.device}, got {value.device}")
 
 
-def adaptive_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5,
-                           negative_slope: float | None = None, *, backend: str | None = None) -> torch.Tensor:
+def adaptive_instance_norm(
+    x: torch.Tensor,
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+    eps: float = 1e-5,
+    negative_slope: float | None = None,
+    *,
+    backend: str | None = None,
+) -> torch.Tensor:
     """Instance-normalizes ``x`` and modulates it pixel-wise: ``x_hat * (1 + gamma) + beta``, then LeakyReLU.
 
     Args:
         x: ``(N, C, H, W)`` floating features.
-        gamma, beta: ``(N, C, H, W)`` pixel-wise scale (applied as ``1 + gamma``) and shift, x's dtype and device.
+        gamma: ``(N, C, H, W)`` pixel-wise scale, applied as ``1 + gamma``; x's dtype and device.
+        beta: ``(N, C, H, W)`` pixel-wise shift; x's dtype and device.
         eps: added to the biased variance inside the square root (AINDNet: 1e-5).
         negative_slope: if given, a LeakyReLU with this slope is fused on the output (AINDNet: 0.02).
         backend: overrides the backend in force (see :mod:`cycleisp_fast.backend`).
+
     Returns:
         ``(N, C, H, W)`` of x's dtype. Statistics are computed in float32 (float64 for float64), stably when
         ``|mean| >> std``; an H x W = 1 plane (variance 0) gives ``beta`` (through the activation), no NaN.
+
+    Shape:
+        - x, gamma, beta: ``(N, C, H, W)``, no broadcasting (pass ``expand``-ed views for per-channel values)
+        - output: ``(N, C, H, W)``
+
+    Example:
+        >>> x, gamma, beta = torch.randn(2, 8, 16, 16), torch.zeros(2, 8, 16, 16), torch.zeros(2, 8, 16, 16)
+        >>> y = adaptive_instance_norm(x, gamma, beta)  # gamma = beta = 0: plain instance norm
+        >>> torch.allclose(y, torch.nn.functional.instance_norm(x), atol=1e-5)
+        True
+        >>> adaptive_instance_norm(x, gamma, beta, negative_slope=0.02).shape
+        torch.Size([2, 8, 16, 16])
     """
     check_tensor(x, "x", shape_doc="(N, C, H, W)")
     _check_like(gamma, "gamma", x)

@@ -54,8 +54,9 @@ def _params(value, name: str, like: torch.Tensor, shape: tuple[int, ...]) -> tor
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a tensor of shape {(like.shape[0], *shape)}, got {type(value).__name__}")
     if tuple(value.shape) != (like.shape[0], *shape):
-        raise ValueError(f"{name} must have shape {(like.shape[0], *shape)} for a batch of {like.shape[0]}, "
-                         f"got {tuple(value.shape)}")
+        raise ValueError(
+            f"{name} must have shape {(like.shape[0], *shape)} for a batch of {like.shape[0]}, got {tuple(value.shape)}"
+        )
     return value.to(device=like.device, dtype=like.dtype)
 
 
@@ -66,8 +67,9 @@ def _run(op: FusedOp, args: tuple, backend: str | None, reference_fn) -> torch.T
     return op.kernel(impl)(*args)
 
 
-def camera_mosaic(linear: torch.Tensor, rgb2cam: torch.Tensor, gains: torch.Tensor, *,
-                  backend: str | None = None) -> torch.Tensor:
+def camera_mosaic(
+    linear: torch.Tensor, rgb2cam: torch.Tensor, gains: torch.Tensor, *, backend: str | None = None
+) -> torch.Tensor:
     """Linear sRGB ``(N, 3, H, W)`` (H, W even) -> packed RGGB camera RAW ``(N, 4, H/2, W/2)`` in [0, 1].
 
     Args:
@@ -75,20 +77,49 @@ def camera_mosaic(linear: torch.Tensor, rgb2cam: torch.Tensor, gains: torch.Tens
         rgb2cam: ``(N, 3, 3)`` sRGB -> camera matrices.
         gains: ``(N, 3)`` inverse gains (R, G, B) (Brooks: ``(1 / red, 1, 1 / blue) / rgb_gain``), faded to 1 above
             grey 0.9 so that highlights stay saturated.
+        backend: overrides the backend in force (see :mod:`cycleisp_fast.backend`).
+
+    Returns:
+        ``(N, 4, H/2, W/2)`` planes R, Gr, Gb, B of linear's dtype, clipped to [0, 1].
+
+    Shape:
+        - linear: ``(N, 3, H, W)``, H and W even; rgb2cam: ``(N, 3, 3)``; gains: ``(N, 3)``
+        - output: ``(N, 4, H/2, W/2)``
+
+    Example:
+        >>> linear = torch.full((1, 3, 4, 4), 0.5)
+        >>> identity, unit_gains = torch.eye(3)[None], torch.ones(1, 3)
+        >>> camera_mosaic(linear, identity, unit_gains).unique()
+        tensor([0.5000])
     """
     check_tensor(linear, "linear", shape_doc="(N, 3, H, W), H and W even", channels=3, even=True)
     args = (linear, _params(rgb2cam, "rgb2cam", linear, (3, 3)), _params(gains, "gains", linear, (3,)))
     return _run(CAMERA_MOSAIC, args, backend, reference.camera_mosaic)
 
 
-def camera_demosaic(packed: torch.Tensor, gains: torch.Tensor, cam2rgb: torch.Tensor, *,
-                    backend: str | None = None) -> torch.Tensor:
+def camera_demosaic(
+    packed: torch.Tensor, gains: torch.Tensor, cam2rgb: torch.Tensor, *, backend: str | None = None
+) -> torch.Tensor:
     """Packed RGGB ``(N, 4, h, w)`` -> linear sRGB ``(N, 3, 2h, 2w)`` in [0, 1].
 
     Args:
         packed: floating planes R, Gr, Gb, B.
         gains: ``(N, 4)`` per plane (Brooks: ``(red, 1, 1, blue)``, times a brightness gain), applied then clipped.
         cam2rgb: ``(N, 3, 3)`` camera -> sRGB matrices, applied after the bilinear demosaic, then clipped.
+        backend: overrides the backend in force (see :mod:`cycleisp_fast.backend`).
+
+    Returns:
+        ``(N, 3, 2h, 2w)`` linear sRGB of packed's dtype, clipped to [0, 1].
+
+    Shape:
+        - packed: ``(N, 4, h, w)``; gains: ``(N, 4)``; cam2rgb: ``(N, 3, 3)``
+        - output: ``(N, 3, 2h, 2w)``
+
+    Example:
+        >>> packed = torch.full((1, 4, 3, 3), 0.25)
+        >>> rgb = camera_demosaic(packed, torch.ones(1, 4), torch.eye(3)[None])
+        >>> rgb.shape, rgb.unique()
+        (torch.Size([1, 3, 6, 6]), tensor([0.2500]))
     """
     check_tensor(packed, "packed", shape_doc="(N, 4, h, w) packed RGGB", channels=4)
     args = (packed, _params(gains, "gains", packed, (4,)), _params(cam2rgb, "cam2rgb", packed, (3, 3)))

@@ -28,18 +28,30 @@ from cycleisp_fast.reference import noise as reference
 from cycleisp_fast.seeds import MAX_SEED
 
 OP_NAME = "noise_sample"
-MODELS = {"heteroscedastic_gaussian": reference.HETEROSCEDASTIC_GAUSSIAN, "poisson_gaussian": reference.POISSON_GAUSSIAN}
+MODELS = {
+    "heteroscedastic_gaussian": reference.HETEROSCEDASTIC_GAUSSIAN,
+    "poisson_gaussian": reference.POISSON_GAUSSIAN,
+}
 VARIANCE_SOURCES = ("noisy", "clean")
 MAX_OFFSET = 2**32
 
 
 @torch.library.custom_op("cycleisp_fast::noise_sample_triton", mutates_args=())
-def _noise_sample_triton(x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, seed: int, offset: int, model: int,
-                         clip_min: Optional[float], clip_max: Optional[float]) -> torch.Tensor:
+def _noise_sample_triton(
+    x: torch.Tensor,
+    shot: torch.Tensor,
+    read: torch.Tensor,
+    seed: int,
+    offset: int,
+    model: int,
+    clip_min: Optional[float],
+    clip_max: Optional[float],
+) -> torch.Tensor:
     from cycleisp_fast.triton_kernels import noise as kernels
 
-    return kernels.noise_sample(x.contiguous(), shot.contiguous(), read.contiguous(), seed, offset, model, clip_min,
-                                clip_max)
+    return kernels.noise_sample(
+        x.contiguous(), shot.contiguous(), read.contiguous(), seed, offset, model, clip_min, clip_max
+    )
 
 
 def _fake_sample(x, shot, read, seed, offset, model, clip_min, clip_max):
@@ -79,8 +91,9 @@ def _make_backward(kernels: Kernels):
             return g.to(x.dtype), None, None, None, None, None, None, None
         # d y / d variance = z / (2 sigma), z regenerated from the seed by the same op (nothing was saved).
         xs = x.to(acc)
-        sensitivity = kernels.forward(xs, shot, read, ctx.seed, ctx.offset, reference.HETEROSCEDASTIC_SENSITIVITY,
-                                      None, None)
+        sensitivity = kernels.forward(
+            xs, shot, read, ctx.seed, ctx.offset, reference.HETEROSCEDASTIC_SENSITIVITY, None, None
+        )
         gs = (g * sensitivity).reshape(planes, -1)
         grad_x = torch.addcmul(g.reshape(planes, -1), shot[:, None], gs).reshape(g.shape)
         grad_shot = (gs * xs.reshape(planes, -1)).sum(dim=1) if ctx.needs_input_grad[1] else None
@@ -96,7 +109,9 @@ NOISE_SAMPLE = FusedOp(OP_NAME, fake=_fake_sample, setup_context=_setup_context,
 def _level_2d(value, name: str, x: torch.Tensor, acc: torch.dtype) -> torch.Tensor:
     """A noise level as an ``(A, B)`` tensor, A in {1, N}, B in {1, C}, in the compute dtype on x's device."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.Tensor)):
-        raise TypeError(f"{name} must be a float or a tensor of shape (), (N,), (N, 1) or (N, C); got {type(value).__name__}")
+        raise TypeError(
+            f"{name} must be a float or a tensor of shape (), (N,), (N, 1) or (N, C); got {type(value).__name__}"
+        )
     if not isinstance(value, torch.Tensor):
         value = float(value)
         if not (math.isfinite(value) and value >= 0):
@@ -112,8 +127,9 @@ def _level_2d(value, name: str, x: torch.Tensor, acc: torch.dtype) -> torch.Tens
         if value.dim() == 1:
             value = value[:, None]
         if value.shape[0] not in (1, x.shape[0]) or value.shape[1] not in (1, x.shape[1]):
-            raise ValueError(f"{name} must have shape (), (N,), (N, 1) or (N, C) = {tuple(x.shape[:2])}; "
-                             f"got {tuple(value.shape)}")
+            raise ValueError(
+                f"{name} must have shape (), (N,), (N, 1) or (N, C) = {tuple(x.shape[:2])}; got {tuple(value.shape)}"
+            )
     else:
         raise ValueError(f"{name} must have shape (), (N,), (N, 1) or (N, C); got {tuple(value.shape)}")
     if value.device != x.device and value.numel() > 1:
@@ -121,14 +137,17 @@ def _level_2d(value, name: str, x: torch.Tensor, acc: torch.dtype) -> torch.Tens
     value = value.to(dtype=acc)
     # Checked where the check is free: levels on a GPU are not (reading the result back would wait for the GPU
     # on every call, which made the op 4x slower than its kernel on an H100).
-    if (value.device.type == "cpu" and not torch.compiler.is_compiling()
-            and not bool(torch.isfinite(value).all() & (value >= 0).all())):
+    if (
+        value.device.type == "cpu"
+        and not torch.compiler.is_compiling()
+        and not bool(torch.isfinite(value).all() & (value >= 0).all())
+    ):
         raise ValueError(f"{name} must hold finite variances >= 0, got {value.detach().flatten()[:8].tolist()}...")
     return value.to(device=x.device)
 
 
 def _plane_levels(shot, read, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """shot and read as 1-D per-plane tensors (1, N or N*C values) in the compute dtype."""
+    """Shot and read as 1-D per-plane tensors (1, N or N*C values) in the compute dtype."""
     acc = accumulation_dtype(x.dtype)
     shot2, read2 = torch.broadcast_tensors(_level_2d(shot, "shot", x, acc), _level_2d(read, "read", x, acc))
     a, b = shot2.shape
@@ -226,30 +245,103 @@ _COMMON_DOC = """
 """
 
 
-def heteroscedastic_gaussian_noise(x: torch.Tensor, shot, read, *, seed: Optional[int] = None, offset: int = 0,
-                                   generator: Optional[torch.Generator] = None, clip=None,
-                                   return_variance: bool = False, variance_from: str = "noisy",
-                                   backend: Optional[str] = None):
+def heteroscedastic_gaussian_noise(
+    x: torch.Tensor,
+    shot,
+    read,
+    *,
+    seed: Optional[int] = None,
+    offset: int = 0,
+    generator: Optional[torch.Generator] = None,
+    clip=None,
+    return_variance: bool = False,
+    variance_from: str = "noisy",
+    backend: Optional[str] = None,
+):
     """``y = x + n``, ``n ~ N(0, shot * x + read)`` per element: the noise model of CycleISP and of Brooks et
     al.'s Unprocessing. Where ``shot * x + read < 0`` (x < -read / shot) the variance is taken as 0.
     Gradients are pathwise: ``dy/dx = 1 + shot z / (2 sigma)``, ``dy/dshot = x z / (2 sigma)``,
     ``dy/dread = z / (2 sigma)`` (0 where sigma = 0).
+
+    Args:
+        x: ``(N, C, ...)`` floating clean signal (images: ``(N, C, H, W)``).
+        shot: the signal-dependent variance per unit of x: a float, or a tensor of shape ``()``, ``(N,)``,
+            ``(N, 1)`` or ``(N, C)``; finite and >= 0.
+        read: the signal-independent variance, in the same forms as ``shot``.
+        seed: the Philox key in [0, 2^63); None draws one from ``generator`` (or torch's default generator).
+        offset: the stream in [0, 2^32): the same ``(seed, offset)`` gives the same noise on every backend;
+            another offset an independent stream (give each image or worker its own).
+        generator: where ``seed=None`` draws the seed from.
+        clip: ``(min, max)`` (either may be None) applied to the output, or None.
+        return_variance: also return the variance map ``shot * y + read``, as CycleISP's RAW denoiser takes it.
+        variance_from: ``"noisy"`` (``shot * y + read``) or ``"clean"`` (``shot * x + read``).
+        backend: overrides the backend in force (see :mod:`cycleisp_fast.backend`).
+
+    Returns:
+        The noisy tensor of x's dtype, or ``(noisy, variance)`` with ``return_variance=True`` (the variance in
+        float32, float64 for float64 x).
+
+    Shape:
+        - x: ``(N, C, H, W)``; shot, read: ``()``, ``(N,)``, ``(N, 1)`` or ``(N, C)``
+        - output (and variance): ``(N, C, H, W)``
+
+    Example:
+        >>> clean = torch.full((2, 4, 64, 64), 0.5)
+        >>> noisy = heteroscedastic_gaussian_noise(clean, torch.tensor([0.01, 0.0]), 1e-4, seed=0)
+        >>> torch.equal(noisy, heteroscedastic_gaussian_noise(clean, torch.tensor([0.01, 0.0]), 1e-4, seed=0))
+        True
+        >>> [round(float(v), 3) for v in (noisy - clean).var(dim=(1, 2, 3))]  # shot * 0.5 + read per image
+        [0.005, 0.0]
     """
-    return _sample("heteroscedastic_gaussian", x, shot, read, seed, offset, generator, clip, return_variance,
-                   variance_from, backend)
+    return _sample(
+        "heteroscedastic_gaussian",
+        x,
+        shot,
+        read,
+        seed,
+        offset,
+        generator,
+        clip,
+        return_variance,
+        variance_from,
+        backend,
+    )
 
 
-def poisson_gaussian_noise(x: torch.Tensor, shot, read, *, seed: Optional[int] = None, offset: int = 0,
-                           generator: Optional[torch.Generator] = None, clip=None, return_variance: bool = False,
-                           variance_from: str = "noisy", backend: Optional[str] = None):
+def poisson_gaussian_noise(
+    x: torch.Tensor,
+    shot,
+    read,
+    *,
+    seed: Optional[int] = None,
+    offset: int = 0,
+    generator: Optional[torch.Generator] = None,
+    clip=None,
+    return_variance: bool = False,
+    variance_from: str = "noisy",
+    backend: Optional[str] = None,
+):
     """``y = shot * Poisson(x / shot) + N(0, read)``: the exact Poisson-Gaussian model, mean ``x`` and variance
     ``shot * x + read``. The Poisson draws are exact (inversion below rate 10, Hormann's PTRS above, in
     float64) for every rate up to float64's integers. ``shot == 0`` is the limit ``x + N(0, read)``;
     ``x < 0`` has rate 0 (its Poisson part is 0, not an error); NaN x gives NaN. Gradients are those of the
-    mean: identity for x, zero for shot and read.
+    mean: identity for x, zero for shot and read. Arguments and returns as :func:`heteroscedastic_gaussian_noise`.
+
+    Shape:
+        - x: ``(N, C, H, W)``; shot, read: ``()``, ``(N,)``, ``(N, 1)`` or ``(N, C)``
+        - output (and variance): ``(N, C, H, W)``
+
+    Example:
+        >>> clean = torch.full((1, 1, 256, 256), 0.25)
+        >>> noisy = poisson_gaussian_noise(clean, 0.01, 0.0, seed=3)  # 25 photons per pixel on average
+        >>> bool(torch.all((noisy / 0.01 - (noisy / 0.01).round()).abs() < 1e-3))  # whole photon counts
+        True
+        >>> round(float(noisy.mean()), 2), round(float(noisy.var()), 4)  # mean x, variance shot * x
+        (0.25, 0.0025)
     """
-    return _sample("poisson_gaussian", x, shot, read, seed, offset, generator, clip, return_variance,
-                   variance_from, backend)
+    return _sample(
+        "poisson_gaussian", x, shot, read, seed, offset, generator, clip, return_variance, variance_from, backend
+    )
 
 
 heteroscedastic_gaussian_noise.__doc__ += _COMMON_DOC

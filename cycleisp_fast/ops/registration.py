@@ -29,7 +29,8 @@ from typing import Any, Callable, Mapping, Optional
 
 import torch
 
-from cycleisp_fast import _extension, backend as _backend
+from cycleisp_fast import _extension
+from cycleisp_fast import backend as _backend
 
 Fake = Callable[..., Any]
 TRITON_SUFFIX = "_triton"
@@ -66,9 +67,16 @@ class FusedOp:
         backward_fake: its fake kernel, or one per backend.
     """
 
-    def __init__(self, name: str, *, fake: Fake | Mapping[str, Fake], setup_context: Callable,
-                 make_backward: Callable[[Kernels], Callable], backward: str | None = None,
-                 backward_fake: Fake | Mapping[str, Fake] | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        fake: Fake | Mapping[str, Fake],
+        setup_context: Callable,
+        make_backward: Callable[[Kernels], Callable],
+        backward: str | None = None,
+        backward_fake: Fake | Mapping[str, Fake] | None = None,
+    ):
         if (backward is None) != (backward_fake is None):
             raise ValueError(f"{name}: a backward operator needs its fake kernel, and only it")
         self.name = name
@@ -82,8 +90,9 @@ class FusedOp:
             if backward_name is not None:
                 torch.library.register_fake(f"cycleisp_fast::{backward_name}")(_per_backend(backward_fake, impl))
             kernels = Kernels(_operator(forward_name), backward_name and _operator(backward_name))
-            torch.library.register_autograd(f"cycleisp_fast::{forward_name}", make_backward(kernels),
-                                            setup_context=setup_context)
+            torch.library.register_autograd(
+                f"cycleisp_fast::{forward_name}", make_backward(kernels), setup_context=setup_context
+            )
             self.backends[impl] = kernels
 
     def resolve(self, device_type: str, backend: str | None = None) -> str:

@@ -30,14 +30,28 @@ from cycleisp_fast.data.datasets import DND
 from cycleisp_fast.data.images import quantize
 from cycleisp_fast.data.raw import rggb_flip_axes
 from cycleisp_fast.data.sidd_blocks import SIDDBlocks
-from cycleisp_fast.data.submissions import (SIDD_MEGAPIXEL, dnd_crop_shape, is_complete_dnd_crop, read_dnd_crop,
-                                            write_dnd_bundle, write_dnd_crop)
+from cycleisp_fast.data.submissions import (
+    SIDD_MEGAPIXEL,
+    dnd_crop_shape,
+    is_complete_dnd_crop,
+    read_dnd_crop,
+    write_dnd_bundle,
+    write_dnd_crop,
+)
 from cycleisp_fast.ops import bayer_pack, bayer_unpack
 from cycleisp_fast.pipelines.denoisers import DEFAULT_OVERLAP, DEFAULT_TILE, denoise_raw, denoise_srgb
 
 
-def denoise_mosaic(model: nn.Module, mosaic: Tensor, pattern: str, shot: float, read: float, *,
-                   tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP) -> Tensor:
+def denoise_mosaic(
+    model: nn.Module,
+    mosaic: Tensor,
+    pattern: str,
+    shot: float,
+    read: float,
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+) -> Tensor:
     """Denoises one Bayer mosaic of any pattern and size with a RAW model, keeping its exact size.
 
     The mosaic is flipped to RGGB (:func:`~cycleisp_fast.data.raw.rggb_flip_axes`, the unification of DND's official
@@ -46,9 +60,14 @@ def denoise_mosaic(model: nn.Module, mosaic: Tensor, pattern: str, shot: float, 
     unpacked and flipped back.
 
     Args:
+        model: a RAW model (``cycleisp-raw``) or the noisy baseline, as :func:`denoise_raw` takes it.
         mosaic: ``(1, H, W)`` float in [0, 1] (clamped first), ``H, W >= 2``.
         pattern: its Bayer pattern, ``"RGGB" | "BGGR" | "GRBG" | "GBRG"``.
-        shot, read: the noise variances, ``variance = shot * x + read``.
+        shot: the shot-noise variance, ``variance = shot * x + read``.
+        read: the read-noise variance.
+        tile: the tile size, in packed pixels (half the mosaic's), see
+            :func:`~cycleisp_fast.pipelines.tiling.tiled_apply`.
+        overlap: the context kept around each tile, in packed pixels.
 
     Returns:
         ``(1, H, W)`` float32 in [0, 1], on ``mosaic``'s device.
@@ -83,8 +102,9 @@ class DndRun:
     bundles: int
 
 
-def denoise_dnd(dataset: DND, model: nn.Module, outdir: Path, *, tile: int = DEFAULT_TILE,
-                overlap: int = DEFAULT_OVERLAP) -> DndRun:
+def denoise_dnd(
+    dataset: DND, model: nn.Module, outdir: Path, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP
+) -> DndRun:
     """Denoises every box of a DND benchmark into ``outdir/<image>_<box>.mat`` and ``outdir/bundled/<image>.mat``.
 
     Each box is denoised with the context ``dataset`` keeps around it (its ``margin``), then cropped to the box;
@@ -107,8 +127,9 @@ def denoise_dnd(dataset: DND, model: nn.Module, outdir: Path, *, tile: int = DEF
                 else:
                     item = dataset[index]
                     top, left, height, width = item["box"].tolist()
-                    output = denoise_item(model, item, tile=tile, overlap=overlap)[:, top:top + height,
-                                                                                  left:left + width]
+                    output = denoise_item(model, item, tile=tile, overlap=overlap)[
+                        :, top : top + height, left : left + width
+                    ]
                     write_dnd_crop(path, output[0].numpy() if israw else output.permute(1, 2, 0).numpy())
                     denoised, written = denoised + 1, True
                 progress.update()
@@ -119,8 +140,9 @@ def denoise_dnd(dataset: DND, model: nn.Module, outdir: Path, *, tile: int = DEF
     return DndRun(denoised, skipped, bundles)
 
 
-def denoise_sidd_blocks(blocks: SIDDBlocks, model: nn.Module, *, tile: int = DEFAULT_TILE,
-                        overlap: int = DEFAULT_OVERLAP) -> tuple[np.ndarray, float]:
+def denoise_sidd_blocks(
+    blocks: SIDDBlocks, model: nn.Module, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP
+) -> tuple[np.ndarray, float]:
     """Denoises every block of a SIDD blocks file.
 
     Returns:
@@ -136,7 +158,8 @@ def denoise_sidd_blocks(blocks: SIDDBlocks, model: nn.Module, *, tile: int = DEF
         start = time.perf_counter()
         output = denoise_item(model, item, tile=tile, overlap=overlap)
         seconds += time.perf_counter() - start
-        denoised[item["image"], item["block"]] = (quantize(output, 8) if blocks.kind == "srgb"
-                                                  else output[0].numpy().astype(denoised.dtype))
+        denoised[item["image"], item["block"]] = (
+            quantize(output, 8) if blocks.kind == "srgb" else output[0].numpy().astype(denoised.dtype)
+        )
     height, width = blocks.noisy.shape[2:4]
     return denoised, seconds * SIDD_MEGAPIXEL / (len(blocks) * height * width)

@@ -12,8 +12,9 @@ Registry (:data:`DENOISERS`):
 
 Weights (:func:`load_denoiser`) are either an official checkpoint (a state dict, bare or wrapped as
 ``{"state_dict": ...}``, or for AINDNet the official TensorFlow checkpoint folder or prefix, loaded key for key by
-:func:`~cycleisp_fast.models.load_official` into the default-size model) or one written by this package's trainer: a dict ``{"model": registry name, "model_kwargs": constructor
-keyword arguments, "state_dict": ...}``, from which the model is built at the size it was trained at.
+:func:`~cycleisp_fast.models.load_official` into the default-size model) or one written by this package's trainer:
+a dict ``{"model": registry name, "model_kwargs": constructor keyword arguments, "state_dict": ...}``, from which
+the model is built at the size it was trained at.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from cycleisp_fast.checks import check_backend_argument, check_choice, check_tensor
 from cycleisp_fast.data.files import describe_read_error
 from cycleisp_fast.models import AINDNet, DenoiseNet, load_official
 from cycleisp_fast.models.checkpoints import is_tf_checkpoint
-from cycleisp_fast.checks import check_backend_argument, check_choice, check_tensor
 from cycleisp_fast.pipelines.tiling import tiled_apply
 
 DEFAULT_TILE = 512
@@ -44,6 +45,7 @@ class NoisyBaseline(nn.Module):
     """The identity, ``forward(noisy, variance=None) -> noisy``, in either domain: scoring it scores the input."""
 
     def forward(self, noisy: Tensor, variance: Tensor | None = None) -> Tensor:
+        """``noisy`` itself, unchanged; ``variance`` is ignored."""
         return noisy
 
 
@@ -62,6 +64,7 @@ def _cycleisp(raw: bool) -> Callable[..., nn.Module]:
         if "raw" in model_kwargs and model_kwargs.pop("raw") is not raw:
             raise ValueError(f"model_kwargs say raw={not raw}, but this model is DenoiseNet(raw={raw})")
         return DenoiseNet(raw, backend=backend, **model_kwargs)
+
     return build
 
 
@@ -74,8 +77,9 @@ def _noisy_baseline(*, backend: str | None = None, **model_kwargs) -> nn.Module:
 DENOISERS = {
     "noisy": Denoiser(_noisy_baseline, "any", "the noisy input itself (the baseline)"),
     "cycleisp-srgb": Denoiser(_cycleisp(raw=False), "srgb", "CycleISP DenoiseNet for sRGB images"),
-    "cycleisp-raw": Denoiser(_cycleisp(raw=True), "raw", "CycleISP DenoiseNet for packed RGGB RAW, given a "
-                                                         "noise level"),
+    "cycleisp-raw": Denoiser(
+        _cycleisp(raw=True), "raw", "CycleISP DenoiseNet for packed RGGB RAW, given a noise level"
+    ),
     "aindnet": Denoiser(AINDNet, "srgb", "AINDNet for sRGB images (estimates its own noise map)"),
 }
 """Registry name -> :class:`Denoiser`."""
@@ -87,11 +91,13 @@ def _read_checkpoint(path: Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, not a torch file, or holding objects weights_only refuses
-        raise ValueError(f"weights {path} could not be read as a torch checkpoint: {describe_read_error(error)}"
-                         ) from error
+        raise ValueError(
+            f"weights {path} could not be read as a torch checkpoint: {describe_read_error(error)}"
+        ) from error
     if not isinstance(checkpoint, dict):
-        raise ValueError(f"weights {path} must hold a dict (a state dict or a trainer checkpoint), got "
-                         f"{type(checkpoint).__name__}")
+        raise ValueError(
+            f"weights {path} must hold a dict (a state dict or a trainer checkpoint), got {type(checkpoint).__name__}"
+        )
     return checkpoint
 
 
@@ -102,8 +108,11 @@ def _is_trainer_checkpoint(checkpoint: dict) -> bool:
 def _build_bounded(entry: Denoiser, model_kwargs: dict, backend: str | None) -> nn.Module:
     """``entry.build(**model_kwargs)`` once the arguments are known to be plain values and to imply at most
     :data:`MAX_PARAMETERS` parameters (counted on the meta device)."""
-    odd = {key: value for key, value in model_kwargs.items()
-           if not isinstance(key, str) or not isinstance(value, (bool, int, float, str))}
+    odd = {
+        key: value
+        for key, value in model_kwargs.items()
+        if not isinstance(key, str) or not isinstance(value, (bool, int, float, str))
+    }
     if odd:
         raise ValueError(f"its model_kwargs must map names to numbers or strings, got {odd!r}")
     try:
@@ -112,13 +121,21 @@ def _build_bounded(entry: Denoiser, model_kwargs: dict, backend: str | None) -> 
     except (TypeError, ValueError) as error:  # an unknown constructor argument, or a value the model refuses
         raise ValueError(f"its model_kwargs {model_kwargs} do not fit: {error}") from error
     if count > MAX_PARAMETERS:
-        raise ValueError(f"its model_kwargs {model_kwargs} ask for a network of {count:,} parameters, more than the "
-                         f"{MAX_PARAMETERS:,} this package loads (the official networks have at most 13.8 M)")
+        raise ValueError(
+            f"its model_kwargs {model_kwargs} ask for a network of {count:,} parameters, more than the "
+            f"{MAX_PARAMETERS:,} this package loads (the official networks have at most 13.8 M)"
+        )
     return entry.build(backend=backend, **model_kwargs)
 
 
-def load_denoiser(name: str, weights: str | os.PathLike | None = None, *, device: torch.device | str = "cpu",
-                  backend: str | None = None, allow_random: bool = False) -> nn.Module:
+def load_denoiser(
+    name: str,
+    weights: str | os.PathLike | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    backend: str | None = None,
+    allow_random: bool = False,
+) -> nn.Module:
     """The registry's model ``name`` with ``weights``, on ``device``, in eval mode.
 
     Args:
@@ -143,8 +160,10 @@ def load_denoiser(name: str, weights: str | os.PathLike | None = None, *, device
         return NoisyBaseline().eval()
     if weights is None:
         if not allow_random:
-            raise ValueError(f"model {name!r} needs weights: pass a checkpoint file (official or from "
-                             "cycleisp-fast train); random weights are for tests only (allow_random=True)")
+            raise ValueError(
+                f"model {name!r} needs weights: pass a checkpoint file (official or from "
+                "cycleisp-fast train); random weights are for tests only (allow_random=True)"
+            )
         model = entry.build(backend=backend)
     elif is_tf_checkpoint(weights):
         try:
@@ -183,13 +202,16 @@ def _domain(model: nn.Module) -> str:
     return "srgb"
 
 
-def denoise_srgb(model: nn.Module, noisy: Tensor, *, tile: int = DEFAULT_TILE,
-                 overlap: int = DEFAULT_OVERLAP) -> Tensor:
+def denoise_srgb(
+    model: nn.Module, noisy: Tensor, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP
+) -> Tensor:
     """Denoises sRGB images with an sRGB model (or the noisy baseline), tile by tile.
 
     Args:
+        model: an sRGB model (``cycleisp-srgb``, ``aindnet``) or the noisy baseline; a RAW model is refused.
         noisy: ``(N, 3, H, W)`` float in [0, 1], on any device (moved to the model's and back).
-        tile, overlap: see :func:`~cycleisp_fast.pipelines.tiling.tiled_apply`, in pixels.
+        tile: the tile size in pixels, see :func:`~cycleisp_fast.pipelines.tiling.tiled_apply`.
+        overlap: the context kept around each tile, in pixels.
 
     Returns:
         ``(N, 3, H, W)`` float32 in [0, 1] (clamped), on ``noisy``'s device.
@@ -203,14 +225,20 @@ def denoise_srgb(model: nn.Module, noisy: Tensor, *, tile: int = DEFAULT_TILE,
     return denoised.clamp(0, 1).to(noisy.device, torch.float32)
 
 
-def denoise_raw(model: nn.Module, packed: Tensor, shot, read, *, tile: int = DEFAULT_TILE,
-                overlap: int = DEFAULT_OVERLAP) -> Tensor:
+def denoise_raw(
+    model: nn.Module, packed: Tensor, shot, read, *, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP
+) -> Tensor:
     """Denoises packed RGGB RAW with a RAW model (or the noisy baseline), tile by tile.
 
     Args:
+        model: a RAW model (``cycleisp-raw``), called as ``model(packed, variance)``, or the noisy baseline; an
+            sRGB model is refused.
         packed: ``(N, 4, h, w)`` float in [0, 1].
-        shot, read: the noise variances (``variance = shot * packed + read``), floats or ``(N,)`` tensors.
-        tile, overlap: in packed pixels (half the sensor's), see :func:`~cycleisp_fast.pipelines.tiling.tiled_apply`.
+        shot: the shot-noise variance (``variance = shot * packed + read``), a float or an ``(N,)`` tensor, >= 0.
+        read: the read-noise variance, a float or an ``(N,)`` tensor, >= 0.
+        tile: the tile size in packed pixels (half the sensor's), see
+            :func:`~cycleisp_fast.pipelines.tiling.tiled_apply`.
+        overlap: the context kept around each tile, in packed pixels.
 
     Returns:
         ``(N, 4, h, w)`` float32 in [0, 1] (clamped), on ``packed``'s device.

@@ -45,7 +45,8 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     """Peak signal-to-noise ratio of each image, in dB: ``10 log10(data_range**2 / mse)``.
 
     Args:
-        x, y: ``(N, C, H, W)`` floating tensors of the same shape (e.g. restored and clean, in [0, 1]).
+        x: ``(N, C, H, W)`` floating tensor, e.g. the restored images in [0, 1].
+        y: ``(N, C, H, W)`` floating tensor of ``x``'s shape, e.g. the clean images.
         data_range: the span of valid values (1.0 for [0, 1]).
 
     Returns:
@@ -53,13 +54,13 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     """
     _check_pair(x, y, data_range)
     mse = (x.double() - y.double()).square().mean(dim=(1, 2, 3))
-    return 10 * torch.log10(data_range ** 2 / mse)  # x / 0 = inf for identical images
+    return 10 * torch.log10(data_range**2 / mse)  # x / 0 = inf for identical images
 
 
 def gaussian_window(dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
     """The 1-D SSIM window ``(2 * SSIM_RADIUS + 1,)``: ``exp(-k**2 / (2 sigma**2))`` normalised to sum 1."""
     offsets = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=dtype, device=device)
-    window = torch.exp(-offsets.square() / (2 * SSIM_SIGMA ** 2))
+    window = torch.exp(-offsets.square() / (2 * SSIM_SIGMA**2))
     return window / window.sum()
 
 
@@ -71,8 +72,11 @@ def _ssim_map(x64: Tensor, y64: Tensor, local_mean: Callable[[Tensor], Tensor], 
     var_x, var_y = mean_xx - mean_x * mean_x, mean_yy - mean_y * mean_y
     cov_xy = mean_xy - mean_x * mean_y
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
-    return ((2 * mean_x * mean_y + c1) * (2 * cov_xy + c2)
-            / ((mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2)))
+    return (
+        (2 * mean_x * mean_y + c1)
+        * (2 * cov_xy + c2)
+        / ((mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2))
+    )
 
 
 def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
@@ -84,7 +88,8 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     borders, then crops them away: only whole windows remain).
 
     Args:
-        x, y: ``(N, C, H, W)`` floating tensors of the same shape, ``H, W >= 11``.
+        x: ``(N, C, H, W)`` floating tensor, ``H, W >= 11``, e.g. the restored images.
+        y: ``(N, C, H, W)`` floating tensor of ``x``'s shape, e.g. the clean images.
         data_range: the span of valid values (1.0 for [0, 1]).
 
     Returns:
@@ -93,8 +98,10 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     _check_pair(x, y, data_range)
     size = 2 * SSIM_RADIUS + 1
     if min(x.shape[-2:]) < size:
-        raise ValueError(f"x and y must be at least {size}x{size} pixels for SSIM's {size}x{size} window, "
-                         f"got {x.shape[-2]}x{x.shape[-1]}")
+        raise ValueError(
+            f"x and y must be at least {size}x{size} pixels for SSIM's {size}x{size} window, "
+            f"got {x.shape[-2]}x{x.shape[-1]}"
+        )
     n, c, h, w = x.shape
     window = gaussian_window(device=x.device)
 
@@ -123,7 +130,8 @@ def ssim_matlab(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     Matches MATLAB up to rounding: MATLAB computes single inputs in single precision, this in float64.
 
     Args:
-        x, y: ``(N, C, H, W)`` floating tensors of the same shape (e.g. restored and clean, in [0, 1]).
+        x: ``(N, C, H, W)`` floating tensor, MATLAB's ``A`` (e.g. the restored images, in [0, 1]).
+        y: ``(N, C, H, W)`` floating tensor of ``x``'s shape, MATLAB's ``ref`` (e.g. the clean images).
         data_range: the span of valid values (1.0 for [0, 1]).
 
     Returns:

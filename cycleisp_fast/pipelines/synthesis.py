@@ -26,13 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cycleisp_fast.checks import check_count, check_generator, check_int
+from cycleisp_fast.checks import check_count, check_generator, check_int, check_tensor
 from cycleisp_fast.data.crops import random_crop
 from cycleisp_fast.noise import NoiseModel
-from cycleisp_fast.seeds import Stream, keyed_generator
-from cycleisp_fast.checks import check_tensor
 from cycleisp_fast.pipelines.unprocessing import CameraParams, process, random_camera_params, unprocess
-
+from cycleisp_fast.seeds import Stream, keyed_generator
 
 
 class SyntheticBatch(NamedTuple):
@@ -90,26 +88,48 @@ class UnprocessingSynthesizer:
     def __repr__(self) -> str:
         return f"UnprocessingSynthesizer(noise={self.noise!r}, noise_std={self.noise_std})"
 
-    def __call__(self, clean: Tensor, *, seed: Optional[int] = None, offset: int = 0,
-                 generator: Optional[torch.Generator] = None) -> SyntheticBatch:
+    def __call__(
+        self, clean: Tensor, *, seed: Optional[int] = None, offset: int = 0, generator: Optional[torch.Generator] = None
+    ) -> SyntheticBatch:
+        """The pairs of ``clean`` ``(N, 3, H, W)`` (sRGB in [0, 1], H, W even), one random camera per image.
+
+        The cameras and the noise are drawn from ``(seed, offset)`` when ``seed`` is given, else from ``generator``.
+        """
         _check_call(clean, seed, offset, generator)
         camera_generator = generator if seed is None else keyed_generator(seed, offset, Stream.CAMERA)
         with torch.no_grad():
-            camera = random_camera_params(clean.shape[0], generator=camera_generator, device=clean.device,
-                                          dtype=clean.dtype)
+            camera = random_camera_params(
+                clean.shape[0], generator=camera_generator, device=clean.device, dtype=clean.dtype
+            )
         clean_raw = unprocess(clean, camera, backend=self.backend)
         sample = self.noise(clean_raw, seed=seed, offset=offset, generator=generator)
 
         def develop(raw: Tensor) -> Tensor:
-            return process(raw, camera.red_gain, camera.blue_gain, camera.cam2rgb, rgb_gain=camera.rgb_gain,
-                           tone_map=True, backend=self.backend)
+            return process(
+                raw,
+                camera.red_gain,
+                camera.blue_gain,
+                camera.cam2rgb,
+                rgb_gain=camera.rgb_gain,
+                tone_map=True,
+                backend=self.backend,
+            )
 
         target = develop(clean_raw)
         noise_std = None
         if self.noise_std:
             noise_std = _std_response(develop, clean_raw, _clean_variance(sample, clean_raw), target)
-        return SyntheticBatch(target, develop(sample.noisy), clean_raw, sample.noisy, sample.variance, sample.shot,
-                              sample.read, noise_std, camera)
+        return SyntheticBatch(
+            target,
+            develop(sample.noisy),
+            clean_raw,
+            sample.noisy,
+            sample.variance,
+            sample.shot,
+            sample.read,
+            noise_std,
+            camera,
+        )
 
 
 def _clean_variance(sample, clean_raw: Tensor) -> Tensor:
@@ -135,22 +155,37 @@ class CycleISPSynthesizer:
     """CycleISP's learned pipeline (its ``generate_rgb_data.py`` / ``generate_raw_data.py``), any even size.
 
     Args:
-        rgb2raw, ccm, raw2rgb: the networks (:class:`~cycleisp_fast.models.Rgb2Raw`, :class:`~cycleisp_fast.models.CCM`,
-            :class:`~cycleisp_fast.models.Raw2Rgb`) with their weights, on the device of the batches.
+        rgb2raw: the :class:`~cycleisp_fast.models.Rgb2Raw` network with its weights, on the device of the batches.
+        ccm: the :class:`~cycleisp_fast.models.CCM` network, likewise.
+        raw2rgb: the :class:`~cycleisp_fast.models.Raw2Rgb` network, likewise.
         noise: default ``NoiseModel("cycleisp_dnd")`` (the scripts' levels: CycleISP's log10 variant).
         noise_std: also return :attr:`SyntheticBatch.noise_std` (one more ``Raw2Rgb`` pass).
-    Images must be larger than 10 pixels (CCM's reflect padding). Runs under ``torch.no_grad`` unless the networks
-    need gradients; networks are used as given (call ``.eval()``; they have no dropout or batch norm anyway).
+
+    Images must be larger than 10 pixels (CCM's reflect padding). Gradients are tracked as autograd is set: wrap
+    calls in ``torch.no_grad()`` to synthesise data (``synth`` and the trainer do); networks are used as given
+    (call ``.eval()``; they have no dropout or batch norm anyway).
     """
 
-    def __init__(self, rgb2raw: torch.nn.Module, ccm: torch.nn.Module, raw2rgb: torch.nn.Module,
-                 noise: Optional[NoiseModel] = None, *, noise_std: bool = False):
+    def __init__(
+        self,
+        rgb2raw: torch.nn.Module,
+        ccm: torch.nn.Module,
+        raw2rgb: torch.nn.Module,
+        noise: Optional[NoiseModel] = None,
+        *,
+        noise_std: bool = False,
+    ):
         self.rgb2raw, self.ccm, self.raw2rgb = rgb2raw, ccm, raw2rgb
         self.noise = NoiseModel("cycleisp_dnd") if noise is None else noise
         self.noise_std = bool(noise_std)
 
-    def __call__(self, clean: Tensor, *, seed: Optional[int] = None, offset: int = 0,
-                 generator: Optional[torch.Generator] = None) -> SyntheticBatch:
+    def __call__(
+        self, clean: Tensor, *, seed: Optional[int] = None, offset: int = 0, generator: Optional[torch.Generator] = None
+    ) -> SyntheticBatch:
+        """The pairs of ``clean`` ``(N, 3, H, W)`` (sRGB in [0, 1], H, W even); the target is ``clean`` blurred.
+
+        The noise is drawn from ``(seed, offset)`` when ``seed`` is given, else from ``generator``; ``camera`` is None.
+        """
         _check_call(clean, seed, offset, generator)
         target = pre_blur(clean)
         clean_raw = self.rgb2raw(target).clamp(0.0, 1.0)
@@ -163,8 +198,17 @@ class CycleISPSynthesizer:
         noise_std = None
         if self.noise_std:
             noise_std = _std_response(develop, clean_raw, _clean_variance(sample, clean_raw), develop(clean_raw))
-        return SyntheticBatch(target, develop(sample.noisy), clean_raw, sample.noisy, sample.variance, sample.shot,
-                              sample.read, noise_std, None)
+        return SyntheticBatch(
+            target,
+            develop(sample.noisy),
+            clean_raw,
+            sample.noisy,
+            sample.variance,
+            sample.shot,
+            sample.read,
+            noise_std,
+            None,
+        )
 
 
 CYCLEISP_WEIGHTS = {"rgb2raw": "rgb2raw_joint.pth", "ccm": "ccm_joint.pth", "raw2rgb": "raw2rgb_joint.pth"}
@@ -172,9 +216,15 @@ CYCLEISP_WEIGHTS = {"rgb2raw": "rgb2raw_joint.pth", "ccm": "ccm_joint.pth", "raw
 SYNTHESIZERS = ("unprocessing", "cycleisp")
 
 
-def make_synthesizer(kind: str = "unprocessing", weights: Optional[Mapping[str, str | os.PathLike]] = None, *,
-                     noise: Optional[NoiseModel] = None, noise_std: bool = False, device=None,
-                     backend: Optional[str] = None):
+def make_synthesizer(
+    kind: str = "unprocessing",
+    weights: Optional[Mapping[str, str | os.PathLike]] = None,
+    *,
+    noise: Optional[NoiseModel] = None,
+    noise_std: bool = False,
+    device=None,
+    backend: Optional[str] = None,
+):
     """A synthesizer by name. ``"unprocessing"`` takes no weights; ``"cycleisp"`` needs ``weights`` with the keys
     ``rgb2raw``, ``ccm``, ``raw2rgb`` (paths to official or compatible checkpoints), loaded with
     :func:`cycleisp_fast.models.load_official` onto ``device`` in eval mode."""
@@ -190,8 +240,9 @@ def make_synthesizer(kind: str = "unprocessing", weights: Optional[Mapping[str, 
     missing = [k for k in CYCLEISP_WEIGHTS if k not in weights]
     extra = [k for k in weights if k not in CYCLEISP_WEIGHTS]
     if missing or extra:
-        raise ValueError(f"the cycleisp pipeline needs weights for {tuple(CYCLEISP_WEIGHTS)}; missing {missing}, "
-                         f"unexpected {extra}")
+        raise ValueError(
+            f"the cycleisp pipeline needs weights for {tuple(CYCLEISP_WEIGHTS)}; missing {missing}, unexpected {extra}"
+        )
     networks = []
     for key, cls in zip(CYCLEISP_WEIGHTS, (Rgb2Raw, CCM, Raw2Rgb)):
         path = os.fspath(weights[key])
@@ -205,6 +256,7 @@ def make_synthesizer(kind: str = "unprocessing", weights: Optional[Mapping[str, 
 # --------------------------------------------------------------------------------------------------------
 # Clean patches for on-the-fly training pairs
 # --------------------------------------------------------------------------------------------------------
+
 
 def dihedral(x: Tensor, k: int) -> Tensor:
     """The ``k``-th of the 8 flips/rotations of the square (``k`` in 0..7) of ``(..., H, W)``."""
@@ -220,7 +272,9 @@ class CleanPatches(torch.utils.data.Dataset):
 
     Args:
         images: ``(3, H, W)`` float tensors in [0, 1], each at least ``patch_size`` in both sides.
-        patch_size: p, even. length: the number of items (an epoch).
+        patch_size: p, even.
+        length: the number of items (an epoch).
+        seed: keys every item's generator with ``i`` (the same seed gives the same items).
         augment: apply the random flip/rotation (default True).
     """
 
@@ -235,11 +289,15 @@ class CleanPatches(torch.utils.data.Dataset):
             raise ValueError("images must hold at least one image")
         for index, image in enumerate(self.images):
             if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
-                raise ValueError(f"images[{index}] must be a (3, H, W) tensor, got "
-                                 f"{tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__}")
+                raise ValueError(
+                    f"images[{index}] must be a (3, H, W) tensor, got "
+                    f"{tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__}"
+                )
             if min(image.shape[1:]) < self.patch_size:
-                raise ValueError(f"images[{index}] is {tuple(image.shape[1:])}, smaller than patch_size "
-                                 f"{self.patch_size}: use a smaller patch_size or drop the image")
+                raise ValueError(
+                    f"images[{index}] is {tuple(image.shape[1:])}, smaller than patch_size "
+                    f"{self.patch_size}: use a smaller patch_size or drop the image"
+                )
 
     def __len__(self) -> int:
         return self.length

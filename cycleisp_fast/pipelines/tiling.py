@@ -39,8 +39,9 @@ def tile_spans(extent: int, tile: int, overlap: int) -> list[tuple[int, int, int
     return [(start, start + tile, cuts[index], cuts[index + 1]) for index, start in enumerate(starts)]
 
 
-def tiled_apply(fn: Callable[[Tensor], Tensor], x: Tensor, *, tile: int = 512, overlap: int = 32, multiple: int = 1,
-                scale: int = 1) -> Tensor:
+def tiled_apply(
+    fn: Callable[[Tensor], Tensor], x: Tensor, *, tile: int = 512, overlap: int = 32, multiple: int = 1, scale: int = 1
+) -> Tensor:
     """``fn(x)`` computed tile by tile.
 
     Args:
@@ -65,8 +66,9 @@ def tiled_apply(fn: Callable[[Tensor], Tensor], x: Tensor, *, tile: int = 512, o
     _positive_int(multiple, "multiple")
     _positive_int(scale, "scale")
     if tile <= 2 * overlap:
-        raise ValueError(f"tile must be larger than 2 * overlap (each tile keeps its centre), got tile={tile} and "
-                         f"overlap={overlap}")
+        raise ValueError(
+            f"tile must be larger than 2 * overlap (each tile keeps its centre), got tile={tile} and overlap={overlap}"
+        )
     height, width = x.shape[-2:]
     if x.shape[0] == 0 or height == 0 or width == 0:
         raise ValueError(f"x must be non-empty, got shape {tuple(x.shape)}")
@@ -79,17 +81,21 @@ def tiled_apply(fn: Callable[[Tensor], Tensor], x: Tensor, *, tile: int = 512, o
                 piece = F.pad(piece, (0, pad_w, 0, pad_h), mode="replicate")
             result = fn(piece)
             expected = (x.shape[0], scale * piece.shape[-2], scale * piece.shape[-1])
-            if not isinstance(result, Tensor) or result.dim() != 4 or (
-                    result.shape[0], *result.shape[-2:]) != expected:
+            if not isinstance(result, Tensor) or result.dim() != 4 or (result.shape[0], *result.shape[-2:]) != expected:
                 got = tuple(result.shape) if isinstance(result, Tensor) else type(result).__name__
-                raise ValueError(f"fn must map (N, C, h, w) to (N, C', {scale}h, {scale}w): for a tile of shape "
-                                 f"{tuple(piece.shape)} it returned {got}")
+                raise ValueError(
+                    f"fn must map (N, C, h, w) to (N, C', {scale}h, {scale}w): for a tile of shape "
+                    f"{tuple(piece.shape)} it returned {got}"
+                )
             if output is None:
                 output = result.new_empty(x.shape[0], result.shape[1], scale * height, scale * width)
             elif result.shape[1] != output.shape[1]:
-                raise ValueError(f"fn returned {result.shape[1]} channels for one tile and {output.shape[1]} for "
-                                 "another")
-            output[..., scale * keep_top:scale * keep_bottom, scale * keep_left:scale * keep_right] = result[
-                ..., scale * (keep_top - top):scale * (keep_bottom - top),
-                scale * (keep_left - left):scale * (keep_right - left)]
+                raise ValueError(
+                    f"fn returned {result.shape[1]} channels for one tile and {output.shape[1]} for another"
+                )
+            output[..., scale * keep_top : scale * keep_bottom, scale * keep_left : scale * keep_right] = result[
+                ...,
+                scale * (keep_top - top) : scale * (keep_bottom - top),
+                scale * (keep_left - left) : scale * (keep_right - left),
+            ]
     return output

@@ -27,16 +27,18 @@ import torch
 from torch import Tensor
 
 from cycleisp_fast import ops
+from cycleisp_fast.checks import check_count, check_dtype, check_generator, check_tensor
 from cycleisp_fast.color import normalised_rgb_to_camera
-from cycleisp_fast.checks import check_count, check_dtype, check_generator
-from cycleisp_fast.checks import check_tensor
 
-XYZ_TO_CAMERA = torch.tensor([
-    [[1.0234, -0.2969, -0.2266], [-0.5625, 1.6328, -0.0469], [-0.0703, 0.2188, 0.6406]],
-    [[0.4913, -0.0541, -0.0202], [-0.6130, 1.3513, 0.2906], [-0.1564, 0.2151, 0.7183]],
-    [[0.8380, -0.2630, -0.0639], [-0.2887, 1.0725, 0.2496], [-0.0627, 0.1427, 0.5438]],
-    [[0.6596, -0.2079, -0.0562], [-0.4782, 1.3016, 0.1933], [-0.0970, 0.1581, 0.5181]],
-], dtype=torch.float64)
+XYZ_TO_CAMERA = torch.tensor(
+    [
+        [[1.0234, -0.2969, -0.2266], [-0.5625, 1.6328, -0.0469], [-0.0703, 0.2188, 0.6406]],
+        [[0.4913, -0.0541, -0.0202], [-0.6130, 1.3513, 0.2906], [-0.1564, 0.2151, 0.7183]],
+        [[0.8380, -0.2630, -0.0639], [-0.2887, 1.0725, 0.2496], [-0.0627, 0.1427, 0.5438]],
+        [[0.6596, -0.2079, -0.0562], [-0.4782, 1.3016, 0.1933], [-0.0970, 0.1581, 0.5181]],
+    ],
+    dtype=torch.float64,
+)
 """``(4, 3, 3)``: the XYZ -> camera matrices of the four cameras that Brooks et al. mix (DNG ColorMatrix data)."""
 
 
@@ -55,8 +57,9 @@ class CameraParams(NamedTuple):
         return CameraParams(*(t.to(*args, **kwargs) for t in self))
 
 
-def random_camera_params(n: int, *, generator: Optional[torch.Generator] = None, device=None,
-                         dtype: torch.dtype = torch.float32) -> CameraParams:
+def random_camera_params(
+    n: int, *, generator: Optional[torch.Generator] = None, device=None, dtype: torch.dtype = torch.float32
+) -> CameraParams:
     """Brooks et al.'s random camera for ``n`` images. Draws, in this order from ``generator`` (CPU; torch's default
     generator when None): ``(n, 4)`` uniform mixing weights, ``n`` normals (brightness), ``n`` uniforms (red gain),
     ``n`` uniforms (blue gain); computed in float64, cast to ``dtype``, moved to ``device``."""
@@ -80,17 +83,20 @@ def _per_image(value, name: str, n: int, like: Tensor, shape: tuple[int, ...] = 
     if t.shape == shape:
         t = t.expand(n, *shape)
     if t.shape != (n, *shape):
-        raise ValueError(f"{name} must have shape {shape or '()'} or {(n, *shape)} for a batch of {n} images, "
-                         f"got {tuple(t.shape)}")
+        raise ValueError(
+            f"{name} must have shape {shape or '()'} or {(n, *shape)} for a batch of {n} images, got {tuple(t.shape)}"
+        )
     return t
 
 
 def _check_params(params: CameraParams, n: int, like: Tensor) -> CameraParams:
     if not isinstance(params, CameraParams):
         raise TypeError(f"params must be a CameraParams (see random_camera_params), got {type(params).__name__}")
-    return CameraParams(_per_image(params.rgb2cam, "params.rgb2cam", n, like, (3, 3)),
-                        _per_image(params.cam2rgb, "params.cam2rgb", n, like, (3, 3)),
-                        *(_per_image(getattr(params, f), f"params.{f}", n, like) for f in CameraParams._fields[2:]))
+    return CameraParams(
+        _per_image(params.rgb2cam, "params.rgb2cam", n, like, (3, 3)),
+        _per_image(params.cam2rgb, "params.cam2rgb", n, like, (3, 3)),
+        *(_per_image(getattr(params, f), f"params.{f}", n, like) for f in CameraParams._fields[2:]),
+    )
 
 
 def inverse_smoothstep(x: Tensor) -> Tensor:
@@ -105,7 +111,7 @@ def smoothstep(x: Tensor) -> Tensor:
 
 
 def unprocess(srgb: Tensor, params: CameraParams, *, backend: str | None = None) -> Tensor:
-    """sRGB ``(N, 3, H, W)`` in [0, 1] (H, W even) -> packed RGGB RAW ``(N, 4, H/2, W/2)`` in [0, 1] with the
+    """SRGB ``(N, 3, H, W)`` in [0, 1] (H, W even) -> packed RGGB RAW ``(N, 4, H/2, W/2)`` in [0, 1] with the
     per-image ``params`` (:func:`random_camera_params`): inverse tone curve, inverse gamma, then the fused
     :func:`cycleisp_fast.ops.camera_mosaic` (sRGB -> camera, inverse gains safe for highlights, clip, mosaic) on
     ``backend``. Differentiable."""
@@ -118,8 +124,9 @@ def unprocess(srgb: Tensor, params: CameraParams, *, backend: str | None = None)
     return ops.camera_mosaic(linear, params.rgb2cam, inverse_gains, backend=backend)
 
 
-def process(raw: Tensor, red_gain, blue_gain, cam2rgb, *, rgb_gain=1.0, tone_map: bool = False,
-            backend: str | None = None) -> Tensor:
+def process(
+    raw: Tensor, red_gain, blue_gain, cam2rgb, *, rgb_gain=1.0, tone_map: bool = False, backend: str | None = None
+) -> Tensor:
     """Packed RGGB RAW ``(N, 4, h, w)`` -> sRGB ``(N, 3, 2h, 2w)`` in [0, 1]: the fused
     :func:`cycleisp_fast.ops.camera_demosaic` on ``backend`` (gains ``(red, 1, 1, blue) * rgb_gain``, clip, bilinear
     demosaic, ``cam2rgb`` ``(N, 3, 3)`` or one ``(3, 3)`` for all, clip), then gamma 1/2.2 and, when ``tone_map``,

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from cycleisp_fast._dtypes import accumulation_dtype
 
 
-def adaptive_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5,
-                           negative_slope: float | None = None) -> torch.Tensor:
+def adaptive_instance_norm(
+    x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5, negative_slope: float | None = None
+) -> torch.Tensor:
     """``(N, C, H, W)`` x, gamma, beta -> ``(N, C, H, W)``; statistics in float32 (float64 for float64)."""
     acc_dtype = accumulation_dtype(x.dtype)
     x_acc = x.to(acc_dtype)

@@ -25,8 +25,6 @@ def cfa_sites(pattern: str) -> list[tuple[int, int]]:
     return [red, green_on_red_row, green_on_blue_row, blue]
 
 
-
-
 def bayer_mosaic(rgb: torch.Tensor, pattern: str = "RGGB") -> torch.Tensor:
     """``(N, 3, H, W)`` -> ``(N, 1, H, W)``: each site keeps the colour its filter passes."""
     cfa = rgb.new_zeros(rgb.shape[0], 1, rgb.shape[2], rgb.shape[3])

@@ -32,8 +32,9 @@ def camera_mosaic(linear: torch.Tensor, rgb2cam: torch.Tensor, gains: torch.Tens
     mask = (torch.clamp_min(grey - HIGHLIGHT_INFLECTION, 0.0) / (1.0 - HIGHLIGHT_INFLECTION)) ** 2
     safe_gains = torch.maximum(mask + (1.0 - mask) * gains, gains)
     camera = torch.clamp(camera * safe_gains, 0.0, 1.0)
-    return torch.stack([camera[:, 0, 0::2, 0::2], camera[:, 1, 0::2, 1::2], camera[:, 1, 1::2, 0::2],
-                        camera[:, 2, 1::2, 1::2]], dim=1)
+    return torch.stack(
+        [camera[:, 0, 0::2, 0::2], camera[:, 1, 0::2, 1::2], camera[:, 1, 1::2, 0::2], camera[:, 2, 1::2, 1::2]], dim=1
+    )
 
 
 def demosaic_bilinear(packed: torch.Tensor) -> torch.Tensor:
@@ -48,10 +49,16 @@ def demosaic_bilinear(packed: torch.Tensor) -> torch.Tensor:
     planes = F.pad(torch.where(masks, mosaic, 0.0), (1, 1, 1, 1), mode="reflect")  # (N, 3, 2h + 2, 2w + 2)
 
     def interpolate(plane: torch.Tensor, taps) -> torch.Tensor:
-        return sum(weight * plane[:, :, dy:dy + 2 * h, dx:dx + 2 * w] for dy, dx, weight in taps)
+        return sum(weight * plane[:, :, dy : dy + 2 * h, dx : dx + 2 * w] for dy, dx, weight in taps)
 
-    return torch.cat([interpolate(planes[:, 0:1], _RED_BLUE_TAPS), interpolate(planes[:, 1:2], _GREEN_TAPS),
-                      interpolate(planes[:, 2:3], _RED_BLUE_TAPS)], dim=1)
+    return torch.cat(
+        [
+            interpolate(planes[:, 0:1], _RED_BLUE_TAPS),
+            interpolate(planes[:, 1:2], _GREEN_TAPS),
+            interpolate(planes[:, 2:3], _RED_BLUE_TAPS),
+        ],
+        dim=1,
+    )
 
 
 def camera_demosaic(packed: torch.Tensor, gains: torch.Tensor, cam2rgb: torch.Tensor) -> torch.Tensor:

@@ -26,17 +26,26 @@ def spatial_attention_scale(res: torch.Tensor, sa_weight: torch.Tensor) -> torch
     return torch.sigmoid(F.conv2d(channel_pool(res), sa_weight, padding=1))
 
 
-def channel_attention_scale(res: torch.Tensor, ca_w1: torch.Tensor, ca_b1: torch.Tensor, ca_w2: torch.Tensor,
-                            ca_b2: torch.Tensor) -> torch.Tensor:
+def channel_attention_scale(
+    res: torch.Tensor, ca_w1: torch.Tensor, ca_b1: torch.Tensor, ca_w2: torch.Tensor, ca_b2: torch.Tensor
+) -> torch.Tensor:
     """``(N, C, H, W)`` res and the MLP ``(C/r, C, 1, 1)``, ``(C/r,)``, ``(C, C/r, 1, 1)``, ``(C,)`` ->
     ``(N, C, 1, 1)`` scale in (0, 1)."""
     hidden = F.relu(F.conv2d(F.adaptive_avg_pool2d(res, 1), ca_w1, ca_b1))
     return torch.sigmoid(F.conv2d(hidden, ca_w2, ca_b2))
 
 
-def dual_attention(res: torch.Tensor, x: torch.Tensor, sa_weight: torch.Tensor, ca_w1: torch.Tensor,
-                   ca_b1: torch.Tensor, ca_w2: torch.Tensor, ca_b2: torch.Tensor, proj_w: torch.Tensor,
-                   proj_b: torch.Tensor) -> torch.Tensor:
+def dual_attention(
+    res: torch.Tensor,
+    x: torch.Tensor,
+    sa_weight: torch.Tensor,
+    ca_w1: torch.Tensor,
+    ca_b1: torch.Tensor,
+    ca_w2: torch.Tensor,
+    ca_b2: torch.Tensor,
+    proj_w: torch.Tensor,
+    proj_b: torch.Tensor,
+) -> torch.Tensor:
     """``conv1x1(cat([SA(res), CA(res)])) + x``: ``(N, C, H, W)`` res and x -> ``(N, C, H, W)``."""
     sa = res * spatial_attention_scale(res, sa_weight)
     ca = res * channel_attention_scale(res, ca_w1, ca_b1, ca_w2, ca_b2)

@@ -46,8 +46,9 @@ def draw(seed: int, offset: int, counter_index: torch.Tensor, round_: int) -> to
     """The four words (shape ``counter_index.shape + (4,)``, int64) of counters ``(j, round, offset)``."""
     j = counter_index.to(torch.int64)
     zeros = torch.zeros_like(j)
-    words = philox4x32_10(j & MASK32, (j >> 32) & MASK32, zeros + round_, zeros + offset, seed & MASK32,
-                          (seed >> 32) & MASK32)
+    words = philox4x32_10(
+        j & MASK32, (j >> 32) & MASK32, zeros + round_, zeros + offset, seed & MASK32, (seed >> 32) & MASK32
+    )
     return torch.stack(words, dim=-1)
 
 
@@ -169,8 +170,16 @@ class _WithIdentityGradient(torch.autograd.Function):
         return None, grad
 
 
-def noise_sample(x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, seed: int, offset: int, model: int,
-                 clip_min: float | None, clip_max: float | None) -> torch.Tensor:
+def noise_sample(
+    x: torch.Tensor,
+    shot: torch.Tensor,
+    read: torch.Tensor,
+    seed: int,
+    offset: int,
+    model: int,
+    clip_min: float | None,
+    clip_max: float | None,
+) -> torch.Tensor:
     """Noisy ``y`` like ``x`` (any shape); ``shot``/``read`` are 1-D per-plane values (P dividing numel,
     element i in plane i // (numel // P)) in the compute dtype. model 0: ``x + sqrt(max(shot x + read, 0)) z``;
     model 1: ``shot Poisson(max(x, 0) / shot) + sqrt(read) z`` (``x + sqrt(read) z`` where shot == 0);
@@ -202,4 +211,3 @@ def noise_sample(x: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, seed: 
     if clip_max is not None:
         y = torch.where(y >= clip_max, torch.full_like(y, clip_max), y)
     return y.to(x.dtype).view(x.shape)
-

@@ -16,22 +16,54 @@ the ``train`` command above it.
 from __future__ import annotations
 
 from cycleisp_fast.training.checkpoints import CHECKPOINT_NAME, RunFolderError, load_checkpoint
-from cycleisp_fast.training.config import (ConfigError, config_differences, config_to_toml, load_config,
-                                           packaged_configs, parse_override, resolve_config)
-from cycleisp_fast.training.distributed import (Distributed, StepBatches, distributed_from_environment, process_group,
-                                                select_device)
+from cycleisp_fast.training.config import (
+    ConfigError,
+    config_differences,
+    config_to_toml,
+    load_config,
+    packaged_configs,
+    parse_override,
+    resolve_config,
+)
+from cycleisp_fast.training.distributed import (
+    Distributed,
+    StepBatches,
+    distributed_from_environment,
+    process_group,
+    select_device,
+)
 from cycleisp_fast.training.logs import LOG_NAME, JsonLog, format_metrics, read_log
 from cycleisp_fast.training.loop import CONFIG_NAME, TrainResult, lr_factor, train
 from cycleisp_fast.training.schema import SCHEMA, TASKS
 from cycleisp_fast.training.tasks import TASK_CLASSES, Task, make_task
 
 __all__ = [
-    "CHECKPOINT_NAME", "RunFolderError", "load_checkpoint",
-    "ConfigError", "config_differences", "config_to_toml", "load_config", "packaged_configs", "parse_override",
+    "CHECKPOINT_NAME",
+    "RunFolderError",
+    "load_checkpoint",
+    "ConfigError",
+    "config_differences",
+    "config_to_toml",
+    "load_config",
+    "packaged_configs",
+    "parse_override",
     "resolve_config",
-    "Distributed", "StepBatches", "distributed_from_environment", "process_group", "select_device",
-    "LOG_NAME", "JsonLog", "format_metrics", "read_log",
-    "CONFIG_NAME", "TrainResult", "lr_factor", "train",
-    "SCHEMA", "TASKS",
-    "TASK_CLASSES", "Task", "make_task",
+    "Distributed",
+    "StepBatches",
+    "distributed_from_environment",
+    "process_group",
+    "select_device",
+    "LOG_NAME",
+    "JsonLog",
+    "format_metrics",
+    "read_log",
+    "CONFIG_NAME",
+    "TrainResult",
+    "lr_factor",
+    "train",
+    "SCHEMA",
+    "TASKS",
+    "TASK_CLASSES",
+    "Task",
+    "make_task",
 ]

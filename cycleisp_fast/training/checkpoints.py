@@ -21,8 +21,17 @@ class RunFolderError(ValueError):
     """A run folder that does not fit the request: a checkpoint to overwrite, nothing to resume, another config."""
 
 
-CHECKPOINT_FIELDS = {"model": str, "model_kwargs": dict, "state_dict": dict, "optimizer": dict, "scheduler": dict,
-                     "scaler": dict, "step": int, "config": dict, "rng": dict}
+CHECKPOINT_FIELDS = {
+    "model": str,
+    "model_kwargs": dict,
+    "state_dict": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+    "scaler": dict,
+    "step": int,
+    "config": dict,
+    "rng": dict,
+}
 """What ``last.pt`` holds (see :func:`cycleisp_fast.training.loop._save`), by type."""
 
 
@@ -36,13 +45,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated, empty, not a torch file, or objects weights_only refuses
-        raise RunFolderError(f"{path} could not be read as a training checkpoint ({describe_read_error(error)})"
-                             ) from error
+        raise RunFolderError(
+            f"{path} could not be read as a training checkpoint ({describe_read_error(error)})"
+        ) from error
     if not isinstance(checkpoint, dict):
         raise RunFolderError(f"{path} is not a training checkpoint: it holds a {type(checkpoint).__name__}, not a dict")
-    problems = [f"{key} (missing)" if key not in checkpoint else f"{key} ({type(checkpoint[key]).__name__}, expected "
-                f"{kind.__name__})" for key, kind in CHECKPOINT_FIELDS.items()
-                if key not in checkpoint or not isinstance(checkpoint[key], kind) or isinstance(checkpoint[key], bool)]
+    problems = [
+        f"{key} (missing)"
+        if key not in checkpoint
+        else f"{key} ({type(checkpoint[key]).__name__}, expected {kind.__name__})"
+        for key, kind in CHECKPOINT_FIELDS.items()
+        if key not in checkpoint or not isinstance(checkpoint[key], kind) or isinstance(checkpoint[key], bool)
+    ]
     if problems:
         raise RunFolderError(f"{path} is not a training checkpoint of this package: " + ", ".join(problems))
     if checkpoint["step"] < 0 or not isinstance(checkpoint["rng"].get("torch"), torch.Tensor):

@@ -25,8 +25,15 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from cycleisp_fast.training.schema import (AINDNET_TASKS, REQUIRED, RESUMABLE_CHANGES, SCHEMA, SYNTHESIZER_NOISE_LEVELS,
-                                           TASKS, Key)
+from cycleisp_fast.training.schema import (
+    AINDNET_TASKS,
+    REQUIRED,
+    RESUMABLE_CHANGES,
+    SCHEMA,
+    SYNTHESIZER_NOISE_LEVELS,
+    TASKS,
+    Key,
+)
 
 
 class ConfigError(ValueError):
@@ -56,8 +63,9 @@ def config_path(name_or_path: str | os.PathLike) -> Path:
         packaged = _packaged_folder() / f"{text}.toml"
         if packaged.is_file():
             return Path(os.fspath(packaged))
-        raise ConfigError(f"config {text!r}: no such file, nor a packaged config (packaged: "
-                          f"{', '.join(packaged_configs())})")
+        raise ConfigError(
+            f"config {text!r}: no such file, nor a packaged config (packaged: {', '.join(packaged_configs())})"
+        )
     raise ConfigError(f"config file {text!r} does not exist")
 
 
@@ -92,8 +100,9 @@ def _check_value(dotted: str, spec: Key, value: Any, where: str) -> Any:
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, spec.type) or (spec.type is int and isinstance(value, bool)):
-        raise ConfigError(f"config key {dotted!r}{where} must be {spec.type.__name__}, got {value!r} "
-                          f"({type(value).__name__})")
+        raise ConfigError(
+            f"config key {dotted!r}{where} must be {spec.type.__name__}, got {value!r} ({type(value).__name__})"
+        )
     if spec.type is float and not math.isfinite(value):
         raise ConfigError(f"config key {dotted!r}{where} must be finite, got {value!r}")
     if spec.choices is not None and value not in spec.choices:
@@ -138,16 +147,19 @@ def resolve_config(raw: Mapping[str, Any], *, source: str = "") -> dict[str, Any
             if name not in ours:
                 dotted = _dotted(table, name)
                 if name in keys:
-                    raise ConfigError(f"config key {dotted!r}{where} does not apply to task {task!r} "
-                                      f"(it is for {', '.join(keys[name].tasks)})")
+                    raise ConfigError(
+                        f"config key {dotted!r}{where} does not apply to task {task!r} "
+                        f"(it is for {', '.join(keys[name].tasks)})"
+                    )
                 raise _unknown(dotted, list(ours), task, where)
         section: dict[str, Any] = {}
         for name, spec in ours.items():
             if name in given:
                 section[name] = _check_value(_dotted(table, name), spec, given[name], where)
             elif spec.default is REQUIRED:
-                raise ConfigError(f"config key {_dotted(table, name)!r}{where} is required for task {task!r}: "
-                                  f"{spec.doc}")
+                raise ConfigError(
+                    f"config key {_dotted(table, name)!r}{where} is required for task {task!r}: {spec.doc}"
+                )
             else:
                 section[name] = spec.default
         if table:
@@ -166,8 +178,10 @@ def _check_combinations(config: dict[str, Any], where: str) -> None:
     minimum = 24 if task in ("raw2rgb", "cycleisp-joint") else multiple  # CCM's 10-pixel reflect padding
     for key, size in (("patch_size", config["patch_size"]), ("val.patch_size", config["val"]["patch_size"])):
         if size % multiple or size < minimum:
-            raise ConfigError(f"config key {key!r}{where} must be a multiple of {multiple} and at least {minimum} "
-                              f"for task {task!r}, got {size}")
+            raise ConfigError(
+                f"config key {key!r}{where} must be a multiple of {multiple} and at least {minimum} "
+                f"for task {task!r}, got {size}"
+            )
     data = config.get("data", {})
     if data.get("synthesizer") == "cycleisp" and not data.get("isp_weights"):
         raise ConfigError(f"config key 'data.isp_weights'{where} is required when data.synthesizer = 'cycleisp'")
@@ -177,8 +191,10 @@ def _check_combinations(config: dict[str, Any], where: str) -> None:
     if noise.get("levels") == "auto":
         noise["levels"] = SYNTHESIZER_NOISE_LEVELS[data["synthesizer"]]
     if task == "aindnet-transfer" and not config["init"]:
-        raise ConfigError(f"config key 'init'{where} is required for task 'aindnet-transfer': the synthetic-stage "
-                          "checkpoint to start from")
+        raise ConfigError(
+            f"config key 'init'{where} is required for task 'aindnet-transfer': the synthetic-stage "
+            "checkpoint to start from"
+        )
     if config["min_lr"] > config["lr"]:
         raise ConfigError(f"config key 'min_lr'{where} must not exceed lr ({config['lr']}), got {config['min_lr']}")
 
@@ -195,18 +211,25 @@ def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) 
     return resolve_config(raw, source=os.fspath(path) + (" (with --set overrides)" if overrides else ""))
 
 
-def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Sequence[str] = RESUMABLE_CHANGES
-                       ) -> list[str]:
+def config_differences(
+    old: Mapping[str, Any], new: Mapping[str, Any], ignore: Sequence[str] = RESUMABLE_CHANGES
+) -> list[str]:
     """``"key: old -> new"`` for each resolved key that differs (``ignore``d keys aside)."""
+
     def flat(config: Mapping[str, Any]) -> dict[str, Any]:
-        return {_dotted(table, key): value
-                for table, section in [("", {k: v for k, v in config.items() if not isinstance(v, dict)})]
-                + [(k, v) for k, v in config.items() if isinstance(v, dict)]
-                for key, value in section.items()}
+        return {
+            _dotted(table, key): value
+            for table, section in [("", {k: v for k, v in config.items() if not isinstance(v, dict)})]
+            + [(k, v) for k, v in config.items() if isinstance(v, dict)]
+            for key, value in section.items()
+        }
+
     old_flat, new_flat = flat(old), flat(new)
-    return [f"{key}: {old_flat.get(key, '(absent)')!r} -> {new_flat.get(key, '(absent)')!r}"
-            for key in sorted(set(old_flat) | set(new_flat))
-            if key not in ignore and old_flat.get(key, REQUIRED) != new_flat.get(key, REQUIRED)]
+    return [
+        f"{key}: {old_flat.get(key, '(absent)')!r} -> {new_flat.get(key, '(absent)')!r}"
+        for key in sorted(set(old_flat) | set(new_flat))
+        if key not in ignore and old_flat.get(key, REQUIRED) != new_flat.get(key, REQUIRED)
+    ]
 
 
 def _toml_value(value: Any) -> str:

@@ -27,17 +27,20 @@ class Distributed:
 
     @property
     def is_main(self) -> bool:
+        """Whether this process is rank 0, the one that validates and writes."""
         return self.rank == 0
 
 
 def distributed_from_environment() -> Distributed:
     """The ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` that ``torchrun`` sets (a single process without them)."""
+
     def read(name: str, default: int) -> int:
         text = os.environ.get(name, str(default))
         try:
             return int(text)
         except ValueError:
             raise RuntimeError(f"environment variable {name} must be an integer, got {text!r}") from None
+
     return Distributed(read("RANK", 0), read("WORLD_SIZE", 1), read("LOCAL_RANK", 0))
 
 

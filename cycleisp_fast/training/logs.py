@@ -22,6 +22,7 @@ class JsonLog:
         self.path, self.enabled = path, enabled
 
     def write(self, record: dict[str, Any]) -> None:
+        """Appends ``record`` as one JSON line (nothing when the log is disabled, as on ranks other than 0)."""
         if self.enabled:
             with open(self.path, "a", encoding="utf-8") as file:
                 file.write(json.dumps(record) + "\n")
@@ -50,7 +51,7 @@ def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
-    """``"psnr 31.20 dB (input 24.10 dB, +7.10 dB)"`` and any other metrics."""
+    """``"psnr 31.20 dB (noisy input 24.10 dB, +7.10 dB)"`` and any other metrics."""
     if not metrics:
         return "no validation"
     parts = [f"psnr {metrics['psnr']:.2f} dB"]

@@ -41,8 +41,13 @@ from cycleisp_fast.data.files import atomic_path, describe_read_error, save_torc
 from cycleisp_fast.data.locks import run_folder_lock
 from cycleisp_fast.training.checkpoints import CHECKPOINT_NAME, RunFolderError, load_checkpoint
 from cycleisp_fast.training.config import config_differences, config_to_toml
-from cycleisp_fast.training.distributed import (Distributed, StepBatches, distributed_from_environment, process_group,
-                                                select_device)
+from cycleisp_fast.training.distributed import (
+    Distributed,
+    StepBatches,
+    distributed_from_environment,
+    process_group,
+    select_device,
+)
 from cycleisp_fast.training.logs import LOG_NAME, JsonLog, format_metrics
 from cycleisp_fast.training.tasks import Task, make_task
 
@@ -85,8 +90,9 @@ def _resume_state(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
     checkpoint = load_checkpoint(path)
     differences = config_differences(checkpoint["config"], config)
     if differences:
-        raise RunFolderError(f"cannot resume {path}: the config differs from the one it was trained with: "
-                             + "; ".join(differences))
+        raise RunFolderError(
+            f"cannot resume {path}: the config differs from the one it was trained with: " + "; ".join(differences)
+        )
     return checkpoint
 
 
@@ -108,12 +114,20 @@ def _validate(task: Task) -> dict[str, float]:
     return {name: total / count for name, total in totals.items()}
 
 
-def train(config: dict[str, Any], run_dir: str | os.PathLike, *, resume: bool = False,
-          device: str | torch.device | None = None, stop_after: int | None = None,
-          progress: bool | None = None) -> TrainResult:
+def train(
+    config: dict[str, Any],
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    stop_after: int | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
     """Trains ``config`` (resolved, :func:`~cycleisp_fast.training.config.load_config`) into ``run_dir``.
 
     Args:
+        config: the resolved config, as :func:`~cycleisp_fast.training.config.load_config` returns it.
+        run_dir: the run folder: ``config.toml``, ``last.pt`` and ``log.jsonl`` go there (rank 0 locks it).
         resume: continue from ``run_dir/last.pt`` (its config must equal ``config`` up to the logging cadences);
             without it, a run folder that already holds a checkpoint is an error.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:<i>"`` or None/``"auto"`` (see :func:`select_device`).
@@ -134,20 +148,30 @@ def train(config: dict[str, Any], run_dir: str | os.PathLike, *, resume: bool = 
     with run_folder_lock(run_dir, "train") if place.is_main else contextlib.nullcontext():
         checkpoint_path = run_dir / CHECKPOINT_NAME
         if not resume and checkpoint_path.exists():
-            raise RunFolderError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): resume it (--resume) or choose "
-                                 "another output folder")
+            raise RunFolderError(
+                f"{run_dir} already holds a run ({CHECKPOINT_NAME}): resume it (--resume) or choose "
+                "another output folder"
+            )
         state = _resume_state(run_dir, config) if resume else None
         if state is not None and state["step"] >= stop:
-            raise RunFolderError(f"{checkpoint_path} is already at step {state['step']}: nothing left to train up to "
-                                 f"step {stop}")
+            raise RunFolderError(
+                f"{checkpoint_path} is already at step {state['step']}: nothing left to train up to step {stop}"
+            )
         if config["amp"] != "off" and device.type != "cuda":
             warnings.warn(f"amp = {config['amp']!r} runs on CUDA only: training in float32 on {device}", stacklevel=2)
         with process_group(device, place):
             return _train(config, run_dir, state, device, place, stop, progress)
 
 
-def _train(config: dict[str, Any], run_dir: Path, state: dict[str, Any] | None, device: torch.device,
-           place: Distributed, stop: int, progress: bool | None) -> TrainResult:
+def _train(
+    config: dict[str, Any],
+    run_dir: Path,
+    state: dict[str, Any] | None,
+    device: torch.device,
+    place: Distributed,
+    stop: int,
+    progress: bool | None,
+) -> TrainResult:
     torch.manual_seed(config["seed"])
     task = make_task(config, device)
     network = task.network.to(device)
@@ -167,8 +191,10 @@ def _train(config: dict[str, Any], run_dir: Path, state: dict[str, Any] | None, 
             if device.type == "cuda" and "cuda" in state["rng"]:
                 torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:
-            raise RunFolderError(f"{run_dir / CHECKPOINT_NAME} cannot be resumed: its saved state does not fit the "
-                                 f"run ({describe_read_error(error)})") from error
+            raise RunFolderError(
+                f"{run_dir / CHECKPOINT_NAME} cannot be resumed: its saved state does not fit the "
+                f"run ({describe_read_error(error)})"
+            ) from error
         start = state["step"]
         log.truncate_after(start)
     elif place.is_main:
@@ -182,8 +208,12 @@ def _train(config: dict[str, Any], run_dir: Path, state: dict[str, Any] | None, 
 
     batch_size = config["batch_size"]
     dataset = task.dataset(config["steps"] * place.world_size * batch_size)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=StepBatches(start, stop, batch_size, place),
-                                         num_workers=config["data"]["workers"], pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=StepBatches(start, stop, batch_size, place),
+        num_workers=config["data"]["workers"],
+        pin_memory=device.type == "cuda",
+    )
     show = place.is_main and (sys.stderr.isatty() if progress is None else progress)
     from tqdm.auto import tqdm
 
@@ -221,14 +251,20 @@ def _train(config: dict[str, Any], run_dir: Path, state: dict[str, Any] | None, 
                 dist.all_reduce(loss_sum)
                 loss_sum /= place.world_size
             elapsed = time.perf_counter() - interval_start
-            record = {"step": step, "loss": loss_sum.item() / interval_steps, "lr": optimizer.param_groups[0]["lr"],
-                      "patches_per_s": interval_steps * batch_size * place.world_size / max(elapsed, 1e-9),
-                      "time_s": time.perf_counter() - began}
+            record = {
+                "step": step,
+                "loss": loss_sum.item() / interval_steps,
+                "lr": optimizer.param_groups[0]["lr"],
+                "patches_per_s": interval_steps * batch_size * place.world_size / max(elapsed, 1e-9),
+                "time_s": time.perf_counter() - began,
+            }
             log.write(record)
             bar.set_postfix(loss=f"{record['loss']:.4g}", patches_s=f"{record['patches_per_s']:.1f}")
             if not show:
-                report(f"step {step}/{config['steps']}  loss {record['loss']:.5f}  lr {record['lr']:.3g}  "
-                       f"{record['patches_per_s']:.1f} patches/s")
+                report(
+                    f"step {step}/{config['steps']}  loss {record['loss']:.5f}  lr {record['lr']:.3g}  "
+                    f"{record['patches_per_s']:.1f} patches/s"
+                )
             loss_sum.zero_()
             interval_start, interval_steps = time.perf_counter(), 0
         if place.is_main and ((config["val_every"] and step % config["val_every"] == 0) or step == config["steps"]):
@@ -244,14 +280,33 @@ def _train(config: dict[str, Any], run_dir: Path, state: dict[str, Any] | None, 
     return TrainResult(run_dir, step, run_dir / CHECKPOINT_NAME, network, metrics)
 
 
-def _save(task: Task, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler, step: int,
-          config: dict[str, Any], device: torch.device, run_dir: Path) -> None:
+def _save(
+    task: Task,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    step: int,
+    config: dict[str, Any],
+    device: torch.device,
+    run_dir: Path,
+) -> None:
     """Writes ``last.pt`` (and the task's extra weight files) atomically."""
     rng = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
     for name, state_dict in task.extra_files().items():
         save_torch(state_dict, run_dir / name)
-    save_torch({"model": task.model_name, "model_kwargs": task.model_kwargs, "state_dict": task.network.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "step": step, "config": config, "rng": rng}, run_dir / CHECKPOINT_NAME)
+    save_torch(
+        {
+            "model": task.model_name,
+            "model_kwargs": task.model_kwargs,
+            "state_dict": task.network.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "step": step,
+            "config": config,
+            "rng": rng,
+        },
+        run_dir / CHECKPOINT_NAME,
+    )

@@ -49,64 +49,112 @@ class Key:
 SCHEMA: dict[str, dict[str, Key]] = {
     "": {
         "task": Key(str, REQUIRED, "what to train", choices=TASKS),
-        "seed": Key(int, 0, "seeds the initial weights, the patches and the synthetic noise", positive=False,
-                    below=MAX_SEED),
+        "seed": Key(
+            int, 0, "seeds the initial weights, the patches and the synthetic noise", positive=False, below=MAX_SEED
+        ),
         "steps": Key(int, 100_000, "optimizer steps in all", positive=True),
-        "batch_size": Key(int, 16, "patches per step and process (the global batch is this x world size)",
-                          positive=True),
+        "batch_size": Key(
+            int, 16, "patches per step and process (the global batch is this x world size)", positive=True
+        ),
         "patch_size": Key(int, 128, "training crop side in sRGB pixels (RAW crops are half)", positive=True),
         "lr": Key(float, 2e-4, "Adam's learning rate", positive=True),
-        "lr_schedule": Key(str, "cosine", "cosine: anneal lr to min_lr over `steps`; constant",
-                           choices=("cosine", "constant")),
+        "lr_schedule": Key(
+            str, "cosine", "cosine: anneal lr to min_lr over `steps`; constant", choices=("cosine", "constant")
+        ),
         "min_lr": Key(float, 1e-6, "the cosine schedule's final learning rate", positive=False),
         "grad_clip": Key(float, 0.0, "clip the global gradient norm to this (0: no clipping)", positive=False),
-        "amp": Key(str, "off", "mixed precision on CUDA (ignored, with a warning, on the CPU)",
-                   choices=("off", "bf16", "fp16")),
+        "amp": Key(
+            str, "off", "mixed precision on CUDA (ignored, with a warning, on the CPU)", choices=("off", "bf16", "fp16")
+        ),
         "log_every": Key(int, 100, "steps between log lines", positive=True),
         "val_every": Key(int, 5000, "steps between validations (0: only at the end)", positive=False),
         "save_every": Key(int, 5000, "steps between checkpoints (0: only at the end)", positive=False),
         "init": Key(str, "", "weights to start from: a training checkpoint or official weights ('' : none)"),
-        "scheme": Key(str, REQUIRED, "what transfer learning updates: tf (AINs, estimator, last conv) or rt (all)",
-                      tasks=("aindnet-transfer",), choices=("tf", "rt")),
+        "scheme": Key(
+            str,
+            REQUIRED,
+            "what transfer learning updates: tf (AINs, estimator, last conv) or rt (all)",
+            tasks=("aindnet-transfer",),
+            choices=("tf", "rt"),
+        ),
     },
     "model": {
         "n_feats": Key(int, 64, "DenoiseNet features", DENOISE_TASKS, positive=True),
         "num_rrg": Key(int, 4, "DenoiseNet recursive residual groups", DENOISE_TASKS, positive=True),
         "num_dab": Key(int, 8, "dual attention blocks per group", DENOISE_TASKS, positive=True),
         "reduction": Key(int, 16, "channel attention reduction", DENOISE_TASKS, positive=True),
-        "coarse_scale": Key(int, 8, "noise estimator's coarse scale (8: code, 4: paper)", AINDNET_TASKS,
-                            choices=(8, 4)),
-        "noise_resize": Key(str, "tf_legacy", "how AINs resize the noise map (tf_legacy: code, avgpool: paper)",
-                            AINDNET_TASKS, choices=("tf_legacy", "avgpool")),
-        "upsample": Key(str, "tf_legacy", "noise estimator's upsampling", AINDNET_TASKS,
-                        choices=("tf_legacy", "bilinear")),
+        "coarse_scale": Key(
+            int, 8, "noise estimator's coarse scale (8: code, 4: paper)", AINDNET_TASKS, choices=(8, 4)
+        ),
+        "noise_resize": Key(
+            str,
+            "tf_legacy",
+            "how AINs resize the noise map (tf_legacy: code, avgpool: paper)",
+            AINDNET_TASKS,
+            choices=("tf_legacy", "avgpool"),
+        ),
+        "upsample": Key(
+            str, "tf_legacy", "noise estimator's upsampling", AINDNET_TASKS, choices=("tf_legacy", "bilinear")
+        ),
     },
     "data": {
         "images": Key(str, "", "folder of clean sRGB images ('': the embedded sample images)", CLEAN_IMAGE_TASKS),
-        "synthesizer": Key(str, "unprocessing", "noise synthesis: unprocessing (analytic ISP) or cycleisp (learned)",
-                           SYNTHETIC_TASKS, choices=("unprocessing", "cycleisp")),
-        "isp_weights": Key(str, "", "folder with rgb2raw_joint.pth, ccm_joint.pth, raw2rgb_joint.pth (for cycleisp)",
-                           SYNTHETIC_TASKS),
+        "synthesizer": Key(
+            str,
+            "unprocessing",
+            "noise synthesis: unprocessing (analytic ISP) or cycleisp (learned)",
+            SYNTHETIC_TASKS,
+            choices=("unprocessing", "cycleisp"),
+        ),
+        "isp_weights": Key(
+            str, "", "folder with rgb2raw_joint.pth, ccm_joint.pth, raw2rgb_joint.pth (for cycleisp)", SYNTHETIC_TASKS
+        ),
         "pairs": Key(str, REQUIRED, "root of the real noisy/clean pairs", ("aindnet-transfer",)),
-        "layout": Key(str, "auto", "layout of the pairs folder: folder (clean/ + noisy/), sidd-srgb, or auto",
-                      ("aindnet-transfer",), choices=PAIR_LAYOUTS),
+        "layout": Key(
+            str,
+            "auto",
+            "layout of the pairs folder: folder (clean/ + noisy/), sidd-srgb, or auto",
+            ("aindnet-transfer",),
+            choices=PAIR_LAYOUTS,
+        ),
         "workers": Key(int, 0, "DataLoader worker processes per training process", positive=False),
     },
     "noise": {
-        "levels": Key(str, "auto", "noise-level sampler (auto: the synthesizer's own: unprocessing -> Brooks' "
-                      "'unprocessing', cycleisp -> 'cycleisp_dnd')", SYNTHETIC_TASKS,
-                      choices=("auto",) + tuple(NOISE_LEVEL_SAMPLERS)),
+        "levels": Key(
+            str,
+            "auto",
+            "noise-level sampler (auto: the synthesizer's own: unprocessing -> Brooks' "
+            "'unprocessing', cycleisp -> 'cycleisp_dnd')",
+            SYNTHETIC_TASKS,
+            choices=("auto",) + tuple(NOISE_LEVEL_SAMPLERS),
+        ),
         "model": Key(str, "heteroscedastic_gaussian", "RAW noise model", SYNTHETIC_TASKS, choices=NOISE_MODELS),
     },
     "loss": {
-        "noise_weight": Key(float, 0.05, "AINDNet's lambda on the multi-scale asymmetric loss", ("aindnet-synthetic",),
-                            positive=False),
-        "asymmetry": Key(float, 0.25, "AINDNet's alpha (over-estimates weigh alpha, under 1 - alpha)",
-                         ("aindnet-synthetic",), positive=False),
-        "log_eps": Key(float, 1e-3, "floor under RAW values in the log term of the RGB2RAW loss",
-                       ("rgb2raw", "cycleisp-joint"), positive=True),
-        "beta": Key(float, REQUIRED, "joint loss weight: beta L_rgb2raw + (1 - beta) L_raw2rgb", ("cycleisp-joint",),
-                    positive=False),
+        "noise_weight": Key(
+            float, 0.05, "AINDNet's lambda on the multi-scale asymmetric loss", ("aindnet-synthetic",), positive=False
+        ),
+        "asymmetry": Key(
+            float,
+            0.25,
+            "AINDNet's alpha (over-estimates weigh alpha, under 1 - alpha)",
+            ("aindnet-synthetic",),
+            positive=False,
+        ),
+        "log_eps": Key(
+            float,
+            1e-3,
+            "floor under RAW values in the log term of the RGB2RAW loss",
+            ("rgb2raw", "cycleisp-joint"),
+            positive=True,
+        ),
+        "beta": Key(
+            float,
+            REQUIRED,
+            "joint loss weight: beta L_rgb2raw + (1 - beta) L_raw2rgb",
+            ("cycleisp-joint",),
+            positive=False,
+        ),
     },
     "val": {
         "count": Key(int, 16, "validation patches (0: no validation)", positive=False),

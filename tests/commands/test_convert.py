@@ -62,15 +62,21 @@ def test_eval_takes_the_tf_checkpoint(tf_folder, tmp_path, capsys):
     assert "| aindnet" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("make_argv, message", [
-    (lambda folder, tmp: ["--model", "aindnet", "--weights", tmp / "missing", "-o", tmp / "a.pt"],
-     "not found"),
-    (lambda folder, tmp: ["--model", "aindnet", "--weights", tmp, "-o", tmp / "a.pt"],
-     "holds no TensorFlow 'checkpoint' file"),
-    (lambda folder, tmp: ["--model", "cycleisp-srgb", "--weights", folder, "-o", tmp / "a.pt"],
-     "is a TensorFlow checkpoint, the format of AINDNet's"),
-    (lambda folder, tmp: ["--model", "aindnet", "--weights", folder, "-o", tmp], "is a folder"),
-])
+@pytest.mark.parametrize(
+    "make_argv, message",
+    [
+        (lambda folder, tmp: ["--model", "aindnet", "--weights", tmp / "missing", "-o", tmp / "a.pt"], "not found"),
+        (
+            lambda folder, tmp: ["--model", "aindnet", "--weights", tmp, "-o", tmp / "a.pt"],
+            "holds no TensorFlow 'checkpoint' file",
+        ),
+        (
+            lambda folder, tmp: ["--model", "cycleisp-srgb", "--weights", folder, "-o", tmp / "a.pt"],
+            "is a TensorFlow checkpoint, the format of AINDNet's",
+        ),
+        (lambda folder, tmp: ["--model", "aindnet", "--weights", folder, "-o", tmp], "is a folder"),
+    ],
+)
 def test_convert_errors_are_one_clear_line(tf_folder, tmp_path, capsys, make_argv, message):
     with pytest.raises(SystemExit) as exit_info:
         run(convert_command, make_argv(tf_folder, tmp_path))

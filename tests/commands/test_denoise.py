@@ -14,8 +14,8 @@ from cycleisp_fast.commands import denoise as denoise_command
 from cycleisp_fast.data.images import read_image, write_image
 from cycleisp_fast.data.raw import read_raw
 from cycleisp_fast.models import DenoiseNet
-from cycleisp_fast.pipelines.denoisers import NoisyBaseline, denoise_raw, denoise_srgb, load_denoiser
 from cycleisp_fast.noise.estimation import estimate_raw_noise
+from cycleisp_fast.pipelines.denoisers import NoisyBaseline, denoise_raw, denoise_srgb, load_denoiser
 from cycleisp_fast.pipelines.unprocessing import process
 
 TINY = dict(n_feats=8, num_rrg=1, num_dab=1, reduction=4)
@@ -57,16 +57,27 @@ def write_dng(path, mosaic: np.ndarray, *, noise_profile=None) -> str:
     identity colour matrix unless told otherwise."""
     height, width = mosaic.shape
     tags = DNGTags()
-    for tag, value in [(Tag.ImageWidth, width), (Tag.ImageLength, height), (Tag.TileWidth, width),
-                       (Tag.TileLength, height), (Tag.Orientation, Orientation.Horizontal),
-                       (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
-                       (Tag.SamplesPerPixel, 1), (Tag.BitsPerSample, 16), (Tag.CFARepeatPatternDim, [2, 2]),
-                       (Tag.CFAPattern, [0, 1, 1, 2]), (Tag.BlackLevel, BLACK), (Tag.WhiteLevel, WHITE),
-                       (Tag.DNGVersion, DNGVersion.V1_4), (Tag.DNGBackwardVersion, DNGVersion.V1_2),
-                       (Tag.Make, "Test"), (Tag.Model, "Cam"), (Tag.AsShotNeutral, [[1, 2], [1, 1], [2, 3]]),
-                       (Tag.ColorMatrix1, [[10000, 10000], [0, 1], [0, 1], [0, 1], [1, 1], [0, 1], [0, 1], [0, 1],
-                                           [1, 1]]),
-                       (Tag.CalibrationIlluminant1, CalibrationIlluminant.D65)]:
+    for tag, value in [
+        (Tag.ImageWidth, width),
+        (Tag.ImageLength, height),
+        (Tag.TileWidth, width),
+        (Tag.TileLength, height),
+        (Tag.Orientation, Orientation.Horizontal),
+        (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
+        (Tag.SamplesPerPixel, 1),
+        (Tag.BitsPerSample, 16),
+        (Tag.CFARepeatPatternDim, [2, 2]),
+        (Tag.CFAPattern, [0, 1, 1, 2]),
+        (Tag.BlackLevel, BLACK),
+        (Tag.WhiteLevel, WHITE),
+        (Tag.DNGVersion, DNGVersion.V1_4),
+        (Tag.DNGBackwardVersion, DNGVersion.V1_2),
+        (Tag.Make, "Test"),
+        (Tag.Model, "Cam"),
+        (Tag.AsShotNeutral, [[1, 2], [1, 1], [2, 3]]),
+        (Tag.ColorMatrix1, [[10000, 10000], [0, 1], [0, 1], [0, 1], [1, 1], [0, 1], [0, 1], [0, 1], [1, 1]]),
+        (Tag.CalibrationIlluminant1, CalibrationIlluminant.D65),
+    ]:
         tags.set(tag, value)
     if noise_profile is not None:
         tags.set(Tag.NoiseProfile, list(noise_profile))
@@ -87,6 +98,7 @@ def noisy_mosaic(height: int, width: int, shot: float, read: float, seed: int = 
 
 # ------------------------------------------------------------------------------------------- loading
 
+
 def test_trainer_checkpoint_builds_the_trained_size(tmp_path):
     original = tiny_checkpoint(tmp_path / "tiny.pt")
     model = load_denoiser("cycleisp-srgb", tmp_path / "tiny.pt")
@@ -105,8 +117,9 @@ def test_official_state_dict_loads_key_for_key(tmp_path):
         assert torch.equal(model.state_dict()[key], value), key
 
 
-@pytest.mark.parametrize("case", ["srgb_weights_for_raw", "other_trained_model", "official_size_mismatch",
-                                  "bad_model_kwargs"])
+@pytest.mark.parametrize(
+    "case", ["srgb_weights_for_raw", "other_trained_model", "official_size_mismatch", "bad_model_kwargs"]
+)
 def test_weights_for_another_model_are_a_value_error_naming_file_and_model(tmp_path, case):
     path = tmp_path / "weights.pt"
     if case == "srgb_weights_for_raw":  # a trainer checkpoint claiming raw, holding sRGB weights
@@ -146,6 +159,7 @@ def test_missing_unreadable_and_absent_weights(tmp_path):
 
 # ----------------------------------------------------------------------------------------- denoising
 
+
 def test_denoise_srgb_and_raw_are_the_clamped_model_outputs(tmp_path):
     srgb_model = tiny_checkpoint(tmp_path / "s.pt")
     raw_model = tiny_checkpoint(tmp_path / "r.pt", "cycleisp-raw", raw=True)
@@ -155,8 +169,9 @@ def test_denoise_srgb_and_raw_are_the_clamped_model_outputs(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(denoise_srgb(srgb_model, noisy), srgb_model(noisy).clamp(0, 1), rtol=0, atol=0)
         variance = shot.view(2, 1, 1, 1) * packed + read
-        torch.testing.assert_close(denoise_raw(raw_model, packed, shot, read),
-                                   raw_model(packed, variance).clamp(0, 1), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(
+            denoise_raw(raw_model, packed, shot, read), raw_model(packed, variance).clamp(0, 1), rtol=1e-6, atol=1e-7
+        )
     assert torch.equal(denoise_srgb(NoisyBaseline(), noisy * 2 - 0.5), (noisy * 2 - 0.5).clamp(0, 1))
     with pytest.raises(ValueError, match="sRGB"):
         denoise_raw(srgb_model, packed, shot, read)
@@ -176,6 +191,7 @@ def test_aindnet_denoises_srgb_of_any_size():
 
 
 # ---------------------------------------------------------------------------------- noise estimation
+
 
 def synthetic_packed(shot: float, read: float, size: int = 96, seed: int = 0, texture: float = 0.0):
     """Packed ``(1, 4, size, size)`` planes of a scene of ramps and horizontal and vertical stripes (and, with
@@ -222,14 +238,28 @@ def test_noise_estimate_rejects_unusable_input():
 
 # ------------------------------------------------------------------------------------------- command
 
+
 def test_denoise_images_and_folders_writes_the_quantised_model_output(tmp_path):
     model = tiny_checkpoint(tmp_path / "tiny.pt")
     inputs = tmp_path / "in"
     for index in range(2):
         write_image(inputs / f"img{index}.png", scene(48, 40, seed=index))
     write_image(tmp_path / "third.png", scene(40, 48, seed=7))
-    assert run_denoise([inputs, tmp_path / "third.png", "-o", tmp_path / "out", "--model", "cycleisp-srgb",
-                        "--weights", tmp_path / "tiny.pt"]) == 0
+    assert (
+        run_denoise(
+            [
+                inputs,
+                tmp_path / "third.png",
+                "-o",
+                tmp_path / "out",
+                "--model",
+                "cycleisp-srgb",
+                "--weights",
+                tmp_path / "tiny.pt",
+            ]
+        )
+        == 0
+    )
     for noisy_path in [inputs / "img0.png", inputs / "img1.png", tmp_path / "third.png"]:
         output = tmp_path / "out" / noisy_path.name
         with torch.no_grad():
@@ -241,8 +271,26 @@ def test_denoise_images_and_folders_writes_the_quantised_model_output(tmp_path):
 def test_denoise_16_bit_output_with_tiles(tmp_path):
     model = tiny_checkpoint(tmp_path / "tiny.pt")
     write_image(tmp_path / "a.png", scene(48, 40))
-    assert run_denoise([tmp_path / "a.png", "-o", tmp_path / "out", "--model", "cycleisp-srgb", "--weights",
-                        tmp_path / "tiny.pt", "--bits", "16", "--tile", "24", "--overlap", "4"]) == 0
+    assert (
+        run_denoise(
+            [
+                tmp_path / "a.png",
+                "-o",
+                tmp_path / "out",
+                "--model",
+                "cycleisp-srgb",
+                "--weights",
+                tmp_path / "tiny.pt",
+                "--bits",
+                "16",
+                "--tile",
+                "24",
+                "--overlap",
+                "4",
+            ]
+        )
+        == 0
+    )
     expected = denoise_srgb(model, read_image(tmp_path / "a.png")[None], tile=24, overlap=4)[0]
     assert torch.equal(as_levels(read_image(tmp_path / "out" / "a.png"), 16), as_levels(expected, 16))
 
@@ -251,8 +299,9 @@ def test_corrupt_input_is_reported_and_skipped_without_partial_output(tmp_path, 
     tiny_checkpoint(tmp_path / "tiny.pt")
     write_image(tmp_path / "in" / "good.png", scene(48, 40))
     (tmp_path / "in" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    status = run_denoise([tmp_path / "in", "-o", tmp_path / "out", "--model", "cycleisp-srgb", "--weights",
-                          tmp_path / "tiny.pt"])
+    status = run_denoise(
+        [tmp_path / "in", "-o", tmp_path / "out", "--model", "cycleisp-srgb", "--weights", tmp_path / "tiny.pt"]
+    )
     assert status == 1
     assert "bad.png" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.png"]  # no bad.png, no temporary file
@@ -263,8 +312,13 @@ def test_a_bomb_and_a_memory_error_end_only_their_own_file(tmp_path, capsys, mon
     reported naming that file; the files after it are still denoised."""
     for name in ("a", "c", "d", "e"):
         write_image(tmp_path / "in" / f"{name}.png", scene(16, 16))
-    (tmp_path / "in" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + (100_000).to_bytes(4, "big") * 2
-                                            + b"\x08\x02\x00\x00\x00" + b"\x00" * 4)
+    (tmp_path / "in" / "b.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + b"\x00\x00\x00\rIHDR"
+        + (100_000).to_bytes(4, "big") * 2
+        + b"\x08\x02\x00\x00\x00"
+        + b"\x00" * 4
+    )
     denoise_file = denoise_command.denoise_file
     failures = {"c.png": MemoryError(), "d.png": ZeroDivisionError("a bug")}
 
@@ -293,13 +347,16 @@ def test_an_existing_file_as_the_output_folder_is_named_before_any_input(tmp_pat
     assert "a.png" not in err
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--model", "cycleisp-raw", "--weights", "{raw}"], "sRGB images"),
-    (["--model", "cycleisp-srgb", "--weights", "{raw}"], "raw.pt"),
-    (["--model", "cycleisp-srgb"], "needs weights"),
-    (["--model", "cycleisp-srgb", "--weights", "{srgb}", "--tile", "16", "--overlap", "8"], "--tile"),
-    (["--model", "cycleisp-srgb", "--weights", "{srgb}", "--shot", "0.01"], "--read"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "cycleisp-raw", "--weights", "{raw}"], "sRGB images"),
+        (["--model", "cycleisp-srgb", "--weights", "{raw}"], "raw.pt"),
+        (["--model", "cycleisp-srgb"], "needs weights"),
+        (["--model", "cycleisp-srgb", "--weights", "{srgb}", "--tile", "16", "--overlap", "8"], "--tile"),
+        (["--model", "cycleisp-srgb", "--weights", "{srgb}", "--shot", "0.01"], "--read"),
+    ],
+)
 def test_bad_options_exit_2_with_a_clear_message(tmp_path, capsys, extra, message):
     tiny_checkpoint(tmp_path / "srgb.pt")
     tiny_checkpoint(tmp_path / "raw.pt", "cycleisp-raw", raw=True)
@@ -334,8 +391,12 @@ def test_denoise_raw_writes_planes_and_a_developed_png(tmp_path, capsys, source)
     profile = (true_shot, true_read) if source == "profile" else None
     dng = write_dng(tmp_path / "shot", noisy_mosaic(96, 80, true_shot, true_read), noise_profile=profile)
     options = ["--shot", "0.002", "--read", "0.0001"] if source == "options" else []
-    assert run_denoise([dng, "-o", tmp_path / "out", "--model", "cycleisp-raw", "--weights", tmp_path / "raw.pt",
-                        *options]) == 0
+    assert (
+        run_denoise(
+            [dng, "-o", tmp_path / "out", "--model", "cycleisp-raw", "--weights", tmp_path / "raw.pt", *options]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     if source == "profile":
         shot, read = true_shot, true_read
@@ -358,8 +419,9 @@ def test_raw_with_an_srgb_model_is_developed_then_denoised(tmp_path):
     dng = write_dng(tmp_path / "shot", noisy_mosaic(64, 48, 2e-3, 1e-4))
     assert run_denoise([dng, "-o", tmp_path / "out", "--model", "cycleisp-srgb", "--weights", tmp_path / "s.pt"]) == 0
     raw = read_raw(dng)
-    developed = process(raw.packed[None].clamp(0, 1), float(raw.white_balance[0]), float(raw.white_balance[2]),
-                        raw.cam_to_srgb)
+    developed = process(
+        raw.packed[None].clamp(0, 1), float(raw.white_balance[0]), float(raw.white_balance[2]), raw.cam_to_srgb
+    )
     with torch.no_grad():
         expected = model(developed).clamp(0, 1)[0]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["shot.png"]

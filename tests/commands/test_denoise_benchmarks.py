@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from matlab_files import DND_BOXES, DND_NLF, DND_PATTERNS, write_dnd, write_sidd_blocks
+from test_denoise import run_denoise, tiny_checkpoint
 
 from cycleisp_fast.data.images import quantize
 from cycleisp_fast.data.raw import pack_rggb
 from cycleisp_fast.noise.estimation import estimate_raw_noise
-from matlab_files import DND_BOXES, DND_NLF, DND_PATTERNS, write_dnd, write_sidd_blocks
-from test_denoise import run_denoise, tiny_checkpoint
 
 # DND's official RAW script flips each box to RGGB: fliplr (axis 1) for GRBG, flipud (axis 0) for GBRG.
 OFFICIAL_FLIPS = {"RGGB": (), "GRBG": (1,), "GBRG": (0,), "BGGR": (0, 1)}
@@ -23,7 +23,7 @@ OFFICIAL_FLIPS = {"RGGB": (), "GRBG": (1,), "GBRG": (0,), "BGGR": (0, 1)}
 
 def shifted_pattern(pattern: str, top: int, left: int) -> str:
     grid = np.tile(np.array(list(pattern)).reshape(2, 2), (2, 2))
-    return "".join(grid[top % 2:top % 2 + 2, left % 2:left % 2 + 2].ravel())
+    return "".join(grid[top % 2 : top % 2 + 2, left % 2 : left % 2 + 2].ravel())
 
 
 def raw_reference(model, mosaic: np.ndarray, pattern: str, shot: float, read: float) -> np.ndarray:
@@ -56,8 +56,22 @@ def box_files(outdir) -> list[str]:
 def test_dnd_srgb_boxes_and_bundles(tmp_path, capsys, margin):
     model = tiny_checkpoint(tmp_path / "s.pt")
     images = write_dnd(tmp_path / "dnd")  # both kinds: the model's domain picks sRGB
-    assert run_denoise([tmp_path / "dnd", "-o", tmp_path / "out", "--model", "cycleisp-srgb", "--weights",
-                        tmp_path / "s.pt", "--margin", margin]) == 0
+    assert (
+        run_denoise(
+            [
+                tmp_path / "dnd",
+                "-o",
+                tmp_path / "out",
+                "--model",
+                "cycleisp-srgb",
+                "--weights",
+                tmp_path / "s.pt",
+                "--margin",
+                margin,
+            ]
+        )
+        == 0
+    )
     assert "6 box(es) denoised, 0 already" in capsys.readouterr().out
     assert box_files(tmp_path / "out") == [f"000{i}_0{b}.mat" for i in (1, 2) for b in (1, 2, 3)]
     for number, boxes in enumerate(DND_BOXES):
@@ -82,8 +96,22 @@ def test_dnd_srgb_boxes_and_bundles(tmp_path, capsys, margin):
 def test_dnd_raw_boxes_are_flipped_to_rggb_and_keep_their_size(tmp_path, margin):
     model = tiny_checkpoint(tmp_path / "r.pt", "cycleisp-raw", raw=True)
     images = write_dnd(tmp_path / "dnd", kinds=("raw",))
-    assert run_denoise([tmp_path / "dnd", "-o", tmp_path / "out", "--model", "cycleisp-raw", "--weights",
-                        tmp_path / "r.pt", "--margin", margin]) == 0
+    assert (
+        run_denoise(
+            [
+                tmp_path / "dnd",
+                "-o",
+                tmp_path / "out",
+                "--model",
+                "cycleisp-raw",
+                "--weights",
+                tmp_path / "r.pt",
+                "--margin",
+                margin,
+            ]
+        )
+        == 0
+    )
     for number, boxes in enumerate(DND_BOXES):
         shot, read = DND_NLF[number]
         for box_number, box in enumerate(boxes):
@@ -108,37 +136,46 @@ def test_dnd_rerun_recomputes_only_the_missing_box(tmp_path, capsys):
     capsys.readouterr()
     assert run_denoise(argv) == 0
     assert "1 box(es) denoised, 5 already" in capsys.readouterr().out
-    changed = sorted(str(path.relative_to(tmp_path / "out")) for path in files
-                     if not path.is_file() or path.stat().st_mtime_ns != before[path])
+    changed = sorted(
+        str(path.relative_to(tmp_path / "out"))
+        for path in files
+        if not path.is_file() or path.stat().st_mtime_ns != before[path]
+    )
     assert changed == ["0002_02.mat", "bundled/0002.mat"]
     assert scipy.io.loadmat(tmp_path / "out" / "bundled" / "0002.mat")["Idenoised"].shape == (1, 3)
     assert box_files(tmp_path / "out") == sorted(path.name for path in files if path.parent.name == "out")
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing_image", "1 of the 2 DND images listed in"),
-    ("raw_model_on_srgb", "model cycleisp-raw denoises raw images; the DND folder"),
-    ("noisy_on_both", "holds both sRGB and RAW images; say which the noisy baseline takes with --layout"),
-    ("pattern_on_dnd", "--pattern does not apply to DND"),
-    ("second_input", "give it as the only INPUT"),
-    ("margin_on_images", "--margin apply to benchmark inputs"),
-    ("negative_margin", "expected an integer >= 0, got '-1'"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing_image", "1 of the 2 DND images listed in"),
+        ("raw_model_on_srgb", "model cycleisp-raw denoises raw images; the DND folder"),
+        ("noisy_on_both", "holds both sRGB and RAW images; say which the noisy baseline takes with --layout"),
+        ("pattern_on_dnd", "--pattern does not apply to DND"),
+        ("second_input", "give it as the only INPUT"),
+        ("margin_on_images", "--margin apply to benchmark inputs"),
+        ("negative_margin", "expected an integer >= 0, got '-1'"),
+    ],
+)
 def test_bad_dnd_runs_exit_2_and_write_nothing(tmp_path, capsys, case, message):
     tiny_checkpoint(tmp_path / "r.pt", "cycleisp-raw", raw=True)
     write_dnd(tmp_path / "dnd", kinds=("srgb",) if case != "noisy_on_both" else ("srgb", "raw"))
     (tmp_path / "a.png").write_bytes(b"")
-    argv = {"missing_image": ["--model", "noisy"],
-            "raw_model_on_srgb": ["--model", "cycleisp-raw", "--weights", tmp_path / "r.pt"],
-            "noisy_on_both": ["--model", "noisy"],
-            "pattern_on_dnd": ["--model", "noisy", "--pattern", "RGGB"],
-            "second_input": ["--model", "noisy"],
-            "margin_on_images": ["--model", "noisy", "--margin", "4"],
-            "negative_margin": ["--model", "noisy", "--margin", "-1"]}[case]
+    argv = {
+        "missing_image": ["--model", "noisy"],
+        "raw_model_on_srgb": ["--model", "cycleisp-raw", "--weights", tmp_path / "r.pt"],
+        "noisy_on_both": ["--model", "noisy"],
+        "pattern_on_dnd": ["--model", "noisy", "--pattern", "RGGB"],
+        "second_input": ["--model", "noisy"],
+        "margin_on_images": ["--model", "noisy", "--margin", "4"],
+        "negative_margin": ["--model", "noisy", "--margin", "-1"],
+    }[case]
     if case == "missing_image":
         (tmp_path / "dnd" / "images_srgb" / "0002.mat").unlink()
     inputs = {"margin_on_images": [tmp_path / "a.png"], "second_input": [tmp_path / "dnd", tmp_path / "a.png"]}.get(
-        case, [tmp_path / "dnd"])
+        case, [tmp_path / "dnd"]
+    )
     with pytest.raises(SystemExit) as caught:
         run_denoise([*inputs, "-o", tmp_path / "out", *argv])
     assert caught.value.code == 2
@@ -153,13 +190,31 @@ def test_sidd_srgb_submission(tmp_path, capsys):
     model = tiny_checkpoint(tmp_path / "s.pt")
     noisy = np.random.default_rng(1).integers(0, 256, (2, 3, 16, 16, 3), dtype=np.uint8)
     write_sidd_blocks(tmp_path / "BenchmarkNoisyBlocksSrgb.mat", "BenchmarkNoisyBlocksSrgb", noisy)
-    assert run_denoise([tmp_path / "BenchmarkNoisyBlocksSrgb.mat", "-o", tmp_path / "out", "--model",
-                        "cycleisp-srgb", "--weights", tmp_path / "s.pt", "--optional-data", "Authors=Jane Doe",
-                        "--optional-data", "Venue=Test"]) == 0
+    assert (
+        run_denoise(
+            [
+                tmp_path / "BenchmarkNoisyBlocksSrgb.mat",
+                "-o",
+                tmp_path / "out",
+                "--model",
+                "cycleisp-srgb",
+                "--weights",
+                tmp_path / "s.pt",
+                "--optional-data",
+                "Authors=Jane Doe",
+                "--optional-data",
+                "Venue=Test",
+            ]
+        )
+        == 0
+    )
     assert "6 srgb blocks denoised" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["SubmitSrgb.csv", "SubmitSrgb.mat"]
     assert scipy.io.whosmat(tmp_path / "out" / "SubmitSrgb.mat") == [
-        ("DenoisedBlocksSrgb", (2, 3), "cell"), ("TimeMPSrgb", (1, 1), "double"), ("OptionalData", (1, 1), "struct")]
+        ("DenoisedBlocksSrgb", (2, 3), "cell"),
+        ("TimeMPSrgb", (1, 1), "double"),
+        ("OptionalData", (1, 1), "struct"),
+    ]
     contents = scipy.io.loadmat(tmp_path / "out" / "SubmitSrgb.mat")
     with open(tmp_path / "out" / "SubmitSrgb.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -185,11 +240,31 @@ def test_sidd_raw_submission_keeps_the_blocks_dtype(tmp_path):
     model = tiny_checkpoint(tmp_path / "r.pt", "cycleisp-raw", raw=True)
     noisy = np.random.default_rng(2).uniform(0.05, 0.95, (2, 3, 12, 10)).astype(np.float32)
     write_sidd_blocks(tmp_path / "BenchmarkNoisyBlocksRaw.mat", "BenchmarkNoisyBlocksRaw", noisy, v73=True)
-    assert run_denoise([tmp_path / "BenchmarkNoisyBlocksRaw.mat", "-o", tmp_path / "out", "--model", "cycleisp-raw",
-                        "--weights", tmp_path / "r.pt", "--pattern", "S6,IP", "--shot", "0.002", "--read",
-                        "0.0001"]) == 0
+    assert (
+        run_denoise(
+            [
+                tmp_path / "BenchmarkNoisyBlocksRaw.mat",
+                "-o",
+                tmp_path / "out",
+                "--model",
+                "cycleisp-raw",
+                "--weights",
+                tmp_path / "r.pt",
+                "--pattern",
+                "S6,IP",
+                "--shot",
+                "0.002",
+                "--read",
+                "0.0001",
+            ]
+        )
+        == 0
+    )
     assert scipy.io.whosmat(tmp_path / "out" / "SubmitRaw.mat") == [
-        ("DenoisedBlocksRaw", (2, 3), "cell"), ("TimeMPRaw", (1, 1), "double"), ("OptionalData", (1, 1), "struct")]
+        ("DenoisedBlocksRaw", (2, 3), "cell"),
+        ("TimeMPRaw", (1, 1), "double"),
+        ("OptionalData", (1, 1), "struct"),
+    ]
     contents = scipy.io.loadmat(tmp_path / "out" / "SubmitRaw.mat")
     for image, pattern in enumerate(["GRBG", "RGGB"]):  # S6, IP
         for block in range(3):
@@ -206,8 +281,22 @@ def test_sidd_raw_noise_is_estimated_per_image_without_shot_and_read(tmp_path):
     clean = 0.2 + 0.5 * (rows + cols) / 2
     noisy = np.clip(clean + np.random.default_rng(4).standard_normal((1, 3, 40, 40)) * np.sqrt(3e-3 * clean), 0, 1)
     write_sidd_blocks(tmp_path / "BenchmarkNoisyBlocksRaw.mat", "BenchmarkNoisyBlocksRaw", noisy)
-    assert run_denoise([tmp_path / "BenchmarkNoisyBlocksRaw.mat", "-o", tmp_path / "out", "--model", "cycleisp-raw",
-                        "--weights", tmp_path / "r.pt", "--pattern", "GP"]) == 0
+    assert (
+        run_denoise(
+            [
+                tmp_path / "BenchmarkNoisyBlocksRaw.mat",
+                "-o",
+                tmp_path / "out",
+                "--model",
+                "cycleisp-raw",
+                "--weights",
+                tmp_path / "r.pt",
+                "--pattern",
+                "GP",
+            ]
+        )
+        == 0
+    )
     levels = estimate_raw_noise(pack_rggb(torch.from_numpy(noisy[0]).float(), "BGGR"), pooled=True)
     shot, read = float(levels.shot[0]), float(levels.read[0])
     assert shot == pytest.approx(3e-3, rel=0.3)
@@ -218,25 +307,34 @@ def test_sidd_raw_noise_is_estimated_per_image_without_shot_and_read(tmp_path):
         np.testing.assert_allclose(saved[0, block], expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("case, message", [
-    ("wrong_rank", r"'BenchmarkNoisyBlocksSrgb' must be (n_images, n_blocks, h, w, 3) uint8, got shape (6, 16, 16, 3)"),
-    ("wrong_dtype", "'BenchmarkNoisyBlocksSrgb' must be (n_images, n_blocks, h, w, 3) uint8, got dtype float64"),
-    ("missing_key", "holds no array 'BenchmarkNoisyBlocksSrgb' or 'BenchmarkNoisyBlocksRaw'"),
-    ("raw_without_pattern", "carry no Bayer pattern: give it (pattern=, --pattern on the command line)"),
-    ("raw_model_on_srgb", "model cycleisp-raw denoises raw images;"),
-    ("margin_on_sidd", "--margin applies to DND folders"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (
+            "wrong_rank",
+            r"'BenchmarkNoisyBlocksSrgb' must be (n_images, n_blocks, h, w, 3) uint8, got shape (6, 16, 16, 3)",
+        ),
+        ("wrong_dtype", "'BenchmarkNoisyBlocksSrgb' must be (n_images, n_blocks, h, w, 3) uint8, got dtype float64"),
+        ("missing_key", "holds no array 'BenchmarkNoisyBlocksSrgb' or 'BenchmarkNoisyBlocksRaw'"),
+        ("raw_without_pattern", "carry no Bayer pattern: give it (pattern=, --pattern on the command line)"),
+        ("raw_model_on_srgb", "model cycleisp-raw denoises raw images;"),
+        ("margin_on_sidd", "--margin applies to DND folders"),
+    ],
+)
 def test_bad_sidd_runs_exit_2_and_write_nothing(tmp_path, capsys, case, message):
     tiny_checkpoint(tmp_path / "r.pt", "cycleisp-raw", raw=True)
     path = tmp_path / "blocks.mat"
-    key, blocks = {"wrong_rank": ("BenchmarkNoisyBlocksSrgb", np.zeros((6, 16, 16, 3), np.uint8)),
-                   "wrong_dtype": ("BenchmarkNoisyBlocksSrgb", np.zeros((2, 3, 16, 16, 3))),
-                   "missing_key": ("x", np.zeros((2, 3, 16, 16, 3), np.uint8)),
-                   "raw_without_pattern": ("BenchmarkNoisyBlocksRaw", np.zeros((2, 3, 16, 16)))}.get(
-        case, ("BenchmarkNoisyBlocksSrgb", np.zeros((2, 3, 16, 16, 3), np.uint8)))
+    key, blocks = {
+        "wrong_rank": ("BenchmarkNoisyBlocksSrgb", np.zeros((6, 16, 16, 3), np.uint8)),
+        "wrong_dtype": ("BenchmarkNoisyBlocksSrgb", np.zeros((2, 3, 16, 16, 3))),
+        "missing_key": ("x", np.zeros((2, 3, 16, 16, 3), np.uint8)),
+        "raw_without_pattern": ("BenchmarkNoisyBlocksRaw", np.zeros((2, 3, 16, 16))),
+    }.get(case, ("BenchmarkNoisyBlocksSrgb", np.zeros((2, 3, 16, 16, 3), np.uint8)))
     write_sidd_blocks(path, key, blocks)
-    extra = {"raw_model_on_srgb": ["--model", "cycleisp-raw", "--weights", tmp_path / "r.pt"],
-             "margin_on_sidd": ["--model", "noisy", "--margin", "2"]}.get(case, ["--model", "noisy"])
+    extra = {
+        "raw_model_on_srgb": ["--model", "cycleisp-raw", "--weights", tmp_path / "r.pt"],
+        "margin_on_sidd": ["--model", "noisy", "--margin", "2"],
+    }.get(case, ["--model", "noisy"])
     with pytest.raises(SystemExit) as caught:
         run_denoise([path, "-o", tmp_path / "out", *extra])
     assert caught.value.code == 2

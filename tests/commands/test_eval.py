@@ -40,9 +40,12 @@ def read_rows(path) -> tuple[list[str], list[dict]]:
 def reference_scores(output: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
     """scikit-image's PSNR and SSIM (Gaussian window, population covariance) of two ``(C, H, W)`` images."""
     a, b = output.double().numpy(), clean.double().numpy()
-    return (peak_signal_noise_ratio(b, a, data_range=1.0),
-            structural_similarity(b, a, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                  use_sample_covariance=False, channel_axis=0))
+    return (
+        peak_signal_noise_ratio(b, a, data_range=1.0),
+        structural_similarity(
+            b, a, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=0
+        ),
+    )
 
 
 def table_row(out: str, label: str) -> list[str]:
@@ -68,8 +71,17 @@ def pairs(tmp_path):
 def test_eval_scores_the_baseline_and_models_like_skimage(tmp_path, pairs, capsys):
     first = tiny_checkpoint(tmp_path / "first.pt", seed=0)
     second = tiny_checkpoint(tmp_path / "second.pt", seed=1)
-    status = run_eval([pairs, "--model", f"cycleisp-srgb={tmp_path / 'first.pt'}",
-                       "--model", f"cycleisp-srgb={tmp_path / 'second.pt'}", "--csv", tmp_path / "scores.csv"])
+    status = run_eval(
+        [
+            pairs,
+            "--model",
+            f"cycleisp-srgb={tmp_path / 'first.pt'}",
+            "--model",
+            f"cycleisp-srgb={tmp_path / 'second.pt'}",
+            "--csv",
+            tmp_path / "scores.csv",
+        ]
+    )
     assert status == 0
     columns, rows = read_rows(tmp_path / "scores.csv")
     assert columns == ["image", "model", "psnr", "ssim"]
@@ -109,8 +121,20 @@ def test_raw_layout_scores_packed_planes(tmp_path, monkeypatch):
     item = {"name": "scene_010", "clean": clean, "noisy": noisy, "pattern": "GRBG", "shot": 2e-3, "read": 1e-4}
     monkeypatch.setattr(evaluate, "open_pairs", lambda root, layout: [item])
     (tmp_path / "sidd").mkdir()
-    assert run_eval([tmp_path / "sidd", "--layout", "sidd-raw", "--model", f"cycleisp-raw={tmp_path / 'raw.pt'}",
-                     "--csv", tmp_path / "s.csv"]) == 0
+    assert (
+        run_eval(
+            [
+                tmp_path / "sidd",
+                "--layout",
+                "sidd-raw",
+                "--model",
+                f"cycleisp-raw={tmp_path / 'raw.pt'}",
+                "--csv",
+                tmp_path / "s.csv",
+            ]
+        )
+        == 0
+    )
     _, rows = read_rows(tmp_path / "s.csv")
 
     def rggb_planes(mosaic):  # GRBG: drop the first column, then R at (0, 0); keep an even width
@@ -127,14 +151,17 @@ def test_raw_layout_scores_packed_planes(tmp_path, monkeypatch):
         assert float(row["ssim"]) == pytest.approx(expected_ssim, abs=1e-5)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--model", "cycleisp-raw={raw}"], "holds srgb pairs"),
-    (["--model", "cycleisp-srgb={raw}"], "raw.pt"),
-    (["--model", "cycleisp-srgb"], "needs weights"),
-    (["--model", "cycleisp-srgb={srgb}", "--model", "cycleisp-srgb={srgb}"], "twice"),
-    (["--model", "dncnn"], "unknown model"),
-    (["--layout", "sidd-srgb"], "Data"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "cycleisp-raw={raw}"], "holds srgb pairs"),
+        (["--model", "cycleisp-srgb={raw}"], "raw.pt"),
+        (["--model", "cycleisp-srgb"], "needs weights"),
+        (["--model", "cycleisp-srgb={srgb}", "--model", "cycleisp-srgb={srgb}"], "twice"),
+        (["--model", "dncnn"], "unknown model"),
+        (["--layout", "sidd-srgb"], "Data"),
+    ],
+)
 def test_bad_options_exit_2(tmp_path, pairs, capsys, argv, message):
     tiny_checkpoint(tmp_path / "srgb.pt")
     tiny_checkpoint(tmp_path / "raw.pt", "cycleisp-raw", raw=True)

@@ -31,23 +31,42 @@ def taken(tmp_path):
 
 def test_eval_csv_is_checked_before_the_evaluation(tmp_path, capsys):
     # the data folder does not exist: the --csv error comes first, so it is checked before any pair is read
-    _fails_at_once(capsys, ["eval", tmp_path / "missing", "--csv", tmp_path],
-                   f"--csv: {tmp_path} is an existing folder, not a file")
+    _fails_at_once(
+        capsys,
+        ["eval", tmp_path / "missing", "--csv", tmp_path],
+        f"--csv: {tmp_path} is an existing folder, not a file",
+    )
 
 
 def test_an_output_under_a_file_names_that_file(tmp_path, capsys, taken):
-    _fails_at_once(capsys, ["eval", tmp_path / "missing", "--csv", taken / "scores.csv"],
-                   f"--csv: {taken / 'scores.csv'} cannot be created: {taken} is a file, not a folder")
+    _fails_at_once(
+        capsys,
+        ["eval", tmp_path / "missing", "--csv", taken / "scores.csv"],
+        f"--csv: {taken / 'scores.csv'} cannot be created: {taken} is a file, not a folder",
+    )
 
 
-@pytest.mark.parametrize("make_argv, message", [
-    (lambda taken: ["synth", "-o", taken, "--max-size", "16"], "-o/--out: {taken} is an existing file, not a folder"),
-    (lambda taken: ["train", "--config", "demo", "--out", taken], "--out: {taken} is an existing file, not a folder"),
-    (lambda taken: ["denoise", taken, "-o", taken / "sub", "--model", "noisy"],
-     "-o/--outdir: {taken}/sub cannot be created: {taken} is a file"),
-    (lambda taken: ["convert", "--model", "aindnet", "--weights", taken, "-o", taken / "w.pt"],
-     "-o: {taken}/w.pt cannot be created: {taken} is a file"),
-])
+@pytest.mark.parametrize(
+    "make_argv, message",
+    [
+        (
+            lambda taken: ["synth", "-o", taken, "--max-size", "16"],
+            "-o/--out: {taken} is an existing file, not a folder",
+        ),
+        (
+            lambda taken: ["train", "--config", "demo", "--out", taken],
+            "--out: {taken} is an existing file, not a folder",
+        ),
+        (
+            lambda taken: ["denoise", taken, "-o", taken / "sub", "--model", "noisy"],
+            "-o/--outdir: {taken}/sub cannot be created: {taken} is a file",
+        ),
+        (
+            lambda taken: ["convert", "--model", "aindnet", "--weights", taken, "-o", taken / "w.pt"],
+            "-o: {taken}/w.pt cannot be created: {taken} is a file",
+        ),
+    ],
+)
 def test_every_command_checks_its_output_first(capsys, taken, make_argv, message):
     _fails_at_once(capsys, make_argv(taken), message.format(taken=taken))
 

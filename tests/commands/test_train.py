@@ -11,8 +11,22 @@ from cycleisp_fast import cli
 from cycleisp_fast.commands import train as train_command
 from cycleisp_fast.training import load_checkpoint, load_config, read_log
 
-QUICK = ["--set", "steps=3", "--set", "batch_size=2", "--set", "patch_size=32", "--set", "model.n_feats=8",
-         "--set", "log_every=1", "--set", "val.count=2", "--set", "val.patch_size=32"]
+QUICK = [
+    "--set",
+    "steps=3",
+    "--set",
+    "batch_size=2",
+    "--set",
+    "patch_size=32",
+    "--set",
+    "model.n_feats=8",
+    "--set",
+    "log_every=1",
+    "--set",
+    "val.count=2",
+    "--set",
+    "val.patch_size=32",
+]
 """The demo config made tiny: 3 steps of two 32x32 patches."""
 
 
@@ -33,8 +47,9 @@ def test_the_demo_trains_and_reports_its_validation_psnr(tmp_path, capsys):
     printed = capsys.readouterr().out
     for step in (1, 2, 3):
         assert re.search(rf"^step {step}/3  loss \d\.\d+  lr \S+  [\d.]+ patches/s$", printed, re.M), printed
-    match = re.search(r"^validation at step 3: psnr ([\d.]+) dB \(noisy input ([\d.]+) dB, ([+-][\d.]+) dB\)$",
-                      printed, re.M)
+    match = re.search(
+        r"^validation at step 3: psnr ([\d.]+) dB \(noisy input ([\d.]+) dB, ([+-][\d.]+) dB\)$", printed, re.M
+    )
     assert match, printed
     psnr, psnr_input, gain = map(float, match.groups())
     assert gain == pytest.approx(psnr - psnr_input, abs=0.011)
@@ -64,16 +79,19 @@ def test_the_progress_bar_shows_loss_and_throughput(tmp_path, capsys):
     assert "step 1/3  loss" not in captured.out  # the bar replaces the log lines
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "--config is required"),
-    (["--config", "demo", "--set", "model.n_fets=3"], "unknown config key 'model.n_fets'.*did you mean 'n_feats'"),
-    (["--config", "demo", "--set", "steps=many"], "'steps'.*must be int, got 'many'"),
-    (["--config", "no-such-recipe"], "config 'no-such-recipe': no such file"),
-    (["--config", "demo", "--stop-after", "0"], "--stop-after must be a step in 1..3000"),
-    (["--config", "demo", "--device", "tpu"], "device must be auto, cpu, cuda"),
-    (["--config", "demo", "--set", "data.images=/no/such/folder"], "image folder not found: /no/such/folder"),
-    (["--resume"], "--resume without --config needs .*config.toml"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "--config is required"),
+        (["--config", "demo", "--set", "model.n_fets=3"], "unknown config key 'model.n_fets'.*did you mean 'n_feats'"),
+        (["--config", "demo", "--set", "steps=many"], "'steps'.*must be int, got 'many'"),
+        (["--config", "no-such-recipe"], "config 'no-such-recipe': no such file"),
+        (["--config", "demo", "--stop-after", "0"], "--stop-after must be a step in 1..3000"),
+        (["--config", "demo", "--device", "tpu"], "device must be auto, cpu, cuda"),
+        (["--config", "demo", "--set", "data.images=/no/such/folder"], "image folder not found: /no/such/folder"),
+        (["--resume"], "--resume without --config needs .*config.toml"),
+    ],
+)
 def test_bad_arguments_exit_2_naming_the_problem(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
         train_main(["--out", str(tmp_path / "run"), *argv])
@@ -84,8 +102,10 @@ def test_bad_arguments_exit_2_naming_the_problem(tmp_path, capsys, argv, message
 def test_a_used_run_folder_needs_resume_and_the_same_config(tmp_path, capsys):
     out = tmp_path / "run"
     assert train_main(["--config", "demo", "--out", str(out), "--stop-after", "1", *QUICK]) == 0
-    for argv, message in [([], "already holds a run"),
-                          (["--resume", "--set", "lr=0.1"], r"config differs.*lr: 0.002 -> 0.1")]:
+    for argv, message in [
+        ([], "already holds a run"),
+        (["--resume", "--set", "lr=0.1"], r"config differs.*lr: 0.002 -> 0.1"),
+    ]:
         with pytest.raises(SystemExit) as exit_info:
             train_main(["--config", "demo", "--out", str(out), *QUICK, *argv])
         assert exit_info.value.code == 2

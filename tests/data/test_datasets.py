@@ -9,14 +9,20 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from matlab_files import DND_BOXES, DND_HEIGHT, DND_NLF, DND_PATTERNS, DND_WIDTH, write_dnd, write_mat73
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from cycleisp_fast.data.datasets import (DND, DatasetLayoutError, PairedImageFolder, SIDDRaw, SIDDSrgb,
-                                         detect_layout, open_pairs)
+from cycleisp_fast.data.datasets import (
+    DND,
+    DatasetLayoutError,
+    PairedImageFolder,
+    SIDDRaw,
+    SIDDSrgb,
+    detect_layout,
+    open_pairs,
+)
 from cycleisp_fast.data.files import DataFileError
-from matlab_files import (DND_BOXES, DND_HEIGHT, DND_NLF, DND_PATTERNS, DND_WIDTH, write_dnd,
-                          write_mat73)
 
 HEIGHT, WIDTH = 16, 24
 RNG = np.random.default_rng(0)
@@ -36,6 +42,7 @@ def _random_pixels(height=HEIGHT, width=WIDTH) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ folder
+
 
 def _folder(root, names=("b", "a"), noisy_suffix=".png"):
     pixels = {}
@@ -101,6 +108,7 @@ def test_paired_image_folder_size_mismatch_names_both_files(tmp_path):
 
 
 # -------------------------------------------------------------------------------------------------- SIDD
+
 
 def _sidd_srgb(root, prefixed: bool):
     scenes = {}
@@ -224,6 +232,7 @@ def test_sidd_raw_bad_mat_files(tmp_path):
 
 # --------------------------------------------------------------------------------------------------- DND
 
+
 def _colour_map(pattern: str) -> np.ndarray:
     """(DND_HEIGHT, DND_WIDTH) colour letters of a full mosaic whose top-left block is ``pattern``."""
     block = np.array(list(pattern)).reshape(2, 2)
@@ -238,7 +247,9 @@ def test_dnd_srgb_crops_follow_the_devkit_box_convention(tmp_path):
     for number, item in enumerate(dataset):
         image_number, box_number = divmod(number, 3)
         first_row, first_col, last_row, last_col = DND_BOXES[image_number][box_number]
-        expected = images["srgb", image_number][first_row - 1:last_row, first_col - 1:last_col]  # MATLAB bb(1):bb(3)
+        expected = images["srgb", image_number][
+            first_row - 1 : last_row, first_col - 1 : last_col
+        ]  # MATLAB bb(1):bb(3)
         torch.testing.assert_close(item["noisy"], torch.from_numpy(expected.transpose(2, 0, 1)))
         assert item["box"].tolist() == [0, 0, 8, 8]
         assert set(item) == {"name", "noisy", "box"}
@@ -250,10 +261,10 @@ def test_dnd_raw_crops_noise_levels_and_patterns(tmp_path):
     for number, item in enumerate(dataset):
         image_number, box_number = divmod(number, 3)
         first_row, first_col, last_row, last_col = DND_BOXES[image_number][box_number]
-        expected = images["raw", image_number][first_row - 1:last_row, first_col - 1:last_col]
+        expected = images["raw", image_number][first_row - 1 : last_row, first_col - 1 : last_col]
         torch.testing.assert_close(item["noisy"], torch.from_numpy(expected)[None])
         assert (item["shot"], item["read"]) == DND_NLF[image_number]
-        colours = _colour_map(DND_PATTERNS[image_number])[first_row - 1:last_row, first_col - 1:last_col]
+        colours = _colour_map(DND_PATTERNS[image_number])[first_row - 1 : last_row, first_col - 1 : last_col]
         assert item["pattern"] == "".join(colours[:2, :2].ravel())
     assert [dataset[index]["pattern"] for index in (0, 1, 3, 4)] == ["RGGB", "GBRG", "BGGR", "RGGB"]  # odd offsets
 
@@ -269,9 +280,11 @@ def test_dnd_margin_keeps_context_clipped_at_the_border(tmp_path):
         image = images["raw", image_number]
         torch.testing.assert_close(item["noisy"][0], torch.from_numpy(image[top:bottom, left:right]))
         box_top, box_left, height, width = item["box"].tolist()
-        inner = item["noisy"][0, box_top:box_top + height, box_left:box_left + width]
-        torch.testing.assert_close(inner, torch.from_numpy(image[first_row - 1:last_row, first_col - 1:last_col]))
-        assert item["pattern"] == "".join(_colour_map(DND_PATTERNS[image_number])[top:top + 2, left:left + 2].ravel())
+        inner = item["noisy"][0, box_top : box_top + height, box_left : box_left + width]
+        torch.testing.assert_close(inner, torch.from_numpy(image[first_row - 1 : last_row, first_col - 1 : last_col]))
+        assert item["pattern"] == "".join(
+            _colour_map(DND_PATTERNS[image_number])[top : top + 2, left : left + 2].ravel()
+        )
     assert dataset[0]["box"].tolist() == [0, 0, 8, 8] and dataset[1]["box"].tolist() == [3, 3, 8, 8]
 
 
@@ -313,14 +326,20 @@ def test_dnd_box_outside_the_image(tmp_path):
 
 # ------------------------------------------------------------------------------------------- open_pairs
 
+
 def test_open_pairs_detects_every_layout(tmp_path):
     _folder(tmp_path / "folder")
     _sidd_srgb(tmp_path / "sidd_srgb", prefixed=True)
     _sidd_raw(tmp_path / "sidd_raw")
     write_dnd(tmp_path / "dnd_srgb", kinds=("srgb",))
     write_dnd(tmp_path / "dnd_raw", kinds=("raw",))
-    expected = {"folder": PairedImageFolder, "sidd_srgb": SIDDSrgb, "sidd_raw": SIDDRaw, "dnd_srgb": DND,
-                "dnd_raw": DND}
+    expected = {
+        "folder": PairedImageFolder,
+        "sidd_srgb": SIDDSrgb,
+        "sidd_raw": SIDDRaw,
+        "dnd_srgb": DND,
+        "dnd_raw": DND,
+    }
     for folder, dataset_class in expected.items():
         assert detect_layout(tmp_path / folder) == folder.replace("_", "-")
         dataset = open_pairs(tmp_path / folder)
@@ -341,9 +360,12 @@ def test_open_pairs_explicit_layout_and_options(tmp_path):
 
 def test_open_pairs_unknown_layout_lists_what_it_looked_for(tmp_path):
     (tmp_path / "images").mkdir()
-    with pytest.raises(DatasetLayoutError, match=r"clean/ \+ noisy/ \(folder\).*GT_SRGB_010.PNG \(sidd-srgb\).*"
-                                                 r"GT_RAW_010.MAT \(sidd-raw\).*images_srgb/ \(dnd-srgb\).*"
-                                                 r"images_raw/ \(dnd-raw\)"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"clean/ \+ noisy/ \(folder\).*GT_SRGB_010.PNG \(sidd-srgb\).*"
+        r"GT_RAW_010.MAT \(sidd-raw\).*images_srgb/ \(dnd-srgb\).*"
+        r"images_raw/ \(dnd-raw\)",
+    ):
         open_pairs(tmp_path)
     with pytest.raises(FileNotFoundError, match="dataset folder not found"):
         open_pairs(tmp_path / "nowhere")

@@ -109,7 +109,8 @@ def test_output_problem_names_what_stops_a_write(tmp_path):
     assert output_problem(tmp_path / "file", folder=True) == f"{tmp_path / 'file'} is an existing file, not a folder"
     assert output_problem(tmp_path, folder=False) == f"{tmp_path} is an existing folder, not a file"
     assert output_problem(tmp_path / "file" / "x" / "y.csv", folder=False) == (
-        f"{tmp_path / 'file' / 'x' / 'y.csv'} cannot be created: {tmp_path / 'file'} is a file, not a folder")
+        f"{tmp_path / 'file' / 'x' / 'y.csv'} cannot be created: {tmp_path / 'file'} is a file, not a folder"
+    )
 
 
 def test_atomic_path_refuses_a_folder(tmp_path):

@@ -28,7 +28,7 @@ def _random_image() -> torch.Tensor:
 def _levels(image: torch.Tensor, bits: int) -> np.ndarray:
     """The reference quantisation: (H, W, 3) integers round(clamp(x) * (2**bits - 1))."""
     hwc = image.double().clamp(0, 1).permute(1, 2, 0).numpy()
-    return np.rint(hwc * (2 ** bits - 1)).astype(np.int64)
+    return np.rint(hwc * (2**bits - 1)).astype(np.int64)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -42,16 +42,15 @@ def _encode_png16(samples: np.ndarray) -> bytes:
     rows = samples.reshape(height, -1).astype(">u2")
     raw = b"".join(b"\x00" + row.tobytes() for row in rows)
     header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw))
-            + _chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
 
 
 def _decode_png16_rgb(data: bytes) -> np.ndarray:
     """(H, W, 3) samples of a 16-bit RGB PNG whose rows all use filter type 0 (what pypng writes)."""
     position, idat, header = 8, b"", None
     while position < len(data):
-        (length,) = struct.unpack(">I", data[position:position + 4])
-        kind, body = data[position + 4:position + 8], data[position + 8:position + 8 + length]
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind, body = data[position + 4 : position + 8], data[position + 8 : position + 8 + length]
         header = body if kind == b"IHDR" else header
         idat += body if kind == b"IDAT" else b""
         position += 12 + length
@@ -63,6 +62,7 @@ def _decode_png16_rgb(data: bytes) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ round trips
+
 
 def test_png8_write_matches_pillow_and_reads_back(tmp_path):
     image = _random_image()
@@ -90,8 +90,9 @@ def test_png16_rgb_and_gray_from_a_hand_built_file(tmp_path):
     torch.testing.assert_close(read_image(tmp_path / "rgb.png"), expected)
     gray = rgb[:, :, 1]
     (tmp_path / "gray.png").write_bytes(_encode_png16(gray))
-    torch.testing.assert_close(read_image(tmp_path / "gray.png"),
-                               torch.from_numpy(np.stack([gray] * 3) / 65535).float())
+    torch.testing.assert_close(
+        read_image(tmp_path / "gray.png"), torch.from_numpy(np.stack([gray] * 3) / 65535).float()
+    )
 
 
 @pytest.mark.parametrize("suffix", [".tif", ".TIFF"])
@@ -162,16 +163,19 @@ def test_write_is_atomic_when_encoding_fails(tmp_path, monkeypatch):
     assert [entry.name for entry in tmp_path.iterdir()] == ["a.png"]
 
 
-@pytest.mark.parametrize("image, bits, suffix, error, message", [
-    (torch.rand(3, 4, 4), 16, ".jpg", ValueError, "JPEG stores 8 bits"),
-    (torch.rand(3, 4, 4), 12, ".png", ValueError, "bits must be 8 or 16"),
-    (torch.rand(3, 4, 4), None, ".bmp", ValueError, "must end with one of"),
-    (torch.rand(4, 4, 3), None, ".png", ValueError, r"\(3, H, W\) tensor"),
-    (np.random.rand(3, 4, 4), None, ".png", ValueError, r"\(H, W, 3\) numpy"),
-    (torch.ones(3, 4, 4, dtype=torch.uint8), None, ".png", TypeError, "floating tensor"),
-    (torch.full((3, 4, 4), float("nan")), None, ".png", ValueError, "NaN"),
-    ([[0.5]], None, ".png", TypeError, "got list"),
-])
+@pytest.mark.parametrize(
+    "image, bits, suffix, error, message",
+    [
+        (torch.rand(3, 4, 4), 16, ".jpg", ValueError, "JPEG stores 8 bits"),
+        (torch.rand(3, 4, 4), 12, ".png", ValueError, "bits must be 8 or 16"),
+        (torch.rand(3, 4, 4), None, ".bmp", ValueError, "must end with one of"),
+        (torch.rand(4, 4, 3), None, ".png", ValueError, r"\(3, H, W\) tensor"),
+        (np.random.rand(3, 4, 4), None, ".png", ValueError, r"\(H, W, 3\) numpy"),
+        (torch.ones(3, 4, 4, dtype=torch.uint8), None, ".png", TypeError, "floating tensor"),
+        (torch.full((3, 4, 4), float("nan")), None, ".png", ValueError, "NaN"),
+        ([[0.5]], None, ".png", TypeError, "got list"),
+    ],
+)
 def test_write_rejects_bad_arguments(tmp_path, image, bits, suffix, error, message):
     with pytest.raises(error, match=message):
         write_image(tmp_path / f"a{suffix}", image, bits)
@@ -180,24 +184,28 @@ def test_write_rejects_bad_arguments(tmp_path, image, bits, suffix, error, messa
 
 # ---------------------------------------------------------------------------------- gray / alpha / palette
 
+
 def test_gray_alpha_and_palette_pngs_from_pillow(tmp_path):
     rng = np.random.default_rng(2)
     rgba = rng.integers(0, 256, (HEIGHT, WIDTH, 4), dtype=np.uint8)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
-    torch.testing.assert_close(read_image(tmp_path / "rgba.png"),
-                               torch.from_numpy(rgba[:, :, :3].transpose(2, 0, 1) / 255).float())
+    torch.testing.assert_close(
+        read_image(tmp_path / "rgba.png"), torch.from_numpy(rgba[:, :, :3].transpose(2, 0, 1) / 255).float()
+    )
     gray_alpha = rgba[:, :, :2]
     Image.fromarray(gray_alpha, "LA").save(tmp_path / "la.png")
-    torch.testing.assert_close(read_image(tmp_path / "la.png"),
-                               torch.from_numpy(np.stack([gray_alpha[:, :, 0]] * 3) / 255).float())
+    torch.testing.assert_close(
+        read_image(tmp_path / "la.png"), torch.from_numpy(np.stack([gray_alpha[:, :, 0]] * 3) / 255).float()
+    )
     palette = [0, 0, 0, 255, 0, 0, 0, 128, 255]  # black, red, a blue
     indices = rng.integers(0, 3, (HEIGHT, WIDTH), dtype=np.uint8)
     paletted = Image.fromarray(indices, "P")
     paletted.putpalette(palette)
     paletted.save(tmp_path / "p.png")
     colours = np.asarray(palette, dtype=np.float64).reshape(3, 3)[indices]
-    torch.testing.assert_close(read_image(tmp_path / "p.png"),
-                               torch.from_numpy(colours.transpose(2, 0, 1) / 255).float())
+    torch.testing.assert_close(
+        read_image(tmp_path / "p.png"), torch.from_numpy(colours.transpose(2, 0, 1) / 255).float()
+    )
 
 
 def test_low_bit_depth_gray_png_is_scaled_to_its_own_range(tmp_path):
@@ -211,9 +219,10 @@ def test_low_bit_depth_gray_png_is_scaled_to_its_own_range(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- bad files
 
+
 def _truncate(path, keep: float) -> None:
     data = path.read_bytes()
-    path.write_bytes(data[:int(len(data) * keep)])
+    path.write_bytes(data[: int(len(data) * keep)])
 
 
 @pytest.mark.parametrize("suffix, bits", [(".png", 8), (".png", 16), (".jpg", 8), (".tif", 16)])
@@ -265,6 +274,7 @@ def test_missing_file_and_unknown_suffix(tmp_path):
 
 # ------------------------------------------------------------------------------------------- list_images
 
+
 def test_list_images_sorted_by_name_and_filtered(tmp_path):
     for name in ("b.PNG", "a.jpg", "c.tiff", "notes.txt", ".hidden.png", "d.JPEG", "e.Tif"):
         (tmp_path / name).write_bytes(b"")
@@ -286,6 +296,7 @@ def test_list_images_errors(tmp_path):
 
 # ----------------------------------------------------------------------------------------------- samples
 
+
 def test_samples_load_offline_and_match_scikit_image(monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("sample_images tried to open a network connection")
@@ -300,7 +311,8 @@ def test_samples_load_offline_and_match_scikit_image(monkeypatch):
         assert 0 <= image.min() and image.max() <= 1 and image.std() > 0.02
         top, left = (reference.shape[0] - height) // 2, (reference.shape[1] - width) // 2
         torch.testing.assert_close(
-            image, torch.from_numpy(reference[top:top + height, left:left + width].transpose(2, 0, 1) / 255).float())
+            image, torch.from_numpy(reference[top : top + height, left : left + width].transpose(2, 0, 1) / 255).float()
+        )
 
 
 def test_sample_max_size_centre_crops_to_even_sides():
@@ -308,16 +320,20 @@ def test_sample_max_size_centre_crops_to_even_sides():
     assert list(samples) == ["astronaut", "chelsea"]
     assert samples["astronaut"].shape == (3, 100, 100) and samples["chelsea"].shape == (3, 100, 100)
     astronaut = skimage.data.astronaut()
-    torch.testing.assert_close(samples["astronaut"],
-                               torch.from_numpy(astronaut[206:306, 206:306].transpose(2, 0, 1) / 255).float())
+    torch.testing.assert_close(
+        samples["astronaut"], torch.from_numpy(astronaut[206:306, 206:306].transpose(2, 0, 1) / 255).float()
+    )
     assert sample_images("coffee", max_size=1000)["coffee"].shape == (3, 400, 600)
 
 
-@pytest.mark.parametrize("names, max_size, message", [
-    (["astronaut", "lena"], None, r"unknown sample image\(s\) \['lena'\]; choose from"),
-    (None, 1, "max_size must be an int >= 2"),
-    (None, 64.0, "max_size must be an int >= 2"),
-])
+@pytest.mark.parametrize(
+    "names, max_size, message",
+    [
+        (["astronaut", "lena"], None, r"unknown sample image\(s\) \['lena'\]; choose from"),
+        (None, 1, "max_size must be an int >= 2"),
+        (None, 64.0, "max_size must be an int >= 2"),
+    ],
+)
 def test_sample_errors(names, max_size, message):
     with pytest.raises(ValueError, match=message):
         sample_images(names, max_size=max_size)

@@ -13,16 +13,16 @@ import pytest
 import scipy.io
 import tifffile
 import torch
+from matlab_files import write_mat73
 from PIL import Image
+from test_raw import random_mosaic, write_dng
 
+from cycleisp_fast.data.crops import centre_crop
 from cycleisp_fast.data.files import DataFileError
 from cycleisp_fast.data.images import read_image, write_image
 from cycleisp_fast.data.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_VARIABLE, check_array_bytes, max_pixels
 from cycleisp_fast.data.matlab import read_mat_variable
 from cycleisp_fast.data.raw import read_raw
-from cycleisp_fast.data.crops import centre_crop
-from matlab_files import write_mat73
-from test_raw import random_mosaic, write_dng
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -34,8 +34,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def png_claiming(path, width: int, height: int, bit_depth: int = 8, colour_type: int = 2):
     """A PNG of a few dozen bytes whose IHDR claims ``width x height`` pixels (one empty IDAT)."""
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    path.write_bytes(PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\x00"))
-                     + _chunk(b"IEND", b""))
+    path.write_bytes(
+        PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\x00")) + _chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -44,7 +45,7 @@ def jpeg_claiming(path, width: int, height: int):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path, format="JPEG")
     data = bytearray(path.read_bytes())
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     path.write_bytes(bytes(data))
     return path
 
@@ -54,12 +55,14 @@ def tiff_claiming(path, width: int, height: int):
     tifffile.imwrite(path, np.zeros((4, 4, 3), np.uint8), photometric="rgb")
     with tifffile.TiffFile(path) as tiff:
         order, tags = tiff.byteorder, tiff.pages[0].tags
-        patches = [(tags[name].valueoffset, tags[name].dtype, value)
-                   for name, value in (("ImageWidth", width), ("ImageLength", height))]
+        patches = [
+            (tags[name].valueoffset, tags[name].dtype, value)
+            for name, value in (("ImageWidth", width), ("ImageLength", height))
+        ]
     data = bytearray(path.read_bytes())
     for offset, dtype, value in patches:
         code = "H" if dtype == tifffile.DATATYPE.SHORT else "I"
-        data[offset:offset + struct.calcsize(code)] = struct.pack(order + code, value)
+        data[offset : offset + struct.calcsize(code)] = struct.pack(order + code, value)
     path.write_bytes(bytes(data))
     return path
 
@@ -90,9 +93,10 @@ def test_an_empty_image_header_is_named(tmp_path):
 def _small_files(tmp_path) -> dict:
     """One 40x56 file of every reader: 8- and 16-bit PNG, JPEG, TIFF, DNG (LibRaw takes no smaller one)."""
     image = torch.rand(3, 40, 56)
-    files = {name: write_image(tmp_path / f"small_{name}.{suffix}", image, bits=bits)
-             for name, suffix, bits in (("png8", "png", 8), ("png16", "png", 16), ("jpeg", "jpg", 8),
-                                        ("tiff", "tif", 16))}
+    files = {
+        name: write_image(tmp_path / f"small_{name}.{suffix}", image, bits=bits)
+        for name, suffix, bits in (("png8", "png", 8), ("png16", "png", 16), ("jpeg", "jpg", 8), ("tiff", "tif", 16))
+    }
     files["dng"] = write_dng(tmp_path, random_mosaic(40, 56), name="small_dng")
     return files
 

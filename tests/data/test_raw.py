@@ -18,9 +18,13 @@ BLACK_BY_POSITION = (500, 510, 520, 530)  # BlackLevel for the CFA positions (0,
 NEUTRAL = (0.5, 1.0, 2.0 / 3.0)  # AsShotNeutral, written as the rationals 1/2, 1/1, 2/3
 COLOR_MATRIX = (1.9549, -0.7877, -0.2582, -0.5724, 1.0121, 0.1917, -0.1267, -0.0110, 0.6621)
 OTHER_MATRIX = (0.6596, -0.2079, -0.0562, -0.4782, 1.3016, 0.1933, -0.0970, 0.1581, 0.5181)
-SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],  # IEC 61966-2-1, D65
-                        [0.2126729, 0.7151522, 0.0721750],
-                        [0.0193339, 0.1191920, 0.9503041]])
+SRGB_TO_XYZ = np.array(
+    [
+        [0.4124564, 0.3575761, 0.1804375],  # IEC 61966-2-1, D65
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ]
+)
 CFA_CODES = {"R": 0, "G": 1, "B": 2}
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 
@@ -29,20 +33,41 @@ def rationals(values, denominator: int = 10000) -> list[list[int]]:
     return [[round(v * denominator), denominator] for v in values]
 
 
-def write_dng(folder, mosaic: np.ndarray, cfa: str = "RGGB", *, name: str = "image", black=BLACK_BY_POSITION,
-              neutral=NEUTRAL, color_matrix=COLOR_MATRIX, extra=()) -> str:
+def write_dng(
+    folder,
+    mosaic: np.ndarray,
+    cfa: str = "RGGB",
+    *,
+    name: str = "image",
+    black=BLACK_BY_POSITION,
+    neutral=NEUTRAL,
+    color_matrix=COLOR_MATRIX,
+    extra=(),
+) -> str:
     """A DNG of the uint16 ``(H, W)`` mosaic (or ``(H, W, 3)`` with a LinearRaw ``extra``); ``extra`` tags
     (Tag, value) are set last. ``neutral``/``color_matrix`` None leave the tag out."""
     height, width = mosaic.shape[:2]
     tags = DNGTags()
-    for tag, value in [(Tag.ImageWidth, width), (Tag.ImageLength, height), (Tag.TileWidth, width),
-                       (Tag.TileLength, height), (Tag.Orientation, Orientation.Horizontal),
-                       (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
-                       (Tag.SamplesPerPixel, 1), (Tag.BitsPerSample, 16), (Tag.CFARepeatPatternDim, [2, 2]),
-                       (Tag.CFAPattern, [CFA_CODES[c] for c in cfa]), (Tag.BlackLevelRepeatDim, [2, 2]),
-                       (Tag.BlackLevel, list(black)), (Tag.WhiteLevel, WHITE),
-                       (Tag.DNGVersion, DNGVersion.V1_4), (Tag.DNGBackwardVersion, DNGVersion.V1_2),
-                       (Tag.PreviewColorSpace, PreviewColorSpace.sRGB), (Tag.Make, "Test"), (Tag.Model, "Cam")]:
+    for tag, value in [
+        (Tag.ImageWidth, width),
+        (Tag.ImageLength, height),
+        (Tag.TileWidth, width),
+        (Tag.TileLength, height),
+        (Tag.Orientation, Orientation.Horizontal),
+        (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
+        (Tag.SamplesPerPixel, 1),
+        (Tag.BitsPerSample, 16),
+        (Tag.CFARepeatPatternDim, [2, 2]),
+        (Tag.CFAPattern, [CFA_CODES[c] for c in cfa]),
+        (Tag.BlackLevelRepeatDim, [2, 2]),
+        (Tag.BlackLevel, list(black)),
+        (Tag.WhiteLevel, WHITE),
+        (Tag.DNGVersion, DNGVersion.V1_4),
+        (Tag.DNGBackwardVersion, DNGVersion.V1_2),
+        (Tag.PreviewColorSpace, PreviewColorSpace.sRGB),
+        (Tag.Make, "Test"),
+        (Tag.Model, "Cam"),
+    ]:
         tags.set(tag, value)
     if color_matrix is not None:
         tags.set(Tag.ColorMatrix1, rationals(color_matrix))
@@ -127,10 +152,14 @@ def test_colour_matrix_prefers_d65_and_applies_camera_calibration(tmp_path, d65_
     first, second = (CalibrationIlluminant.D65, 17) if d65_first else (17, CalibrationIlluminant.D65)  # 17: A
     d65_index = 1 if d65_first else 2
     matrices = {d65_index: COLOR_MATRIX, 3 - d65_index: OTHER_MATRIX}
-    extra = [(Tag.ColorMatrix1, rationals(matrices[1])), (Tag.CalibrationIlluminant1, first),
-             (Tag.ColorMatrix2, rationals(matrices[2])), (Tag.CalibrationIlluminant2, second),
-             (Tag.CameraCalibration1 if d65_first else Tag.CameraCalibration2, rationals(calibration)),
-             (Tag.AnalogBalance, rationals(balance))]
+    extra = [
+        (Tag.ColorMatrix1, rationals(matrices[1])),
+        (Tag.CalibrationIlluminant1, first),
+        (Tag.ColorMatrix2, rationals(matrices[2])),
+        (Tag.CalibrationIlluminant2, second),
+        (Tag.CameraCalibration1 if d65_first else Tag.CameraCalibration2, rationals(calibration)),
+        (Tag.AnalogBalance, rationals(balance)),
+    ]
     image = read_raw(write_dng(tmp_path, random_mosaic(40, 56), "RGGB", extra=extra))
     xyz_to_camera = np.diag(balance) @ calibration.reshape(3, 3) @ np.array(COLOR_MATRIX).reshape(3, 3)
     np.testing.assert_allclose(image.cam_to_srgb.numpy(), expected_cam_to_srgb(xyz_to_camera), rtol=0, atol=1e-6)
@@ -148,8 +177,9 @@ def test_white_balance_falls_back_to_daylight_then_to_ones(tmp_path):
     assert bare.cam_to_srgb is None and bare.cam_to_srgb_source is None
 
 
-@pytest.mark.parametrize("profile, expected", [([2e-3, 3e-5], (2e-3, 3e-5)),
-                                               ([1e-3, 1e-5, 2e-3, 2e-5, 3e-3, 3e-5], (2e-3, 2e-5))])
+@pytest.mark.parametrize(
+    "profile, expected", [([2e-3, 3e-5], (2e-3, 3e-5)), ([1e-3, 1e-5, 2e-3, 2e-5, 3e-3, 3e-5], (2e-3, 2e-5))]
+)
 def test_noise_profile_round_trip(tmp_path, profile, expected):
     image = read_raw(write_dng(tmp_path, random_mosaic(40, 56), extra=[(Tag.NoiseProfile, profile)]))
     assert image.noise_profile == pytest.approx(expected, rel=1e-12)
@@ -172,7 +202,7 @@ def bad_file(folder, kind: str) -> tuple[str, str]:
         with open(path, "rb") as handle:
             data = handle.read()
         with open(path, "wb") as handle:
-            handle.write(data[:len(data) // 2])
+            handle.write(data[: len(data) // 2])
         return path, "cannot decode"
     if kind == "random bytes":
         path = folder / "noise.dng"
@@ -180,8 +210,13 @@ def bad_file(folder, kind: str) -> tuple[str, str]:
         return str(path), "cannot decode"
     if kind == "linear raw":
         linear = np.random.default_rng(2).integers(0, WHITE, (40, 56, 3)).astype(np.uint16)
-        extra = [(Tag.PhotometricInterpretation, PhotometricInterpretation.Linear_Raw), (Tag.SamplesPerPixel, 3),
-                 (Tag.BitsPerSample, [16, 16, 16]), (Tag.BlackLevelRepeatDim, [1, 1]), (Tag.BlackLevel, 512)]
+        extra = [
+            (Tag.PhotometricInterpretation, PhotometricInterpretation.Linear_Raw),
+            (Tag.SamplesPerPixel, 3),
+            (Tag.BitsPerSample, [16, 16, 16]),
+            (Tag.BlackLevelRepeatDim, [1, 1]),
+            (Tag.BlackLevel, 512),
+        ]
         return write_dng(folder, linear, extra=extra), "no colour filter array"
     if kind == "x-trans":
         return write_dng(folder, mosaic, extra=[(Tag.CFARepeatPatternDim, [6, 6]), (Tag.CFAPattern, XTRANS)]), "6x6"
@@ -221,9 +256,10 @@ def test_unify_to_rggb_crops_to_the_largest_even_rggb_block(cfa, size):
         assert out_height % 2 == 0 and out_width % 2 == 0
         assert height - top - out_height in (0, 1) and width - left - out_width in (0, 1)
         kept = np.asarray(unified)[(0,) * (unified.ndim - 2)] // 10
-        np.testing.assert_array_equal(kept, np.arange(height * width).reshape(height, width)
-                                      [top:top + out_height, left:left + out_width])
-        np.testing.assert_array_equal(letters[top:top + 2, left:left + 2].ravel(), list("RGGB"))
+        np.testing.assert_array_equal(
+            kept, np.arange(height * width).reshape(height, width)[top : top + out_height, left : left + out_width]
+        )
+        np.testing.assert_array_equal(letters[top : top + 2, left : left + 2].ravel(), list("RGGB"))
         assert np.shares_memory(np.asarray(unified), np.asarray(mosaic))  # a view
 
 
@@ -259,7 +295,7 @@ def test_restore_geometry_puts_planes_back_in_the_file_layout(tmp_path, cfa, siz
 
     normalised = restore_geometry(image.packed, image)
     black = np.array(BLACK_BY_POSITION, dtype=np.float64).reshape(2, 2)
-    site_black = np.tile(black, (size[0] // 2 + 1, size[1] // 2 + 1))[:size[0], :size[1]]
+    site_black = np.tile(black, (size[0] // 2 + 1, size[1] // 2 + 1))[: size[0], : size[1]]
     np.testing.assert_allclose(normalised.numpy(), (restored - site_black) / (WHITE - site_black), rtol=0, atol=1e-6)
 
     # Written back as a DNG, the restored mosaic reads back to the same planes.

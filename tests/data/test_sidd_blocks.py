@@ -8,13 +8,13 @@ import argparse
 import numpy as np
 import pytest
 import torch
+from matlab_files import write_sidd_blocks
 
 from cycleisp_fast.data.datasets import detect_layout, matching_layouts, open_pairs
 from cycleisp_fast.data.files import DataFileError
 from cycleisp_fast.data.raw import pack_rggb, rggb_flip_axes
 from cycleisp_fast.data.sidd_blocks import SIDDBlocks, parse_sidd_patterns, read_sidd_blocks, sidd_validation_blocks
 from cycleisp_fast.noise.estimation import estimate_raw_noise
-from matlab_files import write_sidd_blocks
 
 RNG = np.random.default_rng(3)
 SRGB_KEY, RAW_KEY = "BenchmarkNoisyBlocksSrgb", "BenchmarkNoisyBlocksRaw"
@@ -40,15 +40,22 @@ def test_blocks_files_of_either_matlab_version_read_in_matlab_order(tmp_path, v7
     assert name == RAW_KEY and array.dtype == np.float32 and np.array_equal(array, raw)
 
 
-@pytest.mark.parametrize("key, blocks, message", [
-    (SRGB_KEY, np.zeros((2, 16, 16, 3), np.uint8), r"must be \(n_images, n_blocks, h, w, 3\) uint8, got shape"),
-    (SRGB_KEY, np.zeros((2, 3, 16, 16, 4), np.uint8), r"must be \(n_images, n_blocks, h, w, 3\) uint8, got shape"),
-    (SRGB_KEY, np.zeros((2, 3, 16, 16, 3)), r"uint8, got dtype float64"),
-    (RAW_KEY, np.zeros((2, 3, 16, 16), np.uint16), r"\(n_images, n_blocks, h, w\) float .*got dtype uint16"),
-    (RAW_KEY, np.zeros((2, 3, 16, 16, 3)), r"\(n_images, n_blocks, h, w\) float .*got shape"),
-    ("x", np.zeros((2, 3, 16, 16)), r"holds no array 'BenchmarkNoisyBlocksSrgb' or 'BenchmarkNoisyBlocksRaw'; "
-                                    r"it holds \['x'\]"),
-])
+@pytest.mark.parametrize(
+    "key, blocks, message",
+    [
+        (SRGB_KEY, np.zeros((2, 16, 16, 3), np.uint8), r"must be \(n_images, n_blocks, h, w, 3\) uint8, got shape"),
+        (SRGB_KEY, np.zeros((2, 3, 16, 16, 4), np.uint8), r"must be \(n_images, n_blocks, h, w, 3\) uint8, got shape"),
+        (SRGB_KEY, np.zeros((2, 3, 16, 16, 3)), r"uint8, got dtype float64"),
+        (RAW_KEY, np.zeros((2, 3, 16, 16), np.uint16), r"\(n_images, n_blocks, h, w\) float .*got dtype uint16"),
+        (RAW_KEY, np.zeros((2, 3, 16, 16, 3)), r"\(n_images, n_blocks, h, w\) float .*got shape"),
+        (
+            "x",
+            np.zeros((2, 3, 16, 16)),
+            r"holds no array 'BenchmarkNoisyBlocksSrgb' or 'BenchmarkNoisyBlocksRaw'; "
+            r"it holds \['x'\]",
+        ),
+    ],
+)
 def test_bad_blocks_files_name_the_file_and_what_was_expected(tmp_path, key, blocks, message):
     path = tmp_path / "blocks.mat"
     write_sidd_blocks(path, key, blocks)
@@ -72,7 +79,11 @@ def test_srgb_blocks_are_items_of_uint8_over_255(tmp_path):
     assert (blocks.kind, blocks.shape, len(blocks)) == ("srgb", (2, 3), 6)
     item = blocks[4]
     assert (item["name"], item["image"], item["block"]) == ("0002_02", 1, 1) and set(item) == {
-        "name", "image", "block", "noisy"}
+        "name",
+        "image",
+        "block",
+        "noisy",
+    }
     assert item["noisy"].dtype == torch.float32 and item["noisy"].shape == (3, 16, 12)
     torch.testing.assert_close(item["noisy"], torch.from_numpy(noisy[1, 1].transpose(2, 0, 1) / 255).float())
     with pytest.raises(ValueError, match="for RAW blocks"):

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 import scipy.io
 
-from cycleisp_fast.data.submissions import (is_complete_dnd_crop, read_dnd_crop, write_dnd_bundle, write_dnd_crop,
-                                            write_sidd_kaggle_csv, write_sidd_submission)
+from cycleisp_fast.data.submissions import (
+    is_complete_dnd_crop,
+    read_dnd_crop,
+    write_dnd_bundle,
+    write_dnd_crop,
+    write_sidd_kaggle_csv,
+    write_sidd_submission,
+)
 
 RNG = np.random.default_rng(5)
 
@@ -37,8 +43,11 @@ def test_dnd_crop_is_float32_clipped_and_checked_from_its_header(tmp_path):
 def test_dnd_bundle_fields_as_the_official_bundle_submissions(tmp_path, israw):
     crops = [RNG.random((4, 6) if israw else (4, 6, 3)).astype(np.float32) for _ in range(3)]
     path = write_dnd_bundle(tmp_path / "bundled" / "0007.mat", crops, israw=israw)
-    assert scipy.io.whosmat(path) == [("Idenoised", (1, 3), "cell"), ("israw", (1, 1), "logical"),
-                                      ("eval_version", (1,), "char")]
+    assert scipy.io.whosmat(path) == [
+        ("Idenoised", (1, 3), "cell"),
+        ("israw", (1, 1), "logical"),
+        ("eval_version", (1,), "char"),
+    ]
     contents = scipy.io.loadmat(path)
     assert contents["Idenoised"].shape == (1, 3) and contents["Idenoised"].dtype == object
     for saved, crop in zip(contents["Idenoised"][0], crops):
@@ -51,14 +60,20 @@ def test_dnd_bundle_fields_as_the_official_bundle_submissions(tmp_path, israw):
 
 @pytest.mark.parametrize("kind", ["srgb", "raw"])
 def test_sidd_submission_fields(tmp_path, kind):
-    blocks = (RNG.integers(0, 256, (2, 3, 5, 4, 3), dtype=np.uint8) if kind == "srgb"
-              else RNG.random((2, 3, 5, 4)).astype(np.float32))
+    blocks = (
+        RNG.integers(0, 256, (2, 3, 5, 4, 3), dtype=np.uint8)
+        if kind == "srgb"
+        else RNG.random((2, 3, 5, 4)).astype(np.float32)
+    )
     optional = {"MethodName": "cycleisp-srgb (w.pth)", "MachineSpecs": "a CPU", "Authors": "Me"}
     path = write_sidd_submission(tmp_path, kind, blocks, 0.25, optional)
     suffix = "Srgb" if kind == "srgb" else "Raw"
     assert path == tmp_path / f"Submit{suffix}.mat"
-    assert scipy.io.whosmat(path) == [(f"DenoisedBlocks{suffix}", (2, 3), "cell"),
-                                      (f"TimeMP{suffix}", (1, 1), "double"), ("OptionalData", (1, 1), "struct")]
+    assert scipy.io.whosmat(path) == [
+        (f"DenoisedBlocks{suffix}", (2, 3), "cell"),
+        (f"TimeMP{suffix}", (1, 1), "double"),
+        ("OptionalData", (1, 1), "struct"),
+    ]
     contents = scipy.io.loadmat(path)
     cells = contents[f"DenoisedBlocks{suffix}"]
     for image in range(2):

@@ -11,13 +11,21 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import fused_backends
 
-from cycleisp_fast.models import (AINDNet, NoiseEstimator, aindnet_real_loss, aindnet_synthetic_loss,
-                                  asymmetric_noise_loss, multiscale_asymmetric_loss, trainable_parameters,
-                                  transfer_rt, transfer_tf)
+from cycleisp_fast.models import (
+    AINDNet,
+    NoiseEstimator,
+    aindnet_real_loss,
+    aindnet_synthetic_loss,
+    asymmetric_noise_loss,
+    multiscale_asymmetric_loss,
+    trainable_parameters,
+    transfer_rt,
+    transfer_tf,
+)
 from cycleisp_fast.models.aindnet import ResBlock, estimator_pool
 from cycleisp_fast.nn import AIN, AINResBlock
-from conftest import fused_backends
 
 BACKENDS = fused_backends("ain_forward")
 
@@ -111,8 +119,9 @@ def test_asymmetric_losses_by_hand():
     expected = 0.2 * 0.25 * 0.01 + 0.8 * 0.75 * (31.5 / 64) ** 2
     torch.testing.assert_close(multiscale_asymmetric_loss(noise_map, coarse, sigma), torch.tensor(expected))
     clean, denoised = torch.zeros(1, 1, 8, 8), torch.full((1, 1, 8, 8), 0.5)
-    torch.testing.assert_close(aindnet_synthetic_loss(denoised, clean, noise_map, coarse, sigma),
-                               torch.tensor(0.5 + 0.05 * expected))
+    torch.testing.assert_close(
+        aindnet_synthetic_loss(denoised, clean, noise_map, coarse, sigma), torch.tensor(0.5 + 0.05 * expected)
+    )
     torch.testing.assert_close(aindnet_real_loss(denoised, clean), torch.tensor(0.5))
 
 
@@ -130,8 +139,11 @@ def test_transfer_tf_updates_only_ain_networks_estimator_and_last_conv():
     assert transfer_tf(model) == 5_188_270 == trainable_parameters(model)
     aindnet_real_loss(model(torch.rand(1, 3, 16, 16)), torch.rand(1, 3, 16, 16)).backward()
     with_grad = {name for name, p in model.named_parameters() if p.grad is not None}
-    expected = {name for name, _ in model.named_parameters()
-                if ".ain_1." in name or ".ain_2." in name or name.startswith(("fcn_avg.", "conv6."))}
+    expected = {
+        name
+        for name, _ in model.named_parameters()
+        if ".ain_1." in name or ".ain_2." in name or name.startswith(("fcn_avg.", "conv6."))
+    }
     assert with_grad == expected
     assert sum(p.numel() for name, p in model.named_parameters() if name in with_grad) == 5_188_270
     assert transfer_rt(model) == 13_764_014
@@ -186,8 +198,11 @@ def test_bad_input_names_the_argument():
         (lambda: AINDNet(backend="gpu"), ValueError, "backend must be"),
         (lambda: transfer_tf(torch.nn.Linear(2, 2)), TypeError, "model must be an AINDNet"),
         (lambda: asymmetric_noise_loss(torch.rand(2), torch.rand(3)), ValueError, "asymmetric_noise_loss"),
-        (lambda: multiscale_asymmetric_loss(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 3, 3), torch.rand(1, 3, 8, 8)),
-         ValueError, "coarse must be target_sigma"),
+        (
+            lambda: multiscale_asymmetric_loss(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 3, 3), torch.rand(1, 3, 8, 8)),
+            ValueError,
+            "coarse must be target_sigma",
+        ),
     ]
     for thunk, error, message in cases:
         with pytest.raises(error, match=message):

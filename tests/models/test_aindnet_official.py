@@ -15,17 +15,17 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("tensorflow", reason="needs tensorflow-cpu (requirements-dev.txt)")
 tf_slim = pytest.importorskip("tf_slim", reason="needs tf-slim (requirements-dev.txt)")
 import official_aindnet_tf as tf_graph  # noqa: E402
+from conftest import fused_backends  # noqa: E402
 
 from cycleisp_fast.models import AINDNet, DenoiseNet, load_official  # noqa: E402
 from cycleisp_fast.models.tf_checkpoint import aindnet_variable_names, read_aindnet_tf_checkpoint  # noqa: E402
-from cycleisp_fast.nn.tf_compat import (avg_pool2d_same, conv_transpose2d_same,  # noqa: E402
-                                        resize_bilinear_legacy)
-from conftest import fused_backends  # noqa: E402
+from cycleisp_fast.nn.tf_compat import avg_pool2d_same, conv_transpose2d_same, resize_bilinear_legacy  # noqa: E402
 
 tf = tf_graph.tf
 BACKENDS = ["reference"] + fused_backends("ain_forward")
@@ -91,6 +91,7 @@ def test_fused_backends_equal_the_official_graph_at_odd_sizes(graph64, backend):
 
 def _state(values):
     from cycleisp_fast.models.tf_checkpoint import convert_aindnet_variables
+
     return convert_aindnet_variables(values)
 
 
@@ -131,8 +132,11 @@ def official_values(checkpoint32):
 
 def test_optimizer_state_in_a_checkpoint_is_skipped(tmp_path, official_values):
     values = official_values
-    extra = {"AINDNet/conv6/weights/Adam": values["AINDNet/conv6/weights"], "beta1_power": np.float32(0.9),
-             "global_step": np.int64(7)}
+    extra = {
+        "AINDNet/conv6/weights/Adam": values["AINDNet/conv6/weights"],
+        "beta1_power": np.float32(0.9),
+        "global_step": np.int64(7),
+    }
     prefix = tf_graph.write_checkpoint(str(tmp_path / "model"), {**values, **extra})
     model = load_official(AINDNet(), prefix)
     assert np.array_equal(model.conv6.bias.detach().numpy(), values["AINDNet/conv6/biases"])
@@ -144,15 +148,24 @@ def _bad_checkpoint(tmp_path, values, change):
     return tf_graph.write_checkpoint(str(tmp_path / "model"), values)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda v: v.pop("AINDNet/conv6/biases"), r"missing variables: AINDNet/conv6/biases"),
-    (lambda v: v.update({"AINDNet/conv7/weights": np.zeros((1, 1, 64, 3), np.float32)}),
-     r"unexpected variables: AINDNet/conv7/weights"),
-    (lambda v: v.update({"AINDNet/conv6/weights": np.zeros((1, 1, 64, 4), np.float32)}),
-     r"wrong shapes: AINDNet/conv6/weights \(1, 1, 64, 4\) \(expected \(1, 1, 64, 3\)\)"),
-    (lambda v: v.update({"AINDNet/conv6/biases": np.zeros(3, np.float64)}),
-     r"not float32: AINDNet/conv6/biases is float64"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda v: v.pop("AINDNet/conv6/biases"), r"missing variables: AINDNet/conv6/biases"),
+        (
+            lambda v: v.update({"AINDNet/conv7/weights": np.zeros((1, 1, 64, 3), np.float32)}),
+            r"unexpected variables: AINDNet/conv7/weights",
+        ),
+        (
+            lambda v: v.update({"AINDNet/conv6/weights": np.zeros((1, 1, 64, 4), np.float32)}),
+            r"wrong shapes: AINDNet/conv6/weights \(1, 1, 64, 4\) \(expected \(1, 1, 64, 3\)\)",
+        ),
+        (
+            lambda v: v.update({"AINDNet/conv6/biases": np.zeros(3, np.float64)}),
+            r"not float32: AINDNet/conv6/biases is float64",
+        ),
+    ],
+)
 def test_bad_tf_checkpoints_name_the_variables_and_load_nothing(tmp_path, official_values, change, message):
     prefix = _bad_checkpoint(tmp_path, official_values, change)
     model = AINDNet()
@@ -183,6 +196,7 @@ def test_truncated_data_file_and_missing_checkpoint_file_are_named(checkpoint32,
 
 # -- the TF layer semantics, one by one, against TF's ops ----------------------------------------------------
 
+
 def _tf_run(build, *arrays):
     with tf.Graph().as_default(), tf.Session() as session:
         return session.run(build(*(tf.constant(a) for a in arrays)))
@@ -202,8 +216,7 @@ def test_avg_pool2d_same_equals_tf(height, width, kernel_stride):
 def test_resize_bilinear_legacy_equals_tf(height, width, out_height, out_width):
     x = np.random.default_rng(height * 7 + width).random((1, height, width, 2)).astype(np.float32)
     expected = _tf_run(lambda t: tf.image.resize_bilinear(t, (out_height, out_width)), x)
-    torch.testing.assert_close(resize_bilinear_legacy(nchw(x), (out_height, out_width)), nchw(expected),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(resize_bilinear_legacy(nchw(x), (out_height, out_width)), nchw(expected), rtol=0, atol=0)
 
 
 @settings(max_examples=25, deadline=None)
@@ -212,8 +225,9 @@ def test_conv_transpose2d_same_equals_tf(out_height, out_width):
     rng = np.random.default_rng(out_height * 19 + out_width)
     x = rng.random((1, -(-out_height // 2), -(-out_width // 2), 5))
     tf_filter = rng.random((2, 2, 3, 5))  # (kh, kw, out, in)
-    expected = _tf_run(lambda t, f: tf.nn.conv2d_transpose(t, f, (1, out_height, out_width, 3), [1, 2, 2, 1],
-                                                           "SAME"), x, tf_filter)
+    expected = _tf_run(
+        lambda t, f: tf.nn.conv2d_transpose(t, f, (1, out_height, out_width, 3), [1, 2, 2, 1], "SAME"), x, tf_filter
+    )
     weight = torch.from_numpy(tf_filter.transpose(3, 2, 0, 1).copy())  # (in, out, kh, kw), no flip
     torch.testing.assert_close(conv_transpose2d_same(nchw(x), weight, (out_height, out_width)), nchw(expected))
 
@@ -222,6 +236,7 @@ def test_initialisers_match_the_official_ones():
     """slim.conv2d's default (xavier_initializer) and tf.contrib.layers.variance_scaling_initializer(0.02), as
     tf-slim (the contrib code, kept) draws them, against ours: the same std and range."""
     from cycleisp_fast.nn.tf_compat import conv2d_same
+
     shape = (3, 3, 128, 256)  # TF (kh, kw, in, out)
     with tf.Graph().as_default(), tf.Session() as session:
         glorot = session.run(tf_slim.xavier_initializer(seed=1)(shape, dtype=tf.float32))

@@ -54,11 +54,17 @@ def test_broken_checkpoints_name_the_keys_and_load_nothing():
     extra = dict(good, **{"tail.1.weight": torch.zeros(3)})
     misshaped = dict(good, **{"head.0.weight": torch.zeros(64, 3, 3, 3)})
     aliases = dict(good, **{"body.5.weight": good["body.5.weight"] + 1})
-    cases = [(missing, r"missing keys: tail\.0\.bias"), (extra, r"unexpected keys: tail\.1\.weight"),
-             (misshaped, r"wrong shapes: head\.0\.weight \(64, 3, 3, 3\) \(expected \(64, 8, 3, 3\)\)"),
-             (aliases, r"stored under 33 names but with different values: these differ from body\.0\.body\.0\.body\.1\.weight: "
-                        r"body\.5\.weight"),
-             (official_checkpoint(randomized(DenoiseNet(raw=False)), True, ""), r"does not fit DenoiseNet: wrong shapes")]
+    cases = [
+        (missing, r"missing keys: tail\.0\.bias"),
+        (extra, r"unexpected keys: tail\.1\.weight"),
+        (misshaped, r"wrong shapes: head\.0\.weight \(64, 3, 3, 3\) \(expected \(64, 8, 3, 3\)\)"),
+        (
+            aliases,
+            r"stored under 33 names but with different values: these differ from body\.0\.body\.0\.body\.1\.weight: "
+            r"body\.5\.weight",
+        ),
+        (official_checkpoint(randomized(DenoiseNet(raw=False)), True, ""), r"does not fit DenoiseNet: wrong shapes"),
+    ]
     for state, message in cases:
         with pytest.raises(ValueError, match=message):
             load_official(model, state)

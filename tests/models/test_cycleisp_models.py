@@ -7,14 +7,14 @@ separable blur), and torch.compile(fullgraph=True) of a denoiser."""
 import re
 from pathlib import Path
 
+import official_cycleisp as official
 import pytest
 import torch
+from conftest import fused_backends
 
 from cycleisp_fast import backend as backend_mod
 from cycleisp_fast.models import CCM, DenoiseNet, Raw2Rgb, Rgb2Raw
 from cycleisp_fast.models.cycleisp import mosaic_conv3x3, separable_blur
-from conftest import fused_backends
-import official_cycleisp as official
 
 KEYS_FILE = Path(__file__).parent.parent / "data" / "cycleisp_state_dict_keys.txt"
 BACKENDS = fused_backends("dual_attention_forward")
@@ -57,8 +57,13 @@ def inputs_for(name, dtype=torch.float64):
     return torch.rand(1, 4, 12, 11, dtype=dtype), 0.01 * torch.rand(1, 4, 12, 11, dtype=dtype)
 
 
-OFFICIAL = {"Rgb2Raw": official.rgb2raw, "CCM": official.ccm, "Raw2Rgb": official.raw2rgb,
-            "DenoiseNet_raw": official.denoise, "DenoiseNet_rgb": official.denoise}
+OFFICIAL = {
+    "Rgb2Raw": official.rgb2raw,
+    "CCM": official.ccm,
+    "Raw2Rgb": official.raw2rgb,
+    "DenoiseNet_raw": official.denoise,
+    "DenoiseNet_rgb": official.denoise,
+}
 
 
 @pytest.mark.parametrize("name", NETWORKS)

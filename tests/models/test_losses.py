@@ -13,8 +13,12 @@ def test_rgb2raw_loss_by_hand():
     predicted = torch.tensor([0.5, 0.0005, 0.2, 1.0])
     target = torch.tensor([0.25, 0.002, 0.2, 0.5])
     l1 = (0.25 + 0.0015 + 0 + 0.5) / 4
-    log = (abs(math.log(0.5) - math.log(0.25)) + abs(math.log(1e-3) - math.log(0.002)) + 0
-           + abs(math.log(1.0) - math.log(0.5))) / 4
+    log = (
+        abs(math.log(0.5) - math.log(0.25))
+        + abs(math.log(1e-3) - math.log(0.002))
+        + 0
+        + abs(math.log(1.0) - math.log(0.5))
+    ) / 4
     assert rgb2raw_loss(predicted, target).item() == pytest.approx(l1 + log, rel=1e-6)
 
 
@@ -30,10 +34,11 @@ def test_joint_loss_sends_gradients_through_both_terms():
     raw = torch.tensor([0.5, 0.3], requires_grad=True)
     rgb = raw * 2  # a stand-in for RAW2RGB applied to RGB2RAW's output
     for beta in (1.0, 0.0, 0.5):
-        grad, = torch.autograd.grad(joint_loss(raw, torch.zeros(2), rgb, torch.zeros(2), beta=beta), raw,
-                                    retain_graph=True)
-        own, = torch.autograd.grad(rgb2raw_loss(raw, torch.zeros(2)), raw, retain_graph=True)
-        through, = torch.autograd.grad(raw2rgb_loss(rgb, torch.zeros(2)), raw, retain_graph=True)
+        (grad,) = torch.autograd.grad(
+            joint_loss(raw, torch.zeros(2), rgb, torch.zeros(2), beta=beta), raw, retain_graph=True
+        )
+        (own,) = torch.autograd.grad(rgb2raw_loss(raw, torch.zeros(2)), raw, retain_graph=True)
+        (through,) = torch.autograd.grad(raw2rgb_loss(rgb, torch.zeros(2)), raw, retain_graph=True)
         torch.testing.assert_close(grad, beta * own + (1 - beta) * through)
 
 

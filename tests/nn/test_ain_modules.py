@@ -11,12 +11,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from official_aindnet import plain_ain, plain_resblock, tf_legacy_resize_bilinear
 
 from cycleisp_fast import backend as backend_mod
 from cycleisp_fast.nn import AIN, AINResBlock
 from cycleisp_fast.nn.ain import RESIZE_MODES
 from cycleisp_fast.ops.ain import OP_NAME
-from official_aindnet import plain_ain, plain_resblock, tf_legacy_resize_bilinear
 
 NATIVE_TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
 
@@ -78,15 +78,16 @@ def test_any_noise_map_size_tf_legacy_and_avgpool_at_ceil_factors():
 
 def truncated_normal_std(std, bound=2.0):
     """The std of N(0, std^2) truncated to [-bound*std, bound*std]."""
-    density = math.exp(-bound**2 / 2) / math.sqrt(2 * math.pi)
+    density = math.exp(-(bound**2) / 2) / math.sqrt(2 * math.pi)
     mass = math.erf(bound / math.sqrt(2))
     return std * math.sqrt(1 - 2 * bound * density / mass)
 
 
 def test_init_is_tf1_variance_scaling_and_ain_starts_as_instance_norm():
     block = AINResBlock(256)
-    convs = [block.conv1, block.conv2] + [c for ain in (block.ain_1, block.ain_2)
-                                         for c in (ain.conv1, ain.conv_gamma, ain.conv_beta)]
+    convs = [block.conv1, block.conv2] + [
+        c for ain in (block.ain_1, block.ain_2) for c in (ain.conv1, ain.conv_gamma, ain.conv_beta)
+    ]
     for conv in convs:
         fan_in = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
         std = math.sqrt(1.3 * 0.02 / fan_in)
@@ -131,19 +132,26 @@ def forward_and_grads(module, x, noise_map, grad_out):
 
 
 @needs_native
-@pytest.mark.parametrize("make_module, scale", [
-    (lambda backend: AIN(8, hidden=16, backend=backend), 2),
-    (lambda backend: AIN(8, hidden=16, negative_slope=0.02, resize="avgpool", backend=backend), 4),
-    (lambda backend: AINResBlock(8, hidden=16, backend=backend), 1),
-], ids=["ain-half", "ain-slope-avgpool-quarter", "resblock"])
+@pytest.mark.parametrize(
+    "make_module, scale",
+    [
+        (lambda backend: AIN(8, hidden=16, backend=backend), 2),
+        (lambda backend: AIN(8, hidden=16, negative_slope=0.02, resize="avgpool", backend=backend), 4),
+        (lambda backend: AINResBlock(8, hidden=16, backend=backend), 1),
+    ],
+    ids=["ain-half", "ain-slope-avgpool-quarter", "resblock"],
+)
 def test_native_matches_reference_with_parameter_gradients(make_module, scale):
     reference = randomize_(make_module("reference"), std=0.1)
     native = make_module("native")
     native.load_state_dict(reference.state_dict())
     x, noise_map = inputs(8, (12, 20), scale, dtype=torch.float32)
     grad_out = torch.randn_like(x)
-    for got, want in zip(forward_and_grads(native, x, noise_map, grad_out),
-                         forward_and_grads(reference, x, noise_map, grad_out), strict=True):
+    for got, want in zip(
+        forward_and_grads(native, x, noise_map, grad_out),
+        forward_and_grads(reference, x, noise_map, grad_out),
+        strict=True,
+    ):
         torch.testing.assert_close(got, want, **NATIVE_TOLERANCE)
 
 
@@ -166,12 +174,15 @@ def test_the_28_ain_nets_of_aindnet_total_5158400():
     assert 8 * count(AIN(64)) + 10 * count(AIN(128)) + 10 * count(AIN(256)) == 5_158_400
 
 
-@pytest.mark.parametrize("x_shape, noise_shape, argument", [
-    ((1, 4, 8, 8), (1, 1, 8, 8), "noise_map"),  # wrong noise-map channels
-    ((1, 4, 8, 8), (2, 3, 8, 8), "noise_map"),  # batch mismatch
-    ((1, 4, 8, 8), (3, 8, 8), "noise_map"),  # not 4-D
-    ((1, 5, 8, 8), (1, 3, 8, 8), "x"),  # wrong feature channels
-])
+@pytest.mark.parametrize(
+    "x_shape, noise_shape, argument",
+    [
+        ((1, 4, 8, 8), (1, 1, 8, 8), "noise_map"),  # wrong noise-map channels
+        ((1, 4, 8, 8), (2, 3, 8, 8), "noise_map"),  # batch mismatch
+        ((1, 4, 8, 8), (3, 8, 8), "noise_map"),  # not 4-D
+        ((1, 5, 8, 8), (1, 3, 8, 8), "x"),  # wrong feature channels
+    ],
+)
 def test_bad_input_names_the_argument(x_shape, noise_shape, argument):
     with pytest.raises(ValueError, match=rf"^{argument} "):
         AIN(4, backend="reference")(torch.randn(x_shape), torch.rand(noise_shape))
@@ -190,6 +201,9 @@ def test_compiled_resblock_matches_eager():
     x, noise_map = inputs(4, (8, 12), 2, dtype=torch.float32)
     grad_out = torch.randn_like(x)
     compiled = torch.compile(block, fullgraph=True, dynamic=False)
-    for got, want in zip(forward_and_grads(compiled, x, noise_map, grad_out),
-                         forward_and_grads(block, x, noise_map, grad_out), strict=True):
+    for got, want in zip(
+        forward_and_grads(compiled, x, noise_map, grad_out),
+        forward_and_grads(block, x, noise_map, grad_out),
+        strict=True,
+    ):
         torch.testing.assert_close(got, want, **NATIVE_TOLERANCE)

@@ -8,20 +8,30 @@ outputs are equal bit for bit; fused backends agree to 1e-12 (float64, relative 
 the reference through a whole RRG, compiled or not.
 """
 
+import official_cycleisp as official
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import fused_backends
 from torch import nn
 
 from cycleisp_fast import backend as backend_mod
 from cycleisp_fast.nn import DAB, RRG, ChannelAttention, SpatialAttention, default_conv
-from conftest import fused_backends
-import official_cycleisp as official
 
 BACKENDS = fused_backends("dual_attention_forward")
 DAB_KEYS = [
-    "SA.spatial.conv.weight", "CA.conv_du.0.weight", "CA.conv_du.0.bias", "CA.conv_du.2.weight", "CA.conv_du.2.bias",
-    "body.0.weight", "body.0.bias", "body.1.weight", "body.2.weight", "body.2.bias", "conv1x1.weight", "conv1x1.bias",
+    "SA.spatial.conv.weight",
+    "CA.conv_du.0.weight",
+    "CA.conv_du.0.bias",
+    "CA.conv_du.2.weight",
+    "CA.conv_du.2.bias",
+    "body.0.weight",
+    "body.0.bias",
+    "body.1.weight",
+    "body.2.weight",
+    "body.2.bias",
+    "conv1x1.weight",
+    "conv1x1.bias",
 ]
 
 
@@ -49,8 +59,10 @@ def test_rrg_keys_and_shared_activation():
     assert len(keys) == 12 * 5 + 2
     assert keys[:12] == [f"body.0.{k}" for k in DAB_KEYS] and keys[-2:] == ["body.5.weight", "body.5.bias"]
     assert all(rrg.body[i].body[1] is act for i in range(5))  # one PReLU, stored under five names
-    assert sum(p.numel() for p in rrg.parameters()) == 5 * (2 * (96 * 96 * 9 + 96) + 18 + 2 * 12 * 96 + 12 + 96
-                                                            + 96 * 192 + 96) + 96 + 96 * 96 * 9 + 96
+    assert (
+        sum(p.numel() for p in rrg.parameters())
+        == 5 * (2 * (96 * 96 * 9 + 96) + 18 + 2 * 12 * 96 + 12 + 96 + 96 * 192 + 96) + 96 + 96 * 96 * 9 + 96
+    )
 
 
 def test_attention_layers_match_the_official_formulas():

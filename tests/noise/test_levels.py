@@ -16,7 +16,6 @@ import pytest
 import torch
 from scipy import stats
 
-from cycleisp_fast.noise import levels as noise_levels
 from cycleisp_fast.noise import (
     NOISE_LEVEL_SAMPLERS,
     NoiseLevels,
@@ -29,6 +28,7 @@ from cycleisp_fast.noise import (
     sample_noise_levels,
     unprocessing,
 )
+from cycleisp_fast.noise import levels as noise_levels
 
 N_STAT = 20000
 P_MIN = 1e-7  # a correct sampler's KS p-value is uniform: below this with probability 1e-7
@@ -51,6 +51,7 @@ def _draw(name: str, n: int = N_STAT, seed: int = 1234, **kwargs) -> tuple[np.nd
 # ------------------------------------------------------------------------------------------------------
 # Registry and API
 # ------------------------------------------------------------------------------------------------------
+
 
 def test_registry_names():
     assert set(NOISE_LEVEL_SAMPLERS) == set(ALL)
@@ -85,6 +86,7 @@ def test_returns_noise_levels_namedtuple(name):
 # Log-linear presets (CycleISP DND / SIDD, Unprocessing)
 # ------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", list(LOG_LINEAR))
 def test_log_shot_is_uniform(name):
     log, (lo, hi), *_ = LOG_LINEAR[name]
@@ -112,7 +114,7 @@ def test_cycleisp_dnd_uses_log10_and_unprocessing_natural_log():
     """Read the samples in the wrong base: the residual is then far from N(0, 0.26)."""
     shot_c, read_c = _draw("cycleisp_dnd", seed=5)
     shot_u, read_u = _draw("unprocessing", seed=5)
-    wrong_c = np.log(read_c) - (2.18 * np.log(shot_c) + 1.20)   # log10 preset read as natural log
+    wrong_c = np.log(read_c) - (2.18 * np.log(shot_c) + 1.20)  # log10 preset read as natural log
     wrong_u = np.log10(read_u) - (2.18 * np.log10(shot_u) + 1.20)  # natural-log preset read as log10
     assert stats.kstest(wrong_c, "norm", args=(0.0, 0.26)).pvalue < 1e-6
     assert stats.kstest(wrong_u, "norm", args=(0.0, 0.26)).pvalue < 1e-6
@@ -160,6 +162,7 @@ def test_first_draw_matches_formula():
 # CBDNet presets
 # ------------------------------------------------------------------------------------------------------
 
+
 def test_cbdnet_uniform_ranges_and_shape():
     shot, read = _draw("cbdnet_uniform", n=N_STAT // 3, seed=21)
     assert shot.shape == (N_STAT // 3, 3) and read.shape == (N_STAT // 3, 3)
@@ -172,8 +175,7 @@ def test_cbdnet_uniform_ranges_and_shape():
     assert abs(np.corrcoef(sigma_s[:, 0], sigma_s[:, 1])[0, 1]) < 0.09
     assert abs(np.corrcoef(sigma_s[:, 0], sigma_c[:, 0])[0, 1]) < 0.09
     # not log-uniform
-    assert stats.kstest(np.log(sigma_s.ravel()), "uniform",
-                        args=(math.log(1e-4), math.log(0.16 / 1e-4))).pvalue < 1e-6
+    assert stats.kstest(np.log(sigma_s.ravel()), "uniform", args=(math.log(1e-4), math.log(0.16 / 1e-4))).pvalue < 1e-6
 
 
 def test_cbdnet_log_uniform_ranges_and_shape():
@@ -206,6 +208,7 @@ def test_cbdnet_channels_option():
 # ------------------------------------------------------------------------------------------------------
 # Reproducibility, shapes, dtypes, devices
 # ------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ALL)
 def test_reproducible_from_generator(name):
@@ -258,6 +261,7 @@ def test_device_does_not_change_values(name):
 # Bad inputs
 # ------------------------------------------------------------------------------------------------------
 
+
 def test_unknown_preset():
     with pytest.raises(ValueError, match="name must be one of") as info:
         sample_noise_levels("dnd", 4)
@@ -269,8 +273,10 @@ def test_unknown_preset():
 
 
 @pytest.mark.parametrize("name", ALL)
-@pytest.mark.parametrize("n, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError),
-                                      ("4", TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "n, error",
+    [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError), ("4", TypeError), (None, TypeError)],
+)
 def test_bad_n(name, n, error):
     with pytest.raises(error, match=r"^n must be a positive int"):
         sample_noise_levels(name, n)
@@ -294,17 +300,41 @@ def test_bad_generator_and_dtype(name):
 # NoiseModel with a fake op
 # ------------------------------------------------------------------------------------------------------
 
+
 class FakeOp:
     """Records its calls; returns x + 1 (and a variance shot x + read) like the real ops' contract."""
 
     def __init__(self):
         self.calls = []
 
-    def __call__(self, x, shot, read, *, seed=None, offset=0, generator=None, clip=None, return_variance=False,
-                 variance_from="noisy", backend=None):
-        self.calls.append(dict(x=x, shot=shot, read=read, seed=seed, offset=offset, generator=generator,
-                               clip=clip, return_variance=return_variance, variance_from=variance_from,
-                               backend=backend))
+    def __call__(
+        self,
+        x,
+        shot,
+        read,
+        *,
+        seed=None,
+        offset=0,
+        generator=None,
+        clip=None,
+        return_variance=False,
+        variance_from="noisy",
+        backend=None,
+    ):
+        self.calls.append(
+            dict(
+                x=x,
+                shot=shot,
+                read=read,
+                seed=seed,
+                offset=offset,
+                generator=generator,
+                clip=clip,
+                return_variance=return_variance,
+                variance_from=variance_from,
+                backend=backend,
+            )
+        )
         if generator is not None and seed is None:
             torch.randint(0, 2**62, (1,), generator=generator)  # the ops draw their seed from the generator
         y = x + 1
@@ -316,8 +346,11 @@ class FakeOp:
 
 
 def _clean(n=3, c=4, h=5, w=6, device="cpu", dtype=torch.float32):
-    return torch.rand(n, c, h, w, device=device, dtype=dtype) if device != "meta" else \
-        torch.empty(n, c, h, w, device=device, dtype=dtype)
+    return (
+        torch.rand(n, c, h, w, device=device, dtype=dtype)
+        if device != "meta"
+        else torch.empty(n, c, h, w, device=device, dtype=dtype)
+    )
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -338,8 +371,15 @@ def test_noise_model_level_shapes_and_devices(name, device):
 
 def test_noise_model_passes_options_through():
     op = FakeOp()
-    model = NoiseModel("cycleisp_sidd", "poisson_gaussian", clip=(None, 1), return_variance=False,
-                       variance_from="clean", sampler=op, backend="reference")
+    model = NoiseModel(
+        "cycleisp_sidd",
+        "poisson_gaussian",
+        clip=(None, 1),
+        return_variance=False,
+        variance_from="clean",
+        sampler=op,
+        backend="reference",
+    )
     clean = _clean()
     out = model(clean, seed=123, offset=9)
     call = op.calls[-1]
@@ -452,8 +492,11 @@ def test_noise_model_in_training_step():
 # NoiseModel with the real ops
 # ------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("model_name, op_name", [("heteroscedastic_gaussian", "heteroscedastic_gaussian_noise"),
-                                                 ("poisson_gaussian", "poisson_gaussian_noise")])
+
+@pytest.mark.parametrize(
+    "model_name, op_name",
+    [("heteroscedastic_gaussian", "heteroscedastic_gaussian_noise"), ("poisson_gaussian", "poisson_gaussian_noise")],
+)
 def test_noise_model_real_op(model_name, op_name):
     model = NoiseModel("cycleisp_dnd", model_name)
     clean = torch.rand(2, 4, 16, 16)

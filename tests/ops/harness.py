@@ -27,9 +27,9 @@ from typing import Callable, ClassVar, Iterable, Sequence
 
 import pytest
 import torch
+from conftest import fused_backends
 
 from cycleisp_fast.cases import HALF_TOLERANCES, Case, Size, Variant, family_cases, grad_leaves, make_generator
-from conftest import fused_backends
 
 CPU = torch.device("cpu")
 ALL_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -40,9 +40,12 @@ def dtype_id(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def forward_and_grads(fn: Callable[..., torch.Tensor], inputs: Sequence[torch.Tensor],
-                      grad_output: torch.Tensor | str | None = None, seed: int = 1
-                      ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+def forward_and_grads(
+    fn: Callable[..., torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    grad_output: torch.Tensor | str | None = None,
+    seed: int = 1,
+) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """``([fn(*inputs), grads of the floating inputs], grad_output)`` for fresh leaves of the inputs.
 
     grad_output: a tensor; ``"sum"`` for the stride-0 ones that ``out.sum().backward()`` hands the backward; None
@@ -91,8 +94,12 @@ def pixel_broadcast(t: torch.Tensor) -> torch.Tensor:
     return t[:1, :, :1, :1].expand_as(t) if t.dim() == 4 else t
 
 
-LAYOUTS = {"channels_last": channels_last, "reversed_strides": reversed_strides, "batch_broadcast": batch_broadcast,
-           "pixel_broadcast": pixel_broadcast}
+LAYOUTS = {
+    "channels_last": channels_last,
+    "reversed_strides": reversed_strides,
+    "batch_broadcast": batch_broadcast,
+    "pixel_broadcast": pixel_broadcast,
+}
 """Memory layouts of the inputs that the fused backends must read as the reference does (the default
 :attr:`OpTester.layouts`: all but ``pixel_broadcast``, which makes every plane constant)."""
 
@@ -150,26 +157,50 @@ class OpTester:
             return dict(HALF_TOLERANCES[dtype])
         return dict(variant.grad_tolerances or {}) if what != "output" else {}
 
-    def assert_matches_reference(self, case: Case, backend: str, inputs: Sequence[torch.Tensor], variant: Variant,
-                                 grad_output: str | None = None, label: str = "") -> None:
+    def assert_matches_reference(
+        self,
+        case: Case,
+        backend: str,
+        inputs: Sequence[torch.Tensor],
+        variant: Variant,
+        grad_output: str | None = None,
+        label: str = "",
+    ) -> None:
         """``backend``'s output and input gradients equal the reference's (dtype, shape and values) on ``inputs``
         (grad_output as :func:`forward_and_grads` takes it)."""
         expected, drawn = forward_and_grads(functools.partial(case.reference, **variant.kwargs), inputs, grad_output)
-        actual, _ = forward_and_grads(functools.partial(case.op, **variant.kwargs, backend=backend), inputs,
-                                      drawn if drawn is not None else grad_output)
+        actual, _ = forward_and_grads(
+            functools.partial(case.op, **variant.kwargs, backend=backend),
+            inputs,
+            drawn if drawn is not None else grad_output,
+        )
         assert len(actual) == len(expected), f"{label}: {len(actual)} results, reference {len(expected)}"
         dtype = inputs[0].dtype
         for what, a, e in zip(result_names(inputs), actual, expected):
             assert a.dtype == e.dtype and a.shape == e.shape, (
-                f"{label} {what}: {a.dtype} {tuple(a.shape)}, reference {e.dtype} {tuple(e.shape)}")
+                f"{label} {what}: {a.dtype} {tuple(a.shape)}, reference {e.dtype} {tuple(e.shape)}"
+            )
             self.assert_close(a, e, case, variant, dtype, backend, what, f"{label} {what}")
 
-    def assert_close(self, actual: torch.Tensor, expected: torch.Tensor, case: Case, variant: Variant,
-                     dtype: torch.dtype, backend: str, what: str, label: str) -> None:
+    def assert_close(
+        self,
+        actual: torch.Tensor,
+        expected: torch.Tensor,
+        case: Case,
+        variant: Variant,
+        dtype: torch.dtype,
+        backend: str,
+        what: str,
+        label: str,
+    ) -> None:
         """One result against the reference's: ``assert_close`` (NaN equal to NaN) within :meth:`tolerances`."""
-        torch.testing.assert_close(actual, expected, equal_nan=True,
-                                   **self.tolerances(case, variant, dtype, backend, what),
-                                   msg=lambda m: f"{label}: {m}")
+        torch.testing.assert_close(
+            actual,
+            expected,
+            equal_nan=True,
+            **self.tolerances(case, variant, dtype, backend, what),
+            msg=lambda m: f"{label}: {m}",
+        )
 
     def opcheck_calls(self, backend: str) -> Iterable[tuple[object, tuple]]:
         """``(registered operator, args)`` pairs that ``test_opcheck`` hands ``torch.library.opcheck``."""
@@ -189,27 +220,42 @@ class OpTester:
         gradcheck = metafunc.function.__name__ == "test_gradcheck_float64"
         argnames = "case,backend,dtype" if "dtype" in names else "case,backend"
         if metafunc.function.__name__ == "test_empty_batch" and not self.empty_batch:
-            metafunc.parametrize(argnames, [pytest.param(*[None] * len(argnames.split(",")), marks=pytest.mark.skip(
-                reason=f"{type(self).__name__}: the cases take no empty batch"))])
+            metafunc.parametrize(
+                argnames,
+                [
+                    pytest.param(
+                        *[None] * len(argnames.split(",")),
+                        marks=pytest.mark.skip(reason=f"{type(self).__name__}: the cases take no empty batch"),
+                    )
+                ],
+            )
             return
         params = []
         for case in self.cases():
             if gradcheck:
                 if case.name not in self.gradcheck_sizes:
                     continue
-                backends = [b for b in ("reference", *fused_backends(case.kernel))
-                            if self.gradcheck_backends is None or b in self.gradcheck_backends]
+                backends = [
+                    b
+                    for b in ("reference", *fused_backends(case.kernel))
+                    if self.gradcheck_backends is None or b in self.gradcheck_backends
+                ]
             else:
                 backends = fused_backends(case.kernel)
             for backend in backends:
                 if "dtype" in names:
-                    params += [pytest.param(case, backend, dtype, id=f"{case.name}-{backend}-{dtype_id(dtype)}")
-                               for dtype in case.dtypes(self.dtypes)]
+                    params += [
+                        pytest.param(case, backend, dtype, id=f"{case.name}-{backend}-{dtype_id(dtype)}")
+                        for dtype in case.dtypes(self.dtypes)
+                    ]
                 else:
                     params.append(pytest.param(case, backend, id=f"{case.name}-{backend}"))
         if not params:
-            reason = (f"{type(self).__name__} has no shared gradcheck (gradcheck_sizes)" if gradcheck
-                      else f"no fused backend runs the {self.family} cases here")
+            reason = (
+                f"{type(self).__name__} has no shared gradcheck (gradcheck_sizes)"
+                if gradcheck
+                else f"no fused backend runs the {self.family} cases here"
+            )
             params = [pytest.param(*[None] * len(argnames.split(",")), marks=pytest.mark.skip(reason=reason))]
         metafunc.parametrize(argnames, params)
 
@@ -220,8 +266,13 @@ class OpTester:
         for size in self.sizes(case, dtype):
             inputs = self.make_inputs(case, size, dtype)
             for variant in case.variants:
-                self.assert_matches_reference(case, backend, inputs, variant,
-                                              label=f"{case.name} [{backend}, {dtype_id(dtype)}, {size}, {variant}]")
+                self.assert_matches_reference(
+                    case,
+                    backend,
+                    inputs,
+                    variant,
+                    label=f"{case.name} [{backend}, {dtype_id(dtype)}, {size}, {variant}]",
+                )
 
     def test_layouts_match_reference(self, case: Case, backend: str) -> None:
         """Non-contiguous and stride-0 inputs, and the stride-0 gradient of ``out.sum().backward()``, give the
@@ -233,8 +284,9 @@ class OpTester:
         for name in self.layouts:
             laid_out = [LAYOUTS[name](t) for t in inputs]
             self.assert_matches_reference(case, backend, laid_out, variant, label=f"{case.name} [{backend}, {name}]")
-        self.assert_matches_reference(case, backend, inputs, variant, grad_output="sum",
-                                      label=f"{case.name} [{backend}, sum().backward()]")
+        self.assert_matches_reference(
+            case, backend, inputs, variant, grad_output="sum", label=f"{case.name} [{backend}, sum().backward()]"
+        )
 
     def test_empty_batch(self, case: Case, backend: str) -> None:
         """A batch of 0 images: the reference's empty output, and a backward that runs."""

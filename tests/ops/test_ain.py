@@ -8,11 +8,12 @@ with atol = rtol = 1e-2 / 2e-2 (one or two ulps of the output dtype; statistics 
 
 import pytest
 import torch
+from conftest import fused_backends
+from conftest import run_with_grads as run
+from harness import OpTester
 
 from cycleisp_fast import ops
 from cycleisp_fast.reference.ain import adaptive_instance_norm as reference
-from conftest import fused_backends, run_with_grads as run
-from harness import OpTester
 
 BACKENDS = fused_backends("ain_forward")
 OPS = {"native": ("ain_forward", "ain_backward"), "triton": ("ain_forward_triton", "ain_backward_triton")}
@@ -102,14 +103,37 @@ def test_bad_input_names_the_argument(backend):
     x, gamma, beta = make_inputs((1, 2, 4, 4))
     cases = [
         (lambda: ops.adaptive_instance_norm(x[0], gamma, beta, backend=backend), ValueError, "x must have shape"),
-        (lambda: ops.adaptive_instance_norm(x, gamma[:, :1], beta, backend=backend), ValueError, "gamma must have x's shape"),
-        (lambda: ops.adaptive_instance_norm(x, gamma, beta.double(), backend=backend), TypeError, "beta must have x's dtype"),
-        (lambda: ops.adaptive_instance_norm(x, gamma.to("meta"), beta, backend=backend), ValueError, "gamma must be on x's device"),
-        (lambda: ops.adaptive_instance_norm(x.int(), gamma, beta, backend=backend), TypeError, "x must have a floating"),
+        (
+            lambda: ops.adaptive_instance_norm(x, gamma[:, :1], beta, backend=backend),
+            ValueError,
+            "gamma must have x's shape",
+        ),
+        (
+            lambda: ops.adaptive_instance_norm(x, gamma, beta.double(), backend=backend),
+            TypeError,
+            "beta must have x's dtype",
+        ),
+        (
+            lambda: ops.adaptive_instance_norm(x, gamma.to("meta"), beta, backend=backend),
+            ValueError,
+            "gamma must be on x's device",
+        ),
+        (
+            lambda: ops.adaptive_instance_norm(x.int(), gamma, beta, backend=backend),
+            TypeError,
+            "x must have a floating",
+        ),
         (lambda: ops.adaptive_instance_norm(x, gamma, beta, eps=0, backend=backend), ValueError, "eps must be"),
-        (lambda: ops.adaptive_instance_norm(x, gamma, beta, negative_slope=float("nan"), backend=backend),
-         ValueError, "negative_slope must be"),
-        (lambda: ops.adaptive_instance_norm(x, [1.0], beta, backend=backend), TypeError, "gamma must be a torch.Tensor"),
+        (
+            lambda: ops.adaptive_instance_norm(x, gamma, beta, negative_slope=float("nan"), backend=backend),
+            ValueError,
+            "negative_slope must be",
+        ),
+        (
+            lambda: ops.adaptive_instance_norm(x, [1.0], beta, backend=backend),
+            TypeError,
+            "gamma must be a torch.Tensor",
+        ),
     ]
     for call, error, message in cases:
         with pytest.raises(error, match=message):

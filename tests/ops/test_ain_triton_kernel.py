@@ -99,8 +99,9 @@ def test_single_element_plane_gives_beta_and_no_nan(slope):
     torch.testing.assert_close(rstd, torch.full_like(rstd, 1 / math.sqrt(EPS)))
     torch.testing.assert_close(grad_x, torch.zeros_like(x))
     torch.testing.assert_close(grad_gamma, torch.zeros_like(x))
-    torch.testing.assert_close(grad_beta, grad_out if slope is None else torch.where(beta > 0, grad_out,
-                                                                                     grad_out * slope))
+    torch.testing.assert_close(
+        grad_beta, grad_out if slope is None else torch.where(beta > 0, grad_out, grad_out * slope)
+    )
 
 
 def test_large_mean_is_stable_across_chunks():

@@ -9,13 +9,14 @@ round once, so they are bit-exact too, gradients included.
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from conftest import fused_backends
+from harness import OpTester
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cycleisp_fast import ops
 from cycleisp_fast.ops.bayer import PATTERNS
 from cycleisp_fast.reference import bayer as reference
-from conftest import fused_backends
-from harness import OpTester
 
 BACKENDS = fused_backends("bayer_remap")
 
@@ -45,8 +46,12 @@ class TestBayer(OpTester):
     of the registered remap between every pair of layouts."""
 
     family = "bayer"
-    gradcheck_sizes = {"bayer_mosaic": (1, 3, 4, 6), "bayer_pack": (1, 1, 4, 6), "bayer_unpack": (1, 4, 2, 3),
-                       "rgb_to_packed_bayer": (1, 3, 4, 6)}
+    gradcheck_sizes = {
+        "bayer_mosaic": (1, 3, 4, 6),
+        "bayer_pack": (1, 1, 4, 6),
+        "bayer_unpack": (1, 4, 2, 3),
+        "rgb_to_packed_bayer": (1, 3, 4, 6),
+    }
     gradcheck_backends = ("reference", "native")
     gradgradcheck = True
 
@@ -107,8 +112,9 @@ def test_mosaic_agrees_with_colour_demosaicing(backend, pattern):
     red_mask, green_mask, blue_mask = colour_demosaicing.masks_CFA_Bayer((6, 8), pattern)
     packed = ops.rgb_to_packed_bayer(image, pattern, backend=backend)[0].numpy()
     np.testing.assert_array_equal(packed[0].ravel(), rgb[..., 0][red_mask])
-    np.testing.assert_array_equal(np.sort(np.concatenate([packed[1].ravel(), packed[2].ravel()])),
-                                  np.sort(rgb[..., 1][green_mask]))
+    np.testing.assert_array_equal(
+        np.sort(np.concatenate([packed[1].ravel(), packed[2].ravel()])), np.sort(rgb[..., 1][green_mask])
+    )
     np.testing.assert_array_equal(packed[3].ravel(), rgb[..., 2][blue_mask])
 
 
@@ -119,7 +125,9 @@ def test_unpack_inverts_pack_and_mosaic_composes(backend, pattern):
     assert torch.equal(ops.bayer_unpack(ops.bayer_pack(cfa, pattern, backend=backend), pattern, backend=backend), cfa)
     rgb = torch.randn(2, 3, 4, 6)
     direct = ops.rgb_to_packed_bayer(rgb, pattern, backend=backend)
-    assert torch.equal(direct, ops.bayer_pack(ops.bayer_mosaic(rgb, pattern, backend=backend), pattern, backend=backend))
+    assert torch.equal(
+        direct, ops.bayer_pack(ops.bayer_mosaic(rgb, pattern, backend=backend), pattern, backend=backend)
+    )
 
 
 # ---------------------------------------------------------------- levels and RAW integer input
@@ -127,7 +135,9 @@ def test_unpack_inverts_pack_and_mosaic_composes(backend, pattern):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.uint16, torch.int16, torch.uint8, torch.int32], ids=str)
-@pytest.mark.parametrize("levels", [(64, 1023), ([64, 60, 62, 66], [1023, 1000, 1010, 1020])], ids=["scalar", "per-channel"])
+@pytest.mark.parametrize(
+    "levels", [(64, 1023), ([64, 60, 62, 66], [1023, 1000, 1010, 1020])], ids=["scalar", "per-channel"]
+)
 def test_pack_integer_raw_with_levels(backend, dtype, levels):
     black, white = levels
     cfa = torch.randint(0, 127 if dtype == torch.uint8 else 1100, (2, 1, 6, 8)).to(dtype)
@@ -139,7 +149,8 @@ def test_pack_integer_raw_with_levels(backend, dtype, levels):
     assert torch.equal(ours, expected)
     # independent of the reference: plain NumPy on the R plane of GBRG, at (1, 0)
     r_plane = (cfa[:, 0, 1::2, 0::2].numpy().astype(np.float32) - np.float32(black4[0])) / (
-        np.float32(white4[0]) - np.float32(black4[0]))
+        np.float32(white4[0]) - np.float32(black4[0])
+    )
     np.testing.assert_array_equal(ours[:, 0].numpy(), r_plane)
 
 
@@ -165,7 +176,9 @@ def test_level_tensors_are_accepted():
 def test_gradcheck_float64_pack_with_levels():
     x = torch.rand(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
     for backend in ["reference", *BACKENDS]:
-        assert torch.autograd.gradcheck(lambda t: ops.bayer_pack(t, "BGGR", 0.1, [0.9, 0.8, 1.0, 2.0], backend=backend), (x,))
+        assert torch.autograd.gradcheck(
+            lambda t: ops.bayer_pack(t, "BGGR", 0.1, [0.9, 0.8, 1.0, 2.0], backend=backend), (x,)
+        )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -215,8 +228,12 @@ def test_sliced_and_stride_zero_inputs(backend):
 
 @settings(max_examples=25, deadline=None)
 @given(
-    n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
-    pattern=st.sampled_from(PATTERNS), op_name=st.sampled_from(list(OPS)), channels_last=st.booleans(),
+    n=st.integers(1, 3),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    pattern=st.sampled_from(PATTERNS),
+    op_name=st.sampled_from(list(OPS)),
+    channels_last=st.booleans(),
 )
 def test_native_matches_reference_fuzzed(n, h, w, pattern, op_name, channels_last):
     if "native" not in BACKENDS:
@@ -248,10 +265,17 @@ def test_bad_input_names_the_argument(backend):
         (lambda: ops.bayer_pack(rgb[:, :1], "RGGB", 0.1, backend=backend), ValueError, "given together"),
         (lambda: ops.bayer_pack(rgb[:, :1], "RGGB", 1.0, 0.5, backend=backend), ValueError, "white_level must exceed"),
         (lambda: ops.bayer_pack(rgb[:, :1], "RGGB", [0, 0], 1, backend=backend), ValueError, "black_level must be"),
-        (lambda: ops.bayer_pack(rgb[:, :1], "RGGB", 0, float("inf"), backend=backend), ValueError, "white_level must be finite"),
+        (
+            lambda: ops.bayer_pack(rgb[:, :1], "RGGB", 0, float("inf"), backend=backend),
+            ValueError,
+            "white_level must be finite",
+        ),
         (lambda: ops.bayer_pack(rgb[:, :1].to(torch.int64), backend=backend), TypeError, "uint16"),
-        (lambda: ops.bayer_pack(rgb[:, :1], "RGGB", torch.zeros(4, device="meta"), 1.0, backend=backend),
-         ValueError, "black_level is on meta but the image is on cpu"),
+        (
+            lambda: ops.bayer_pack(rgb[:, :1], "RGGB", torch.zeros(4, device="meta"), 1.0, backend=backend),
+            ValueError,
+            "black_level is on meta but the image is on cpu",
+        ),
         (lambda: ops.bayer_pack(rgb[:, :1], backend="cuda"), ValueError, "backend must be one of"),
     ]
     for call, error, message in cases:

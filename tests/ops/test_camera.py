@@ -3,7 +3,6 @@ against direct per-pixel formulas, autograd, fake impl, bad input."""
 
 import pytest
 import torch
-
 from conftest import fused_backends
 from harness import OpTester
 
@@ -63,8 +62,12 @@ def _demosaic_by_formula(packed, gains, m):
                 row = (raw(b, y, x - 1) + raw(b, y, x + 1)) / 2
                 column = (raw(b, y - 1, x) + raw(b, y + 1, x)) / 2
                 centre = raw(b, y, x)
-                rgb = {0: (centre, cross, diagonal), 1: (row, centre, column), 2: (column, centre, row),
-                       3: (diagonal, cross, centre)}[plane]
+                rgb = {
+                    0: (centre, cross, diagonal),
+                    1: (row, centre, column),
+                    2: (column, centre, row),
+                    3: (diagonal, cross, centre),
+                }[plane]
                 out[b, :, y, x] = (m[b] @ torch.tensor(rgb, dtype=torch.float64)).clamp(0, 1)
     return out
 
@@ -102,11 +105,14 @@ def test_reference_demosaic_matches_the_formula():
 def test_reference_demosaic_is_exact_on_linear_ramps():
     # bilinear interpolation reproduces a function linear in x and y at every interior site
     h, w = 4, 5
-    ys, xs = torch.meshgrid(torch.arange(2 * h, dtype=torch.float64), torch.arange(2 * w, dtype=torch.float64),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(2 * h, dtype=torch.float64), torch.arange(2 * w, dtype=torch.float64), indexing="ij"
+    )
     colours = torch.stack([0.01 * xs + 0.02 * ys, 0.03 * xs + 0.01 * ys + 0.05, 0.02 * xs + 0.005 * ys + 0.1])[None]
-    packed = torch.stack([colours[:, 0, 0::2, 0::2], colours[:, 1, 0::2, 1::2], colours[:, 1, 1::2, 0::2],
-                          colours[:, 2, 1::2, 1::2]], dim=1)
+    packed = torch.stack(
+        [colours[:, 0, 0::2, 0::2], colours[:, 1, 0::2, 1::2], colours[:, 1, 1::2, 0::2], colours[:, 2, 1::2, 1::2]],
+        dim=1,
+    )
     out = reference.demosaic_bilinear(packed)
     torch.testing.assert_close(out[..., 1:-1, 1:-1], colours[..., 1:-1, 1:-1])
 
@@ -126,11 +132,15 @@ def test_fused_half_precision_close_to_float32(backend):
 def test_gradients_through_fused_ops(backend):
     linear = torch.rand(1, 3, 4, 4, dtype=torch.float64)
     m, gains3, gains4 = _params(1, torch.float64)
-    torch.autograd.gradcheck(lambda x, a, g: ops.camera_mosaic(x, a, g, backend=backend),
-                             (linear.requires_grad_(), m.requires_grad_(), gains3.requires_grad_()))
+    torch.autograd.gradcheck(
+        lambda x, a, g: ops.camera_mosaic(x, a, g, backend=backend),
+        (linear.requires_grad_(), m.requires_grad_(), gains3.requires_grad_()),
+    )
     packed = (0.2 + 0.3 * torch.rand(1, 4, 2, 3, dtype=torch.float64)).requires_grad_()
-    torch.autograd.gradcheck(lambda p, g, a: ops.camera_demosaic(p, g, a, backend=backend),
-                             (packed, (0.5 * gains4).requires_grad_(), m.detach().requires_grad_()))
+    torch.autograd.gradcheck(
+        lambda p, g, a: ops.camera_demosaic(p, g, a, backend=backend),
+        (packed, (0.5 * gains4).requires_grad_(), m.detach().requires_grad_()),
+    )
 
 
 @native

@@ -11,16 +11,27 @@ low-precision features, one or two ulps of the output dtype (the fused backends 
 
 import pytest
 import torch
+from conftest import fused_backends
+from conftest import run_with_grads as run
+from harness import OpTester
 
 from cycleisp_fast import ops
 from cycleisp_fast.reference.dual_attention import dual_attention as reference
-from conftest import fused_backends, run_with_grads as run
-from harness import OpTester
 
 BACKENDS = fused_backends("dual_attention_forward")
 RELATIVE_TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-6, torch.float16: 1e-2, torch.bfloat16: 2e-2}
-NAMES = ("out", "grad_res", "grad_x", "grad_sa_weight", "grad_ca_w1", "grad_ca_b1", "grad_ca_w2", "grad_ca_b2",
-         "grad_proj_w", "grad_proj_b")
+NAMES = (
+    "out",
+    "grad_res",
+    "grad_x",
+    "grad_sa_weight",
+    "grad_ca_w1",
+    "grad_ca_b1",
+    "grad_ca_w2",
+    "grad_ca_b2",
+    "grad_proj_w",
+    "grad_proj_b",
+)
 OPS = {
     "native": ("dual_attention_forward", "dual_attention_backward"),
     "triton": ("dual_attention_forward_triton", "dual_attention_backward_triton"),
@@ -32,15 +43,19 @@ def make_inputs(shape, reduction, dtype=torch.float32, weight_dtype=None):
     n, c, h, w = shape
     hidden = c // reduction
     features = [torch.randn(shape, dtype=torch.float64) for _ in range(2)]
-    weights = [0.3 * torch.randn(s, dtype=torch.float64) for s in
-               ((1, 2, 3, 3), (hidden, c, 1, 1), (hidden,), (c, hidden, 1, 1), (c,), (c, 2 * c, 1, 1), (c,))]
+    weights = [
+        0.3 * torch.randn(s, dtype=torch.float64)
+        for s in ((1, 2, 3, 3), (hidden, c, 1, 1), (hidden,), (c, hidden, 1, 1), (c,), (c, 2 * c, 1, 1), (c,))
+    ]
     return [t.to(dtype) for t in features] + [t.to(weight_dtype or dtype) for t in weights]
 
 
 def relative_errors(actual, expected):
     """max |a - e| / max |e| of each pair."""
-    return [(a.double() - e.double()).abs().max().item() / max(e.double().abs().max().item(), 1e-30)
-            for a, e in zip(actual, expected)]
+    return [
+        (a.double() - e.double()).abs().max().item() / max(e.double().abs().max().item(), 1e-30)
+        for a, e in zip(actual, expected)
+    ]
 
 
 def assert_close_relative(actual, expected, tolerances, names=NAMES):
@@ -66,8 +81,9 @@ def assert_matches_reference(backend, inputs, grad_out=None):
     tolerances = [RELATIVE_TOLERANCE[dtype]] * len(NAMES)
     if dtype == torch.float32:
         official, _ = run(reference, inputs, cast(grad_out, torch.float32))
-        tolerances = [max(4 * error, tolerance) for error, tolerance in
-                      zip(relative_errors(official, expected), tolerances)]
+        tolerances = [
+            max(4 * error, tolerance) for error, tolerance in zip(relative_errors(official, expected), tolerances)
+        ]
     assert_close_relative(actual, expected, tolerances)
 
 
@@ -150,7 +166,7 @@ def test_native_cpu_keeps_channels_last_without_copies():
     inputs = [t.requires_grad_(True) for t in make_inputs((2, 16, 5, 6), 4)]
     res, x = (t.detach().to(memory_format=torch.channels_last).requires_grad_(True) for t in inputs[:2])
     out = ops.dual_attention(res, x, *inputs[2:], backend="native")
-    grad_res, = torch.autograd.grad(out, res, torch.randn_like(out))
+    (grad_res,) = torch.autograd.grad(out, res, torch.randn_like(out))
     for t in (out, grad_res):
         assert t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
 

@@ -29,12 +29,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import fused_backends
+from harness import OpTester
 from scipy import stats
 
 from cycleisp_fast import ops
 from cycleisp_fast.reference import noise as noise_reference
-from conftest import fused_backends
-from harness import OpTester
 
 BACKENDS = fused_backends("noise_sample")
 ALL_BACKENDS = ["reference", *BACKENDS]
@@ -104,20 +104,25 @@ class TestNoise(OpTester):
     def opcheck_calls(self, backend):
         """The sampler with per-plane levels, unclipped and clipped; native: also one level pair for every plane,
         the largest seed and offset, and float64."""
-        op = {"native": torch.ops.cycleisp_fast.noise_sample.default,
-              "triton": torch.ops.cycleisp_fast.noise_sample_triton.default}[backend]
+        op = {
+            "native": torch.ops.cycleisp_fast.noise_sample.default,
+            "triton": torch.ops.cycleisp_fast.noise_sample_triton.default,
+        }[backend]
         g = torch.Generator().manual_seed(9)
         x = (torch.rand(2, 3, 4, 5, generator=g) * 0.9 + 0.1).requires_grad_(True)
         shot = (torch.rand(6, generator=g) * 0.05 + 0.01).requires_grad_(True)
         read = torch.full((6,), 1e-4).requires_grad_(True)
         cases = [(x, shot, read, 3, 4, 0, None, None), (x, shot, read, 3, 4, 1, 0.0, 1.0)]
         if backend == "native":
-            cases += [(x, shot[:1], read[:1], 2**63 - 1, 2**32 - 1, 0, 0.2, None),
-                      (x.detach().double(), shot.detach().double(), read.detach().double(), 1, 0, 1, None, 0.8)]
+            cases += [
+                (x, shot[:1], read[:1], 2**63 - 1, 2**32 - 1, 0, 0.2, None),
+                (x.detach().double(), shot.detach().double(), read.detach().double(), 1, 0, 1, None, 0.8),
+            ]
         return [(op, args) for args in cases]
 
 
 # ---- 1. mean and variance ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("backend", ["native", "reference"])
 @pytest.mark.parametrize("shot, read", [(1.0, 0.0), (0.01, 1e-4)], ids=["shot1", "shot0.01_read"])
@@ -172,6 +177,7 @@ def test_heteroscedastic_mean_and_variance(backend, levels):
 
 
 # ---- 2. goodness of fit --------------------------------------------------------------------------------
+
 
 def chi_square_p_value(observed, expected):
     """Chi-square p-value of counts against expectations (both summing to n), bins merged left to right
@@ -250,6 +256,7 @@ def test_standard_normal_stream_tails_in_float64():
 
 # ---- 3. independence -----------------------------------------------------------------------------------
 
+
 def test_no_correlation_between_neighbours():
     """Lags 1, 256 (the next word of a counter, the other half of a Box-Muller pair for words 0 -> 1 and
     2 -> 3), 512 and 1024 (the same lane of the next tile), on z and on z^2 (a shared Box-Muller radius would
@@ -282,6 +289,7 @@ def test_no_correlation_between_offsets_seeds_and_models():
 
 
 # ---- 4. determinism ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("model", list(MODELS))
@@ -322,6 +330,7 @@ def test_seed_none_draws_from_torch_generators(model):
 
 # ---- 5. backends agree ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_heteroscedastic_matches_reference(backend):
     g = torch.Generator().manual_seed(1)
@@ -356,8 +365,9 @@ def test_float64_matches_reference(backend, model):
     shot = torch.tensor([[0.01, 0.02, 0.0], [0.05, 1e-3, 0.1]], dtype=torch.float64)
     y = MODELS[model](x, shot, 1e-4, seed=8, offset=9, backend=backend)
     assert y.dtype == torch.float64
-    torch.testing.assert_close(y, MODELS[model](x, shot, 1e-4, seed=8, offset=9, backend="reference"), rtol=1e-12,
-                               atol=1e-12)
+    torch.testing.assert_close(
+        y, MODELS[model](x, shot, 1e-4, seed=8, offset=9, backend="reference"), rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
@@ -367,8 +377,14 @@ def test_level_shapes(backend):
     x = torch.rand(2, 3, 5, 7)
     call = lambda shot, read: HETERO(x, shot, read, seed=21, offset=4, backend=backend)  # noqa: E731
     base = call(0.04, 1e-3)
-    forms = [torch.tensor(0.04), torch.full((2,), 0.04), torch.full((2, 1), 0.04), torch.full((2, 3), 0.04),
-             torch.full((1, 3), 0.04), torch.tensor(0.04, dtype=torch.float64)]
+    forms = [
+        torch.tensor(0.04),
+        torch.full((2,), 0.04),
+        torch.full((2, 1), 0.04),
+        torch.full((2, 3), 0.04),
+        torch.full((1, 3), 0.04),
+        torch.tensor(0.04, dtype=torch.float64),
+    ]
     for form in forms:
         assert torch.equal(call(form, 1e-3), base), tuple(form.shape)
         assert torch.equal(call(0.04, form * 0.025), base), tuple(form.shape)
@@ -387,8 +403,9 @@ def test_level_shapes(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 1, 31, 33), (3, 2, 19, 27), (700,), (5000,), (1, 1, 1, 1)],
-                         ids=str)
+@pytest.mark.parametrize(
+    "shape", [(2, 3, 5, 7), (1, 1, 31, 33), (3, 2, 19, 27), (700,), (5000,), (1, 1, 1, 1)], ids=str
+)
 def test_shapes_match_reference(backend, shape):
     """Odd H, W; numel < 1024, not a multiple of 1024, 1; element i's draws depend on i alone, so the
     backends agree with the reference whatever the tail."""
@@ -441,8 +458,12 @@ def test_layouts_give_the_output_of_the_contiguous_input(backend):
     g = torch.Generator().manual_seed(3)
     base = torch.rand(2, 3, 9, 11, generator=g)
     shot = torch.tensor([[0.01, 0.02, 0.03], [0.04, 0.05, 0.06]])
-    inputs = [base.to(memory_format=torch.channels_last), base.transpose(2, 3), base[:, :, ::2, 1::2],
-              torch.rand(2, 3, 1, 1, generator=g).expand(2, 3, 9, 11)]
+    inputs = [
+        base.to(memory_format=torch.channels_last),
+        base.transpose(2, 3),
+        base[:, :, ::2, 1::2],
+        torch.rand(2, 3, 1, 1, generator=g).expand(2, 3, 9, 11),
+    ]
     for x in inputs:
         assert not x.is_contiguous()
         for fn in MODELS.values():
@@ -452,6 +473,7 @@ def test_layouts_give_the_output_of_the_contiguous_input(backend):
 
 
 # ---- 6. gradients --------------------------------------------------------------------------------------
+
 
 def run_with_grads(fn, x, shot, read, grad_out):
     leaves = [t.detach().clone().requires_grad_(True) for t in (x, shot, read)]
@@ -499,8 +521,9 @@ def test_half_precision_gradient_masks_the_compute_dtype_sample(backend, model, 
     kwargs = dict(seed=9, clip=(0.0, 1.0))
     fn = MODELS[model]
     y, grads = run_with_grads(lambda *t: fn(*t, backend=backend, **kwargs), x, shot, read, torch.ones_like(x))
-    y_ref, grads_ref = run_with_grads(lambda *t: fn(*t, backend="reference", **kwargs), x, shot, read,
-                                      torch.ones_like(x))
+    y_ref, grads_ref = run_with_grads(
+        lambda *t: fn(*t, backend="reference", **kwargs), x, shot, read, torch.ones_like(x)
+    )
     assert torch.equal(y, y_ref)
     rounded_onto_bound = (y == 1) & (grads_ref[0] != 0)
     assert int(rounded_onto_bound.sum()) > 10  # the case this test is about occurs
@@ -519,10 +542,12 @@ def test_gradcheck_heteroscedastic_float64(backend):
     read = (torch.rand(2, generator=g, dtype=torch.float64) * 1e-3 + 1e-4).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda *t: HETERO(*t, seed=5, offset=2, backend=backend), (x, shot, read))
     assert torch.autograd.gradcheck(
-        lambda *t: HETERO(*t, seed=5, offset=2, backend=backend, return_variance=True), (x, shot, read))
+        lambda *t: HETERO(*t, seed=5, offset=2, backend=backend, return_variance=True), (x, shot, read)
+    )
     assert torch.autograd.gradcheck(
         lambda *t: HETERO(*t, seed=5, offset=2, backend=backend, return_variance=True, variance_from="clean")[1],
-        (x, shot, read))
+        (x, shot, read),
+    )
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
@@ -530,8 +555,9 @@ def test_gradient_where_variance_is_zero(backend):
     """read = 0, x < 0 (variance clamped at 0): y == x, dy/dx = 1, and no gradient to shot or read."""
     x = -torch.rand(3, 2, 4, 4) - 0.01
     shot = torch.full((3,), 0.1)
-    y, (gx, gs, gr) = run_with_grads(lambda *t: HETERO(*t, seed=1, backend=backend), x, shot, torch.zeros(3),
-                                     torch.ones_like(x))
+    y, (gx, gs, gr) = run_with_grads(
+        lambda *t: HETERO(*t, seed=1, backend=backend), x, shot, torch.zeros(3), torch.ones_like(x)
+    )
     assert torch.equal(y, x)
     assert torch.equal(gx, torch.ones_like(x)) and not gs.any() and not gr.any()
 
@@ -574,6 +600,7 @@ def test_return_variance(backend, model):
 
 # ---- 7. opcheck and torch.compile ----------------------------------------------------------------------
 
+
 @NATIVE
 def test_torch_compile_fullgraph_matches_eager():
     shot = torch.tensor([[0.01, 0.02, 0.03], [0.04, 0.05, 0.06]])
@@ -585,14 +612,14 @@ def test_torch_compile_fullgraph_matches_eager():
 
     x = torch.rand(2, 3, 6, 7)
     eager, eager_grads = run_with_grads(block, x, shot, read, torch.ones_like(x))
-    compiled, compiled_grads = run_with_grads(torch.compile(block, fullgraph=True), x, shot, read,
-                                              torch.ones_like(x))
+    compiled, compiled_grads = run_with_grads(torch.compile(block, fullgraph=True), x, shot, read, torch.ones_like(x))
     torch.testing.assert_close(compiled, eager, rtol=1e-6, atol=1e-6)
     for a, e in zip(compiled_grads, eager_grads):
         torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-5)
 
 
 # ---- 8. bad input and edge semantics -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)
 @pytest.mark.parametrize("model", list(MODELS))
@@ -724,16 +751,23 @@ def test_poisson_with_zero_shot_is_the_gaussian_limit(backend):
 def test_backward_sensitivity_model(backend, dtype):
     """Model 2 (what the Gaussian model's backward runs): z / (2 sqrt(shot x + read)), 0 where the variance is
     <= 0, with z the forward's own normal (model 0 at x = 0, shot = 0, read = 1), equal to the reference's."""
-    op = {"native": torch.ops.cycleisp_fast.noise_sample, "triton": torch.ops.cycleisp_fast.noise_sample_triton}[backend]
+    op = {"native": torch.ops.cycleisp_fast.noise_sample, "triton": torch.ops.cycleisp_fast.noise_sample_triton}[
+        backend
+    ]
     x = torch.rand(2, 3, 17, 33, dtype=dtype) * 2 - 0.5  # some variances <= 0 (x < -read / shot)
     shot = torch.tensor([0.5, 0.02, 0.1, 1.0, 0.3, 0.01], dtype=dtype)
     read = torch.tensor([1e-4, 0.0, 1e-3, 0.0, 2e-2, 1e-6], dtype=dtype)
     got = op(x, shot, read, 11, 5, 2, None, None)
     z = op(torch.zeros_like(x), torch.zeros(1, dtype=dtype), torch.ones(1, dtype=dtype), 11, 5, 0, None, None)
-    variance = shot.repeat_interleave(x[0, 0].numel()).view(x.shape) * x + read.repeat_interleave(
-        x[0, 0].numel()).view(x.shape)
+    variance = shot.repeat_interleave(x[0, 0].numel()).view(x.shape) * x + read.repeat_interleave(x[0, 0].numel()).view(
+        x.shape
+    )
     expected = torch.where(variance > 0, z / (2 * variance.clamp(min=1e-30).sqrt()), torch.zeros_like(z))
     torch.testing.assert_close(got, expected, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=0)
     assert bool((got[variance <= 0] == 0).all())
-    torch.testing.assert_close(got, noise_reference.noise_sample(x, shot, read, 11, 5, 2, None, None),
-                               rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6)
+    torch.testing.assert_close(
+        got,
+        noise_reference.noise_sample(x, shot, read, 11, 5, 2, None, None),
+        rtol=1e-5 if dtype == torch.float32 else 1e-12,
+        atol=1e-6,
+    )

@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 
 from cycleisp_fast.triton_kernels import noise as kernels
+from cycleisp_fast.triton_kernels import noise_math
 
 NOISE_MATH = Path(__file__).resolve().parents[2] / "csrc" / "ops" / "noise_math.h"
 M32 = 0xFFFFFFFF
@@ -43,8 +44,9 @@ def params(values, dtype):
 
 def sample(x, shot, read, seed=1234, offset=7, model=0, clip_min=None, clip_max=None):
     """The launcher with shot/read given as lists (converted to x's compute dtype)."""
-    return kernels.noise_sample(x, params(shot, x.dtype), params(read, x.dtype), seed, offset, model, clip_min,
-                                clip_max)
+    return kernels.noise_sample(
+        x, params(shot, x.dtype), params(read, x.dtype), seed, offset, model, clip_min, clip_max
+    )
 
 
 def standard_normals(numel, dtype=torch.float32, seed=1234, offset=7):
@@ -54,6 +56,7 @@ def standard_normals(numel, dtype=torch.float32, seed=1234, offset=7):
 
 # ---- an independent numpy Philox and the stream layout ---------------------------------------------------
 
+
 def np_philox(c0, c1, c2, c3, k0, k1):
     """Philox4x32-10 (Salmon et al. 2011) of uint64 arrays holding 32-bit counters, key (k0, k1)."""
     c = [np.asarray(v, dtype=np.uint64) & np.uint64(M32) for v in (c0, c1, c2, c3)]
@@ -61,8 +64,12 @@ def np_philox(c0, c1, c2, c3, k0, k1):
     for _ in range(10):
         prod0 = c[0] * np.uint64(0xD2511F53)  # < 2^64: no wrap
         prod1 = c[2] * np.uint64(0xCD9E8D57)
-        c = [(prod1 >> np.uint64(32)) ^ c[1] ^ k0, prod1 & np.uint64(M32),
-             (prod0 >> np.uint64(32)) ^ c[3] ^ k1, prod0 & np.uint64(M32)]
+        c = [
+            (prod1 >> np.uint64(32)) ^ c[1] ^ k0,
+            prod1 & np.uint64(M32),
+            (prod0 >> np.uint64(32)) ^ c[3] ^ k1,
+            prod0 & np.uint64(M32),
+        ]
         k0 = (k0 + np.uint64(0x9E3779B9)) & np.uint64(M32)
         k1 = (k1 + np.uint64(0xBB67AE85)) & np.uint64(M32)
     return np.stack(c)  # (4, ...)
@@ -70,8 +77,14 @@ def np_philox(c0, c1, c2, c3, k0, k1):
 
 def np_words(seed, offset, counter_index, counter_round):
     j = np.asarray(counter_index, dtype=np.uint64)
-    return np_philox(j & np.uint64(M32), j >> np.uint64(32), np.full_like(j, counter_round),
-                     np.full_like(j, offset), seed & M32, seed >> 32)
+    return np_philox(
+        j & np.uint64(M32),
+        j >> np.uint64(32),
+        np.full_like(j, counter_round),
+        np.full_like(j, offset),
+        seed & M32,
+        seed >> 32,
+    )
 
 
 def np_standard_normals(numel, seed, offset, double):
@@ -101,7 +114,7 @@ def _draw_test_kernel(out_ptr, j_ptr, k0, k1, counter_round, offset, N: tl.const
     k1 = tl.to_tensor(k1).to(tl.int64).to(tl.uint32)
     counter_round = tl.to_tensor(counter_round).to(tl.int64).to(tl.uint32)
     offset = tl.to_tensor(offset).to(tl.int64).to(tl.uint32)
-    w0, w1, w2, w3 = kernels._draw(k0, k1, j, counter_round, offset)
+    w0, w1, w2, w3 = noise_math._draw(k0, k1, j, counter_round, offset)
     tl.store(out_ptr + 4 * n, w0.to(tl.int64))
     tl.store(out_ptr + 4 * n + 1, w1.to(tl.int64))
     tl.store(out_ptr + 4 * n + 2, w2.to(tl.int64))
@@ -116,15 +129,22 @@ def triton_words(counters, key):
     j = torch.cat([j, j[-1:].expand(size - len(counters))])
     out = torch.empty(4 * size, dtype=torch.int64)
     _draw_test_kernel[(1,)](out, j, key[0], key[1], counters[0][2], counters[0][3], N=size)
-    return out.view(size, 4)[:len(counters)].tolist()
+    return out.view(size, 4)[: len(counters)].tolist()
 
 
-@pytest.mark.parametrize("counter, key, expected", [
-    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
-    ((M32,) * 4, (M32, M32), (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
-     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
-], ids=["zeros", "ones", "pi"])
+@pytest.mark.parametrize(
+    "counter, key, expected",
+    [
+        ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+        ((M32,) * 4, (M32, M32), (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+        (
+            (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+            (0xA4093822, 0x299F31D0),
+            (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+        ),
+    ],
+    ids=["zeros", "ones", "pi"],
+)
 def test_philox_known_answers(counter, key, expected):
     """Random123's known-answer vectors of Philox4x32-10, through the kernel's helper and the numpy one."""
     assert triton_words([counter], key)[0] == list(expected)
@@ -142,10 +162,10 @@ def test_draw_matches_numpy_with_high_counter_words():
 
 def test_constants_mirror_the_header():
     text = NOISE_MATH.read_text()
-    assert kernels.TILE == int(re.search(r"kTile = (\d+);", text).group(1))
-    assert kernels.TILE_COUNTERS == int(re.search(r"kTileCounters = (\d+);", text).group(1))
-    assert kernels.INVERSION_LIMIT == float(re.search(r"kInversionLimit = ([\d.]+);", text).group(1))
-    assert kernels.MAX_POISSON_ROUNDS == 1 << int(re.search(r"kMaxPoissonRounds = 1u << (\d+);", text).group(1))
+    assert noise_math.TILE == int(re.search(r"kTile = (\d+);", text).group(1))
+    assert noise_math.TILE_COUNTERS == int(re.search(r"kTileCounters = (\d+);", text).group(1))
+    assert noise_math.INVERSION_LIMIT == float(re.search(r"kInversionLimit = ([\d.]+);", text).group(1))
+    assert noise_math.MAX_POISSON_ROUNDS == 1 << int(re.search(r"kMaxPoissonRounds = 1u << (\d+);", text).group(1))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
@@ -178,8 +198,11 @@ def test_inversion_draws_match_numpy(dtype):
     w = np_words(5, 11, np.arange(rates.size), 1)
     u = (((w[0] << np.uint64(32)) | w[1]) >> np.uint64(12)).astype(np.float64) * 2.0**-52 + 2.0**-53
     grid = np.arange(64)
-    log_pmf = grid[None, :] * np.log(rates[:, None]) - rates[:, None] - np.array(
-        [math.lgamma(n + 1.0) for n in grid])[None, :]
+    log_pmf = (
+        grid[None, :] * np.log(rates[:, None])
+        - rates[:, None]
+        - np.array([math.lgamma(n + 1.0) for n in grid])[None, :]
+    )
     cdf = np.cumsum(np.exp(log_pmf), axis=1)
     expected = (u[:, None] > cdf).sum(axis=1)
     clear = np.abs(u[:, None] - cdf).min(axis=1) > 1e-12
@@ -199,12 +222,17 @@ def test_poisson_draw_moments():
 
 # ---- the reference ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize("shape, shot, read", [
-    ((2, 3, 5, 7), [0.01, 0.02, 0.0, 0.05, 1e-3, 0.1], [1e-4, 0.0, 2e-4, 1e-3, 1e-5, 0.0]),
-    ((2050,), [0.02, 0.5], [1e-3, 0.01]),
-    ((1000,), [0.01], [1e-4]),
-], ids=["planes", "tail2050", "tail1000"])
+@pytest.mark.parametrize(
+    "shape, shot, read",
+    [
+        ((2, 3, 5, 7), [0.01, 0.02, 0.0, 0.05, 1e-3, 0.1], [1e-4, 0.0, 2e-4, 1e-3, 1e-5, 0.0]),
+        ((2050,), [0.02, 0.5], [1e-3, 0.01]),
+        ((1000,), [0.01], [1e-4]),
+    ],
+    ids=["planes", "tail2050", "tail1000"],
+)
 def test_heteroscedastic_gaussian_matches_reference(dtype, shape, shot, read):
     ref = reference_module()
     x = torch.rand(shape, dtype=torch.float64).to(dtype)
@@ -232,15 +260,21 @@ def test_poisson_gaussian_draws_recovered_with_read_noise():
     ref = reference_module()
     shot, read, seed, offset = 0.01, 1e-4, 77, 5
     rates = torch.tensor(RATES, dtype=torch.float64).repeat_interleave(150)
-    y = kernels.noise_sample(rates * shot, params([shot], torch.float64), params([read], torch.float64), seed,
-                             offset, 1, None, None)
+    y = kernels.noise_sample(
+        rates * shot, params([shot], torch.float64), params([read], torch.float64), seed, offset, 1, None, None
+    )
     z = standard_normals(rates.numel(), torch.float64, seed, offset)
     k = torch.round((y - math.sqrt(read) * z) / shot)
-    k_ref = torch.round(ref.noise_sample(rates * shot, params([shot], torch.float64), params([0.0], torch.float64),
-                                         seed, offset, 1, None, None) / shot)
+    k_ref = torch.round(
+        ref.noise_sample(
+            rates * shot, params([shot], torch.float64), params([0.0], torch.float64), seed, offset, 1, None, None
+        )
+        / shot
+    )
     assert torch.equal(k, k_ref)
-    y_ref = ref.noise_sample(rates * shot, params([shot], torch.float64), params([read], torch.float64), seed,
-                             offset, 1, None, None)
+    y_ref = ref.noise_sample(
+        rates * shot, params([shot], torch.float64), params([read], torch.float64), seed, offset, 1, None, None
+    )
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
 
 
@@ -249,8 +283,7 @@ def test_poisson_gaussian_draws_recovered_with_read_noise():
 def test_half_precision_within_one_ulp_of_reference(dtype, model):
     ref = reference_module()
     x = torch.rand((2, 3, 13, 17), dtype=torch.float64).to(dtype)
-    args = (params([0.01, 0.02, 0.005, 0.03, 0.01, 0.02], dtype), params([1e-4] * 6, dtype), 8, 9, model, -0.1,
-            1.1)
+    args = (params([0.01, 0.02, 0.005, 0.03, 0.01, 0.02], dtype), params([1e-4] * 6, dtype), 8, 9, model, -0.1, 1.1)
     y, y_ref = kernels.noise_sample(x, *args), ref.noise_sample(x, *args)
     assert y.dtype == dtype and y.shape == x.shape
     info = torch.finfo(dtype)
@@ -268,13 +301,17 @@ def test_clip_matches_reference():
 
 # ---- the contract ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("model", [0, 1])
 def test_deterministic_and_streams_differ(model):
     x = torch.rand(2050) * 20
     y = sample(x, [0.5], [1e-3], 11, 22, model)
     assert torch.equal(y, sample(x, [0.5], [1e-3], 11, 22, model))
-    for other in (sample(x, [0.5], [1e-3], 11, 23, model), sample(x, [0.5], [1e-3], 12, 22, model),
-                  sample(x, [0.5], [1e-3], 11 + 2**32, 22, model)):
+    for other in (
+        sample(x, [0.5], [1e-3], 11, 23, model),
+        sample(x, [0.5], [1e-3], 12, 22, model),
+        sample(x, [0.5], [1e-3], 11 + 2**32, 22, model),
+    ):
         assert float((other != y).double().mean()) > 0.9
 
 

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from conftest import fused_backends
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from cycleisp_fast import ops
 from cycleisp_fast.cases import all_cases, grad_leaves, make_generator
-from conftest import fused_backends
 
-CASES = [case for case in all_cases().values() if not case.opt_in and case.name not in ("denoisenet_srgb", "aindnet")
-         and (case.dtype is None or case.dtype.is_floating_point)]  # integer RAW samples hold no NaN or Inf
+CASES = [
+    case
+    for case in all_cases().values()
+    if not case.opt_in
+    and case.name not in ("denoisenet_srgb", "aindnet")
+    and (case.dtype is None or case.dtype.is_floating_point)
+]  # integer RAW samples hold no NaN or Inf
 SPECIALS = (float("nan"), float("inf"), float("-inf"))
 
 
@@ -52,8 +58,12 @@ def _outputs(case, inputs, kwargs, backend, grad_output):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
-@settings(max_examples=30, deadline=None, phases=(Phase.explicit, Phase.generate),
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30,
+    deadline=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_nonfinite_inputs_propagate_as_the_reference(case, data):
     backends = fused_backends(case.kernel)
@@ -63,8 +73,11 @@ def test_nonfinite_inputs_propagate_as_the_reference(case, data):
     variant = data.draw(st.sampled_from(case.variants), label="variant")
     dtype = case.dtype or torch.float32
     inputs = list(case.make_inputs(size, dtype, torch.device("cpu"), make_generator(torch.device("cpu"))))
-    floating = [i for i, t in enumerate(inputs) if t.is_floating_point() and t.numel()
-                and i in DATA_INPUTS.get(case.name, range(len(inputs)))]
+    floating = [
+        i
+        for i, t in enumerate(inputs)
+        if t.is_floating_point() and t.numel() and i in DATA_INPUTS.get(case.name, range(len(inputs)))
+    ]
     target = data.draw(st.sampled_from(floating), label="input")
     flat = inputs[target].detach().clone().flatten()
     count = data.draw(st.integers(1, min(3, flat.numel())), label="count")
@@ -75,8 +88,9 @@ def test_nonfinite_inputs_propagate_as_the_reference(case, data):
     expected = _outputs(case, inputs, kwargs, "reference", None)
     grad_output = None
     if not isinstance(expected, str):
-        grad_output = torch.randn(expected[0].shape, generator=make_generator(torch.device("cpu"), 1)
-                                  ).to(expected[0].dtype)
+        grad_output = torch.randn(expected[0].shape, generator=make_generator(torch.device("cpu"), 1)).to(
+            expected[0].dtype
+        )
         expected = _outputs(case, inputs, kwargs, "reference", grad_output)
     for backend in backends:
         actual = _outputs(case, inputs, kwargs, backend, grad_output)
@@ -87,17 +101,24 @@ def test_nonfinite_inputs_propagate_as_the_reference(case, data):
             tolerances = {} if index == 0 or variant.grad_tolerances is None else dict(variant.grad_tolerances)
             if variant.exact and index == 0:
                 tolerances = {"rtol": 0, "atol": 0}
-            torch.testing.assert_close(a, e, equal_nan=True, **tolerances,
-                                       msg=lambda m: f"{backend}, {'output' if index == 0 else f'grad {index}'}: {m}")
-
+            torch.testing.assert_close(
+                a,
+                e,
+                equal_nan=True,
+                **tolerances,
+                msg=lambda m: f"{backend}, {'output' if index == 0 else f'grad {index}'}: {m}",
+            )
 
 
 @pytest.mark.parametrize("backend", ["reference"] + fused_backends("bayer_remap"))
-@pytest.mark.parametrize("levels, message", [
-    ({"black_level": -3e38, "white_level": 3e38}, "within ±2"),  # white - black overflows float32
-    ({"black_level": 0.1, "white_level": 0.1 + 1e-30}, "at least 2"),  # 1 / (white - black) overflows
-    ({"black_level": float("nan"), "white_level": 1.0}, "finite"),
-])
+@pytest.mark.parametrize(
+    "levels, message",
+    [
+        ({"black_level": -3e38, "white_level": 3e38}, "within ±2"),  # white - black overflows float32
+        ({"black_level": 0.1, "white_level": 0.1 + 1e-30}, "at least 2"),  # 1 / (white - black) overflows
+        ({"black_level": float("nan"), "white_level": 1.0}, "finite"),
+    ],
+)
 def test_bayer_levels_that_overflow_float32_are_rejected_on_every_backend(backend, levels, message):
     with pytest.raises(ValueError, match=message):
         ops.bayer_pack(torch.rand(1, 1, 4, 4), "RGGB", **levels, backend=backend)
@@ -119,8 +140,9 @@ def test_dual_attention_weight_gradient_of_border_non_finite_keeps_padded_taps(p
     """A non-finite res at the border makes dL/dlogit there non-finite: the reference conv's weight gradient then
     multiplies it by the zero padding too (NaN), and every backend must do the same (the CI failure of 91cb212)."""
     case = all_cases()["dual_attention"]
-    inputs = list(case.make_inputs((1, 64, 37, 29), torch.float32, torch.device("cpu"),
-                                   make_generator(torch.device("cpu"))))
+    inputs = list(
+        case.make_inputs((1, 64, 37, 29), torch.float32, torch.device("cpu"), make_generator(torch.device("cpu")))
+    )
     inputs[0] = inputs[0].detach().clone()
     inputs[0][0, 0, pixel[0], pixel[1]] = special
     expected = _outputs(case, inputs, {}, "reference", None)
@@ -129,5 +151,11 @@ def test_dual_attention_weight_gradient_of_border_non_finite_keeps_padded_taps(p
     for backend in fused_backends(case.kernel):
         actual = _outputs(case, inputs, {}, backend, grad_output)
         for index, (a, e) in enumerate(zip(actual, expected)):
-            torch.testing.assert_close(a, e, equal_nan=True, rtol=1e-4, atol=1e-4,
-                                       msg=lambda m: f"{backend}, {'output' if index == 0 else f'grad {index}'}: {m}")
+            torch.testing.assert_close(
+                a,
+                e,
+                equal_nan=True,
+                rtol=1e-4,
+                atol=1e-4,
+                msg=lambda m: f"{backend}, {'output' if index == 0 else f'grad {index}'}: {m}",
+            )

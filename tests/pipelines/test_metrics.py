@@ -11,14 +11,24 @@ from cycleisp_fast.pipelines.metrics import mean_finite, psnr, ssim
 
 
 def skimage_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float) -> list[float]:
-    return [structural_similarity(a.double().numpy(), b.double().numpy(), gaussian_weights=True, sigma=1.5,
-                                  use_sample_covariance=False, data_range=data_range, channel_axis=0)
-            for a, b in zip(x, y)]
+    return [
+        structural_similarity(
+            a.double().numpy(),
+            b.double().numpy(),
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=data_range,
+            channel_axis=0,
+        )
+        for a, b in zip(x, y)
+    ]
 
 
 def skimage_psnr(x: torch.Tensor, y: torch.Tensor, data_range: float) -> list[float]:
-    return [peak_signal_noise_ratio(a.double().numpy(), b.double().numpy(), data_range=data_range)
-            for a, b in zip(x, y)]
+    return [
+        peak_signal_noise_ratio(a.double().numpy(), b.double().numpy(), data_range=data_range) for a, b in zip(x, y)
+    ]
 
 
 def structured_pair(n: int, channels: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,10 +47,12 @@ def structured_pair(n: int, channels: int, height: int, width: int) -> tuple[tor
 def test_psnr_and_ssim_match_skimage_on_random_images(shape):
     x = torch.rand(shape, dtype=torch.float64)
     y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
-    torch.testing.assert_close(psnr(x, y), torch.tensor(skimage_psnr(x, y, 1.0), dtype=torch.float64),
-                               rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(ssim(x, y), torch.tensor(skimage_ssim(x, y, 1.0), dtype=torch.float64),
-                               rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(
+        psnr(x, y), torch.tensor(skimage_psnr(x, y, 1.0), dtype=torch.float64), rtol=1e-9, atol=1e-9
+    )
+    torch.testing.assert_close(
+        ssim(x, y), torch.tensor(skimage_ssim(x, y, 1.0), dtype=torch.float64), rtol=1e-7, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("data_range", [1.0, 255.0])
@@ -50,8 +62,9 @@ def test_psnr_and_ssim_match_skimage_on_structured_float32_images(data_range):
     for metric, reference in ((psnr, skimage_psnr), (ssim, skimage_ssim)):
         ours = metric(degraded, clean, data_range=data_range)
         assert ours.dtype == torch.float64 and ours.shape == (3,)
-        torch.testing.assert_close(ours, torch.tensor(reference(degraded, clean, data_range), dtype=torch.float64),
-                                   rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(
+            ours, torch.tensor(reference(degraded, clean, data_range), dtype=torch.float64), rtol=1e-6, atol=1e-6
+        )
 
 
 def test_identical_images_give_infinite_psnr_and_ssim_one():

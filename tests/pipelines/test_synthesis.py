@@ -123,7 +123,7 @@ def test_clean_patches_are_crops_and_reproducible():
         for k in range(8):
             for top in range(0, 13, 2):
                 for left in range(0, 23, 2):
-                    found |= torch.equal(synthesis.dihedral(image[:, top:top + 8, left:left + 8], k), patch)
+                    found |= torch.equal(synthesis.dihedral(image[:, top : top + 8, left : left + 8], k), patch)
         assert found
     assert not all(torch.equal(patches[i], synthesis.CleanPatches([image], 8, length=50, seed=4)[i]) for i in range(5))
     with pytest.raises(ValueError, match="smaller than patch_size"):

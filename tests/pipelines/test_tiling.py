@@ -11,8 +11,10 @@ def local_network(radius: int, in_channels: int = 3, out_channels: int = 3) -> t
     """``radius`` zero-padded 3x3 convolutions: each output pixel depends on inputs within ``radius`` pixels."""
     layers = []
     for index in range(radius):
-        layers += [torch.nn.Conv2d(in_channels if index == 0 else 8, out_channels if index == radius - 1 else 8, 3,
-                                   padding=1), torch.nn.Tanh()]
+        layers += [
+            torch.nn.Conv2d(in_channels if index == 0 else 8, out_channels if index == radius - 1 else 8, 3, padding=1),
+            torch.nn.Tanh(),
+        ]
     return torch.nn.Sequential(*layers).eval()
 
 
@@ -25,8 +27,10 @@ class CallCounter:
         return self.fn(x)
 
 
-@pytest.mark.parametrize("height, width, tile, overlap, radius", [
-    (37, 50, 16, 4, 3), (45, 29, 20, 3, 3), (64, 64, 24, 5, 5), (33, 70, 12, 2, 1)])
+@pytest.mark.parametrize(
+    "height, width, tile, overlap, radius",
+    [(37, 50, 16, 4, 3), (45, 29, 20, 3, 3), (64, 64, 24, 5, 5), (33, 70, 12, 2, 1)],
+)
 def test_tiled_local_function_equals_untiled(height, width, tile, overlap, radius):
     network = local_network(radius)
     x = torch.rand(2, 3, height, width)
@@ -45,8 +49,10 @@ def test_a_receptive_field_wider_than_the_overlap_shows_the_seams():
     assert difference > 1e-4  # the test above would catch a tiler that ignored its tiles
 
 
-@pytest.mark.parametrize("extent, tile, overlap", [(100, 30, 5), (31, 30, 5), (30, 30, 5), (7, 30, 5),
-                                                   (257, 64, 0), (65, 16, 7), (1000, 512, 32)])
+@pytest.mark.parametrize(
+    "extent, tile, overlap",
+    [(100, 30, 5), (31, 30, 5), (30, 30, 5), (7, 30, 5), (257, 64, 0), (65, 16, 7), (1000, 512, 32)],
+)
 def test_tile_spans_partition_the_axis_and_keep_centres(extent, tile, overlap):
     spans = tile_spans(extent, tile, overlap)
     kept = [index for _, _, keep_start, keep_stop in spans for index in range(keep_start, keep_stop)]
@@ -82,8 +88,12 @@ def test_tiles_are_padded_to_the_multiple_with_replicated_edges():
         expected = network(F.pad(x, (0, 3, 0, 3), mode="replicate"))[..., :21, :13]
         torch.testing.assert_close(result, expected)
         large = torch.rand(1, 3, 70, 53)  # tiles of 24 inside the image need no padding: exact again
-        torch.testing.assert_close(tiled_apply(needs_multiple_of_8, large, tile=24, overlap=4, multiple=8),
-                                   network(large), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            tiled_apply(needs_multiple_of_8, large, tile=24, overlap=4, multiple=8),
+            network(large),
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_scaled_outputs_are_stitched_at_the_output_resolution():
@@ -99,14 +109,17 @@ def test_scaled_outputs_are_stitched_at_the_output_resolution():
     assert result.shape == (2, 3, 52, 70)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(tile=8, overlap=4), "2 \\* overlap"),
-    (dict(tile=0), "tile"),
-    (dict(overlap=-1), "overlap"),
-    (dict(multiple=0), "multiple"),
-    (dict(scale=1.5), "scale"),
-    (dict(tile=True), "tile"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(tile=8, overlap=4), "2 \\* overlap"),
+        (dict(tile=0), "tile"),
+        (dict(overlap=-1), "overlap"),
+        (dict(multiple=0), "multiple"),
+        (dict(scale=1.5), "scale"),
+        (dict(tile=True), "tile"),
+    ],
+)
 def test_bad_arguments_are_reported(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiled_apply(lambda t: t, torch.rand(1, 3, 20, 20), **kwargs)

@@ -29,8 +29,13 @@ def test_unprocess_matches_the_formulas(backend):
     params = isp.random_camera_params(2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     out = isp.unprocess(images, params, backend=backend)
     for b in range(2):
-        expected = _unprocess_numpy(images[b].permute(1, 2, 0).numpy(), params.rgb2cam[b].numpy(),
-                                    params.rgb_gain[b].item(), params.red_gain[b].item(), params.blue_gain[b].item())
+        expected = _unprocess_numpy(
+            images[b].permute(1, 2, 0).numpy(),
+            params.rgb2cam[b].numpy(),
+            params.rgb_gain[b].item(),
+            params.red_gain[b].item(),
+            params.blue_gain[b].item(),
+        )
         np.testing.assert_allclose(out[b].numpy(), expected, rtol=1e-10, atol=1e-12)
 
 
@@ -42,7 +47,7 @@ def test_camera_params_follow_brooks():
     assert 1.5 <= params.blue_gain.min() and params.blue_gain.max() <= 1.9
     # 1 / rgb_gain ~ N(0.8, 0.1): 4000 draws put the sample mean within 5 sigma / sqrt(n) of 0.8
     inverse = 1 / params.rgb_gain
-    assert abs(inverse.mean().item() - 0.8) < 5 * 0.1 / 4000 ** 0.5
+    assert abs(inverse.mean().item() - 0.8) < 5 * 0.1 / 4000**0.5
     assert abs(inverse.std().item() - 0.1) < 0.01
     # each matrix is a convex combination of the four cameras: its rows lie between their extremes
     cameras = normalised_rgb_to_camera(isp.XYZ_TO_CAMERA)
@@ -66,14 +71,22 @@ def test_process_inverts_unprocess_on_smooth_images():
     params = isp.random_camera_params(2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     constant = torch.tensor([0.3, 0.5, 0.4], dtype=torch.float64)[None, :, None, None].expand(2, 3, 8, 8)
     raw = isp.unprocess(constant, params)
-    back = isp.process(raw, params.red_gain, params.blue_gain, params.cam2rgb, rgb_gain=params.rgb_gain,
-                       tone_map=True)
+    back = isp.process(raw, params.red_gain, params.blue_gain, params.cam2rgb, rgb_gain=params.rgb_gain, tone_map=True)
     torch.testing.assert_close(back, constant)
-    ys, xs = torch.meshgrid(torch.linspace(0.2, 0.6, 32, dtype=torch.float64),
-                            torch.linspace(0.1, 0.5, 32, dtype=torch.float64), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.linspace(0.2, 0.6, 32, dtype=torch.float64),
+        torch.linspace(0.1, 0.5, 32, dtype=torch.float64),
+        indexing="ij",
+    )
     smooth = torch.stack([ys, xs, (ys + xs) / 2])[None].expand(2, 3, 32, 32)
-    back = isp.process(isp.unprocess(smooth, params), params.red_gain, params.blue_gain, params.cam2rgb,
-                       rgb_gain=params.rgb_gain, tone_map=True)
+    back = isp.process(
+        isp.unprocess(smooth, params),
+        params.red_gain,
+        params.blue_gain,
+        params.cam2rgb,
+        rgb_gain=params.rgb_gain,
+        tone_map=True,
+    )
     assert (back - smooth)[..., 2:-2, 2:-2].abs().max() < 5e-3
 
 
@@ -95,8 +108,9 @@ def test_fused_and_reference_pipelines_agree():
     ref = isp.unprocess(images, params, backend="reference")
     torch.testing.assert_close(isp.unprocess(images, params), ref)
     args = (params.red_gain, params.blue_gain, params.cam2rgb)
-    torch.testing.assert_close(isp.process(ref, *args, tone_map=True),
-                               isp.process(ref, *args, tone_map=True, backend="reference"))
+    torch.testing.assert_close(
+        isp.process(ref, *args, tone_map=True), isp.process(ref, *args, tone_map=True, backend="reference")
+    )
 
 
 def test_bad_input():

@@ -6,13 +6,21 @@ import math
 
 import pytest
 
-from cycleisp_fast.training import (SCHEMA, ConfigError, config_to_toml, load_config, packaged_configs, parse_override,
-                                    resolve_config)
+from cycleisp_fast.training import (
+    SCHEMA,
+    ConfigError,
+    config_to_toml,
+    load_config,
+    packaged_configs,
+    parse_override,
+    resolve_config,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------------------------------- configs
+
 
 def test_every_packaged_config_resolves_and_round_trips_through_toml(tmp_path):
     names = packaged_configs()
@@ -46,29 +54,32 @@ def test_overrides_are_toml_values_or_bare_strings():
     assert config["lr"] == 1.0 and isinstance(config["lr"], float)  # an int is taken for a float key
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({}, "'task'.* is required"),
-    ({"task": "denoise"}, "'task'"),
-    ({"task": "denoise-srgb", "stpes": 3}, "unknown config key 'stpes'.*did you mean 'steps'"),
-    ({"task": "denoise-srgb", "model": {"n_feat": 3}}, "unknown config key 'model.n_feat'"),
-    ({"task": "denoise-srgb", "optim": {"lr": 1}}, r"unknown config table \[optim\]"),
-    ({"task": "aindnet-synthetic", "model": {"n_feats": 8}}, "'model.n_feats'.* does not apply to task 'aindnet"),
-    ({"task": "denoise-srgb", "steps": "3"}, "'steps'.* must be int, got '3'"),
-    ({"task": "denoise-srgb", "steps": True}, "'steps'.* must be int"),
-    ({"task": "denoise-srgb", "lr": 0}, "'lr'.* must be > 0"),
-    ({"task": "denoise-srgb", "lr": math.inf}, "'lr'.* must be finite"),
-    ({"task": "denoise-srgb", "val_every": -1}, "'val_every'.* must be >= 0"),
-    ({"task": "denoise-srgb", "amp": "fp8"}, "'amp'.* must be one of"),
-    ({"task": "denoise-srgb", "patch_size": 33}, "'patch_size'.* must be a multiple of 2"),
-    ({"task": "aindnet-synthetic", "patch_size": 36}, "'patch_size'.* must be a multiple of 8"),
-    ({"task": "raw2rgb", "val": {"patch_size": 16}}, "'val.patch_size'.* must be a multiple of 2 and at least 24"),
-    ({"task": "aindnet-transfer", "data": {"pairs": "p"}, "init": "w"}, "'scheme'.* is required"),
-    ({"task": "aindnet-transfer", "data": {"pairs": "p"}, "scheme": "tf"}, "'init'.* is required"),
-    ({"task": "cycleisp-joint"}, "'loss.beta'.* is required"),
-    ({"task": "denoise-srgb", "data": {"synthesizer": "cycleisp"}}, "'data.isp_weights'.* is required"),
-    ({"task": "denoise-srgb", "min_lr": 1.0}, "'min_lr'.* must not exceed lr"),
-    ({"task": "denoise-srgb", "model": 3}, r"must be a table \[model\]"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({}, "'task'.* is required"),
+        ({"task": "denoise"}, "'task'"),
+        ({"task": "denoise-srgb", "stpes": 3}, "unknown config key 'stpes'.*did you mean 'steps'"),
+        ({"task": "denoise-srgb", "model": {"n_feat": 3}}, "unknown config key 'model.n_feat'"),
+        ({"task": "denoise-srgb", "optim": {"lr": 1}}, r"unknown config table \[optim\]"),
+        ({"task": "aindnet-synthetic", "model": {"n_feats": 8}}, "'model.n_feats'.* does not apply to task 'aindnet"),
+        ({"task": "denoise-srgb", "steps": "3"}, "'steps'.* must be int, got '3'"),
+        ({"task": "denoise-srgb", "steps": True}, "'steps'.* must be int"),
+        ({"task": "denoise-srgb", "lr": 0}, "'lr'.* must be > 0"),
+        ({"task": "denoise-srgb", "lr": math.inf}, "'lr'.* must be finite"),
+        ({"task": "denoise-srgb", "val_every": -1}, "'val_every'.* must be >= 0"),
+        ({"task": "denoise-srgb", "amp": "fp8"}, "'amp'.* must be one of"),
+        ({"task": "denoise-srgb", "patch_size": 33}, "'patch_size'.* must be a multiple of 2"),
+        ({"task": "aindnet-synthetic", "patch_size": 36}, "'patch_size'.* must be a multiple of 8"),
+        ({"task": "raw2rgb", "val": {"patch_size": 16}}, "'val.patch_size'.* must be a multiple of 2 and at least 24"),
+        ({"task": "aindnet-transfer", "data": {"pairs": "p"}, "init": "w"}, "'scheme'.* is required"),
+        ({"task": "aindnet-transfer", "data": {"pairs": "p"}, "scheme": "tf"}, "'init'.* is required"),
+        ({"task": "cycleisp-joint"}, "'loss.beta'.* is required"),
+        ({"task": "denoise-srgb", "data": {"synthesizer": "cycleisp"}}, "'data.isp_weights'.* is required"),
+        ({"task": "denoise-srgb", "min_lr": 1.0}, "'min_lr'.* must not exceed lr"),
+        ({"task": "denoise-srgb", "model": 3}, r"must be a table \[model\]"),
+    ],
+)
 def test_bad_configs_raise_naming_the_key(raw, message):
     with pytest.raises(ConfigError, match=message) as error:
         resolve_config(raw, source="recipe.toml")

@@ -10,18 +10,35 @@ import textwrap
 
 import pytest
 import torch
-
-from cycleisp_fast.training import (CHECKPOINT_NAME, Distributed, StepBatches, load_checkpoint, lr_factor, read_log,
-                                    resolve_config)
 from tiny_runs import TINY_DENOISER
+
+from cycleisp_fast.training import (
+    CHECKPOINT_NAME,
+    Distributed,
+    StepBatches,
+    load_checkpoint,
+    lr_factor,
+    read_log,
+    resolve_config,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------------------------------- DDP
 
-DDP_CONFIG = {"task": "denoise-srgb", "steps": 3, "batch_size": 2, "patch_size": 32, "log_every": 1, "val_every": 0,
-              "save_every": 0, "lr": 1e-3, "model": TINY_DENOISER, "val": {"count": 2, "patch_size": 32}}
+DDP_CONFIG = {
+    "task": "denoise-srgb",
+    "steps": 3,
+    "batch_size": 2,
+    "patch_size": 32,
+    "log_every": 1,
+    "val_every": 0,
+    "save_every": 0,
+    "lr": 1e-3,
+    "model": TINY_DENOISER,
+    "val": {"count": 2, "patch_size": 32},
+}
 DDP_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
@@ -47,8 +64,10 @@ def ddp_reference(config: dict, world_size: int) -> dict:
     dataset = task.dataset(config["steps"] * world_size * config["batch_size"])
     optimizer = torch.optim.Adam(network.parameters(), lr=config["lr"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
-    samplers = [iter(StepBatches(0, config["steps"], config["batch_size"], Distributed(r, world_size, r)))
-                for r in range(world_size)]
+    samplers = [
+        iter(StepBatches(0, config["steps"], config["batch_size"], Distributed(r, world_size, r)))
+        for r in range(world_size)
+    ]
     for step in range(config["steps"]):
         gradients = []
         for rank in range(world_size):
@@ -70,10 +89,19 @@ def test_ddp_with_gloo_averages_the_ranks_gradients_and_saves_rank_0(tmp_path, i
     script = tmp_path / "ddp_train.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", os.fspath(script),
-               json.dumps(raw), os.fspath(out)]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=180,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        os.fspath(script),
+        json.dumps(raw),
+        os.fspath(out),
+    ]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=180, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "rank 0 of 2 done at step 3" in completed.stdout and "rank 1 of 2 done at step 3" in completed.stdout
     rank0, rank1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))

@@ -7,16 +7,25 @@ import math
 
 import pytest
 import torch
+from tiny_runs import tiny_config
 
 from cycleisp_fast.data.images import write_image
-from cycleisp_fast.training import (Distributed, RunFolderError, StepBatches, load_checkpoint, lr_factor, read_log,
-                                    resolve_config, train)
-from tiny_runs import tiny_config
+from cycleisp_fast.training import (
+    Distributed,
+    RunFolderError,
+    StepBatches,
+    load_checkpoint,
+    lr_factor,
+    read_log,
+    resolve_config,
+    train,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------- schedule and data order
+
 
 def test_cosine_schedule_follows_the_formula():
     config = resolve_config({"task": "denoise-srgb", "steps": 10, "lr": 1e-3, "min_lr": 1e-5})
@@ -37,12 +46,21 @@ def test_each_step_and_rank_draws_its_own_patches():
 
 # ------------------------------------------------------------------------------------------------- learning
 
+
 def test_loss_decreases_when_overfitting_one_image(tmp_path):
     folder = tmp_path / "one"
     coarse = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     write_image(folder / "flat.png", torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear")[0])
-    config = tiny_config("denoise-srgb", folder, steps=60, lr=3e-3, lr_schedule="constant", log_every=10,
-                         noise={"levels": "cbdnet_uniform"}, val={"count": 4, "patch_size": 32})
+    config = tiny_config(
+        "denoise-srgb",
+        folder,
+        steps=60,
+        lr=3e-3,
+        lr_schedule="constant",
+        log_every=10,
+        noise={"levels": "cbdnet_uniform"},
+        val={"count": 4, "patch_size": 32},
+    )
     result = train(config, tmp_path / "run", device="cpu", progress=False)
     losses = [r["loss"] for r in read_log(result.run_dir) if "loss" in r]
     assert losses[-1] < 0.6 * losses[0], losses
@@ -50,6 +68,7 @@ def test_loss_decreases_when_overfitting_one_image(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- resume
+
 
 def state_of(path):
     checkpoint = load_checkpoint(path)
@@ -85,8 +104,13 @@ def test_resume_refuses_another_config_and_fresh_runs_refuse_a_used_folder(tmp_p
     with pytest.raises(RunFolderError, match="already holds a run"):
         train(config, tmp_path / "run", device="cpu", progress=False)
     with pytest.raises(RunFolderError, match=r"config differs.*lr: 0.0002 -> 0.001.*model.n_feats: 8 -> 16"):
-        train({**config, "lr": 1e-3, "model": {**config["model"], "n_feats": 16}}, tmp_path / "run", device="cpu",
-              progress=False, resume=True)
+        train(
+            {**config, "lr": 1e-3, "model": {**config["model"], "n_feats": 16}},
+            tmp_path / "run",
+            device="cpu",
+            progress=False,
+            resume=True,
+        )
     resumed = train({**config, "log_every": 2}, tmp_path / "run", device="cpu", progress=False, resume=True)
     assert resumed.step == 3  # the logging cadence may change
     with pytest.raises(RunFolderError, match="already at step 3"):

@@ -8,17 +8,18 @@ import os
 
 import pytest
 import torch
+from tiny_runs import TINY_DENOISER, run_task, tiny_config
 
 from cycleisp_fast.data.images import write_image
 from cycleisp_fast.models import CCM, AINDNet, Raw2Rgb, Rgb2Raw, load_official, trainable_parameters, transfer_tf
 from cycleisp_fast.pipelines.denoisers import load_denoiser
 from cycleisp_fast.training import CONFIG_NAME, ConfigError, load_config, read_log, train
-from tiny_runs import TINY_DENOISER, run_task, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------- one run per task
+
 
 @pytest.mark.parametrize("task, model_name", [("denoise-srgb", "cycleisp-srgb"), ("denoise-raw", "cycleisp-raw")])
 def test_denoisers_train_and_their_checkpoints_load_for_denoising(tmp_path, image_folder, task, model_name):
@@ -71,8 +72,9 @@ def test_aindnet_synthetic_then_transfer_tf_updates_only_the_transfer_parameters
         clean = torch.rand(3, 40, 48, generator=generator)
         write_image(pairs / "clean" / f"p{index}.png", clean)
         write_image(pairs / "noisy" / f"p{index}.png", (clean + 0.1 * torch.randn(3, 40, 48, generator=generator)))
-    config = tiny_config("aindnet-transfer", None, scheme="tf", init=os.fspath(synthetic.checkpoint),
-                         data={"pairs": os.fspath(pairs)})
+    config = tiny_config(
+        "aindnet-transfer", None, scheme="tf", init=os.fspath(synthetic.checkpoint), data={"pairs": os.fspath(pairs)}
+    )
     transfer, _ = run_task(tmp_path / "transfer", config)
     reference = AINDNet()
     transfer_tf(reference)
@@ -90,21 +92,32 @@ def test_transfer_init_must_be_an_aindnet_checkpoint_of_the_same_configuration(t
     pairs = tmp_path / "pairs"
     for kind in ("clean", "noisy"):
         write_image(pairs / kind / "p.png", torch.rand(3, 32, 32))
-    config = tiny_config("aindnet-transfer", None, scheme="rt", init=os.fspath(srgb.checkpoint),
-                         data={"pairs": os.fspath(pairs)})
+    config = tiny_config(
+        "aindnet-transfer", None, scheme="rt", init=os.fspath(srgb.checkpoint), data={"pairs": os.fspath(pairs)}
+    )
     with pytest.raises(ConfigError, match="holds a 'cycleisp-srgb' model, this task trains 'aindnet'"):
         train(config, tmp_path / "run", device="cpu", progress=False)
     with pytest.raises(ConfigError, match="'data.pairs'.*not found"):
-        train({**config, "data": {**config["data"], "pairs": os.fspath(tmp_path / "nowhere")}}, tmp_path / "run",
-              device="cpu", progress=False)
+        train(
+            {**config, "data": {**config["data"], "pairs": os.fspath(tmp_path / "nowhere")}},
+            tmp_path / "run",
+            device="cpu",
+            progress=False,
+        )
 
 
-@pytest.mark.parametrize("task, files, metric_names", [
-    ("rgb2raw", {"rgb2raw_joint.pth": Rgb2Raw}, {"psnr"}),
-    ("raw2rgb", {"ccm_joint.pth": CCM, "raw2rgb_joint.pth": Raw2Rgb}, {"psnr"}),
-    ("cycleisp-joint", {"rgb2raw_joint.pth": Rgb2Raw, "ccm_joint.pth": CCM, "raw2rgb_joint.pth": Raw2Rgb},
-     {"psnr", "psnr_raw"}),
-])
+@pytest.mark.parametrize(
+    "task, files, metric_names",
+    [
+        ("rgb2raw", {"rgb2raw_joint.pth": Rgb2Raw}, {"psnr"}),
+        ("raw2rgb", {"ccm_joint.pth": CCM, "raw2rgb_joint.pth": Raw2Rgb}, {"psnr"}),
+        (
+            "cycleisp-joint",
+            {"rgb2raw_joint.pth": Rgb2Raw, "ccm_joint.pth": CCM, "raw2rgb_joint.pth": Raw2Rgb},
+            {"psnr", "psnr_raw"},
+        ),
+    ],
+)
 def test_isp_tasks_train_and_export_official_layout_weights(tmp_path, image_folder, task, files, metric_names):
     result, checkpoint = run_task(tmp_path, tiny_config(task, image_folder))
     assert set(result.metrics) == metric_names and all(math.isfinite(v) for v in result.metrics.values())
@@ -119,9 +132,11 @@ def test_isp_tasks_train_and_export_official_layout_weights(tmp_path, image_fold
 
 def test_isp_weights_of_a_run_drive_the_learned_synthesizer(tmp_path, image_folder):
     joint, _ = run_task(tmp_path / "joint", tiny_config("cycleisp-joint", image_folder, steps=1))
-    config = tiny_config("denoise-srgb", image_folder, data={"images": os.fspath(image_folder),
-                                                             "synthesizer": "cycleisp",
-                                                             "isp_weights": os.fspath(joint.run_dir)})
+    config = tiny_config(
+        "denoise-srgb",
+        image_folder,
+        data={"images": os.fspath(image_folder), "synthesizer": "cycleisp", "isp_weights": os.fspath(joint.run_dir)},
+    )
     assert config["noise"]["levels"] == "cycleisp_dnd"
     result, _ = run_task(tmp_path / "srgb", config)
     assert math.isfinite(result.metrics["psnr"])
@@ -132,8 +147,12 @@ def test_isp_weights_of_a_run_drive_the_learned_synthesizer(tmp_path, image_fold
     for key, value in rgb2raw.network.rgb2raw.state_dict().items():
         assert torch.equal(value, exported[key]), key
     with pytest.raises(ConfigError, match="'data.isp_weights': missing .*rgb2raw_joint.pth"):
-        train({**config, "data": {**config["data"], "isp_weights": os.fspath(image_folder)}}, tmp_path / "other",
-              device="cpu", progress=False)
+        train(
+            {**config, "data": {**config["data"], "isp_weights": os.fspath(image_folder)}},
+            tmp_path / "other",
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_init_loads_official_layout_weights_and_names_a_misfit(tmp_path, image_folder):

@@ -12,8 +12,16 @@ TINY_DENOISER = {"n_feats": 8, "num_rrg": 1, "num_dab": 1, "reduction": 4}
 
 def tiny_config(task: str, images, **top) -> dict:
     """A resolved config of ``task`` small enough for a test: 2 steps of 2 patches of 32x32, tiny models."""
-    raw = {"task": task, "steps": 2, "batch_size": 2, "patch_size": 32, "log_every": 1, "save_every": 0,
-           "val_every": 0, "val": {"count": 2, "patch_size": 32}}
+    raw = {
+        "task": task,
+        "steps": 2,
+        "batch_size": 2,
+        "patch_size": 32,
+        "log_every": 1,
+        "save_every": 0,
+        "val_every": 0,
+        "val": {"count": 2, "patch_size": 32},
+    }
     if task.startswith("denoise"):
         raw["model"] = dict(TINY_DENOISER)
     if task != "aindnet-transfer":

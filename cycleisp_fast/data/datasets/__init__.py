@@ -33,9 +33,17 @@ from cycleisp_fast.data.datasets.paired_folder import PairedImageFolder
 from cycleisp_fast.data.datasets.sidd import SIDDRaw, SIDDSrgb, read_sidd_pattern
 
 __all__ = [
-    "DatasetLayoutError", "load_pair", "shift_pattern",
+    "DatasetLayoutError",
+    "load_pair",
+    "shift_pattern",
     "PairedImageFolder",
-    "SIDDSrgb", "SIDDRaw", "read_sidd_pattern",
-    "DND", "DND_KINDS",
-    "LAYOUTS", "matching_layouts", "detect_layout", "open_pairs",
+    "SIDDSrgb",
+    "SIDDRaw",
+    "read_sidd_pattern",
+    "DND",
+    "DND_KINDS",
+    "LAYOUTS",
+    "matching_layouts",
+    "detect_layout",
+    "open_pairs",
 ]

@@ -45,8 +45,10 @@ def load_pair(name: str, clean_path: Path, noisy_path: Path) -> dict:
 
 def _check_same_size(clean: torch.Tensor, noisy: torch.Tensor, clean_path: Path, noisy_path: Path) -> None:
     if clean.shape != noisy.shape:
-        raise DataFileError(f"image sizes differ within a pair: clean {clean_path} is {_size(clean)}, "
-                            f"noisy {noisy_path} is {_size(noisy)}")
+        raise DataFileError(
+            f"image sizes differ within a pair: clean {clean_path} is {_size(clean)}, "
+            f"noisy {noisy_path} is {_size(noisy)}"
+        )
 
 
 def _size(image: torch.Tensor) -> str:
@@ -66,5 +68,6 @@ def _pattern_from_codes(codes, path: Path) -> str:
         pattern = "".join("RGB"[int(value)] for value in values)
         if pattern in PATTERNS:
             return pattern
-    raise DataFileError(f"{path}: unsupported Bayer pattern codes {values.tolist()} (expected a 2x2 block of "
-                        f"one of {PATTERNS})")
+    raise DataFileError(
+        f"{path}: unsupported Bayer pattern codes {values.tolist()} (expected a 2x2 block of one of {PATTERNS})"
+    )

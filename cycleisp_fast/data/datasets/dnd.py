@@ -14,8 +14,13 @@ import torch
 from torch.utils.data import Dataset
 
 from cycleisp_fast.checks import check_choice
-from cycleisp_fast.data.datasets._common import (DatasetLayoutError, _check_root, _few, _pattern_from_codes,
-                                                 shift_pattern)
+from cycleisp_fast.data.datasets._common import (
+    DatasetLayoutError,
+    _check_root,
+    _few,
+    _pattern_from_codes,
+    shift_pattern,
+)
 from cycleisp_fast.data.files import DataFileError
 from cycleisp_fast.data.matlab import mat_dataset, open_mat
 
@@ -62,17 +67,29 @@ def _read_dnd_info(root: Path, kind: str) -> list[_DndImage]:
             shots = [float(_member(nlf, "a", "nlf", path).ravel()[0]) for nlf in nlfs]
             reads = [float(_member(nlf, "b", "nlf", path).ravel()[0]) for nlf in nlfs]
             # info(i).camera.pattern: MATLAB 2x2, 1 = R, 2 = G, 3 = B; .T puts it in MATLAB's row order.
-            patterns = [_pattern_from_codes(_member(camera, "pattern", "camera", path).T - 1, path)
-                        for camera in _dereference(handle, info, "camera", path)]
+            patterns = [
+                _pattern_from_codes(_member(camera, "pattern", "camera", path).T - 1, path)
+                for camera in _dereference(handle, info, "camera", path)
+            ]
     for boxes in all_boxes:
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise DataFileError(f"{path}: bounding boxes must be an N x 4 matrix, got shape {boxes.shape}")
-    images = [_DndImage(folder / f"{number + 1:04d}.mat", all_boxes[number].astype(np.int64), shots[number],
-                        reads[number], patterns[number]) for number in range(count)]
+    images = [
+        _DndImage(
+            folder / f"{number + 1:04d}.mat",
+            all_boxes[number].astype(np.int64),
+            shots[number],
+            reads[number],
+            patterns[number],
+        )
+        for number in range(count)
+    ]
     missing = [image.path.name for image in images if not image.path.is_file()]
     if missing:
-        raise DatasetLayoutError(f"{len(missing)} of the {count} DND images listed in {path} are missing from "
-                                 f"{folder}: {_few(missing)}; expected {folder}/0001.mat ...")
+        raise DatasetLayoutError(
+            f"{len(missing)} of the {count} DND images listed in {path} are missing from "
+            f"{folder}: {_few(missing)}; expected {folder}/0001.mat ..."
+        )
     return images
 
 
@@ -105,13 +122,18 @@ class DND(Dataset):
             raise ValueError(f"margin must be an int >= 0, got {margin!r}")
         self.root = _check_root(root)
         if not (self.root / "info.mat").is_file():
-            raise DatasetLayoutError(f"not a DND folder: {self.root / 'info.mat'} is missing; expected "
-                                     f"{self.root}/info.mat and {self.root}/images_{kind}/0001.mat ...")
+            raise DatasetLayoutError(
+                f"not a DND folder: {self.root / 'info.mat'} is missing; expected "
+                f"{self.root}/info.mat and {self.root}/images_{kind}/0001.mat ..."
+            )
         self.kind, self.margin = kind, margin
         self.key = "InoisySRGB" if kind == "srgb" else "Inoisy"
         self.images = _read_dnd_info(self.root, kind)
-        self.items = [(image_number, box_number) for image_number, image in enumerate(self.images)
-                      for box_number in range(len(image.boxes))]
+        self.items = [
+            (image_number, box_number)
+            for image_number, image in enumerate(self.images)
+            for box_number in range(len(image.boxes))
+        ]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -135,9 +157,11 @@ class DND(Dataset):
             array = mat_dataset(handle, self.key, image.path)
             height, width = array.shape[-1], array.shape[-2]  # HDF5 holds MATLAB's H x W [x 3] as ([3,] W, H)
             if not (1 <= first_row <= last_row <= height and 1 <= first_col <= last_col <= width):
-                raise DataFileError(f"{self.root / 'info.mat'}: box {box_number + 1} of image {image_number + 1} "
-                                    f"[{first_row}, {first_col}, {last_row}, {last_col}] lies outside the "
-                                    f"{height}x{width} image {image.path}")
+                raise DataFileError(
+                    f"{self.root / 'info.mat'}: box {box_number + 1} of image {image_number + 1} "
+                    f"[{first_row}, {first_col}, {last_row}, {last_col}] lies outside the "
+                    f"{height}x{width} image {image.path}"
+                )
             top, left = max(first_row - 1 - self.margin, 0), max(first_col - 1 - self.margin, 0)
             bottom, right = min(last_row + self.margin, height), min(last_col + self.margin, width)
             try:
@@ -146,9 +170,13 @@ class DND(Dataset):
                 raise DataFileError(f"cannot read {self.key!r} from {image.path}: {error}") from error
         noisy = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32))
         noisy = noisy.permute(2, 0, 1) if self.kind == "srgb" else noisy[None]
-        item = {"name": self.item_name(index), "noisy": noisy,
-                "box": torch.tensor([first_row - 1 - top, first_col - 1 - left, last_row - first_row + 1,
-                                     last_col - first_col + 1])}
+        item = {
+            "name": self.item_name(index),
+            "noisy": noisy,
+            "box": torch.tensor(
+                [first_row - 1 - top, first_col - 1 - left, last_row - first_row + 1, last_col - first_col + 1]
+            ),
+        }
         if self.kind == "raw":
             item.update(shot=image.shot, read=image.read, pattern=shift_pattern(image.pattern, top, left))
         return item

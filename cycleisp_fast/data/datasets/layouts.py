@@ -25,8 +25,11 @@ def matching_layouts(root) -> list[str]:
         found += [f"sidd-{domain.lower()}" for domain in sorted(_sidd_domains(root), reverse=True)]
     if (root / "info.mat").is_file():
         found += [f"dnd-{kind}" for kind in DND_KINDS if (root / f"images_{kind}").is_dir()]
-    found += [f"sidd-val-{kind}" for kind, names in SIDD_VALIDATION_FILES.items()
-              if any((root / name).is_file() for name in names)]
+    found += [
+        f"sidd-val-{kind}"
+        for kind, names in SIDD_VALIDATION_FILES.items()
+        if any((root / name).is_file() for name in names)
+    ]
     return found
 
 
@@ -39,7 +42,8 @@ def detect_layout(root) -> str:
             "Data/<scene>/[NNNN_]GT_SRGB_010.PNG (sidd-srgb), Data/<scene>/[NNNN_]GT_RAW_010.MAT (sidd-raw), "
             "info.mat + images_srgb/ (dnd-srgb), info.mat + images_raw/ (dnd-raw), "
             "ValidationNoisyBlocksSrgb.mat + ValidationGtBlocksSrgb.mat (sidd-val-srgb), "
-            "ValidationNoisyBlocksRaw.mat + ValidationGtBlocksRaw.mat (sidd-val-raw)")
+            "ValidationNoisyBlocksRaw.mat + ValidationGtBlocksRaw.mat (sidd-val-raw)"
+        )
     if len(found) > 1:
         raise ValueError(f"{root} fits several dataset layouts {found}; pass layout= one of them")
     return found[0]

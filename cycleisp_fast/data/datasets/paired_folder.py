@@ -16,8 +16,10 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
     for path in sorted(folder.iterdir()):
         if path.is_file() and is_image_file(path):
             if path.stem in images:
-                raise DatasetLayoutError(f"two images with the stem {path.stem!r} in {folder}: "
-                                         f"{images[path.stem].name} and {path.name}; keep one")
+                raise DatasetLayoutError(
+                    f"two images with the stem {path.stem!r} in {folder}: "
+                    f"{images[path.stem].name} and {path.name}; keep one"
+                )
             images[path.stem] = path
     if not images:
         raise DatasetLayoutError(f"no image files in {folder}")
@@ -35,13 +37,18 @@ class PairedImageFolder(Dataset):
         folders = {"clean": root / clean, "noisy": root / noisy}
         for role, folder in folders.items():
             if not folder.is_dir():
-                raise DatasetLayoutError(f"missing the {role} folder {folder}; expected {root}/{clean}/<name>.png "
-                                         f"paired with {root}/{noisy}/<name>.png")
+                raise DatasetLayoutError(
+                    f"missing the {role} folder {folder}; expected {root}/{clean}/<name>.png "
+                    f"paired with {root}/{noisy}/<name>.png"
+                )
         clean_images, noisy_images = (_images_by_stem(folder) for folder in folders.values())
         only_clean, only_noisy = clean_images.keys() - noisy_images.keys(), noisy_images.keys() - clean_images.keys()
         if only_clean or only_noisy:
-            problems = [f"{len(names)} only in {folder}: {_few(names)}"
-                        for names, folder in ((only_clean, folders["clean"]), (only_noisy, folders["noisy"])) if names]
+            problems = [
+                f"{len(names)} only in {folder}: {_few(names)}"
+                for names, folder in ((only_clean, folders["clean"]), (only_noisy, folders["noisy"]))
+                if names
+            ]
             raise DatasetLayoutError("clean and noisy images must pair up by file stem; " + "; ".join(problems))
         self.root = root
         self.names = sorted(clean_images)

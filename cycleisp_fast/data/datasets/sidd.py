@@ -15,8 +15,14 @@ import torch
 from torch.utils.data import Dataset
 
 from cycleisp_fast.checks import check_choice
-from cycleisp_fast.data.datasets._common import (DatasetLayoutError, _check_root, _check_same_size, _few,
-                                                 _pattern_from_codes, load_pair)
+from cycleisp_fast.data.datasets._common import (
+    DatasetLayoutError,
+    _check_root,
+    _check_same_size,
+    _few,
+    _pattern_from_codes,
+    load_pair,
+)
 from cycleisp_fast.data.files import DataFileError
 from cycleisp_fast.data.matlab import read_mat_array
 from cycleisp_fast.ops.bayer import PATTERNS
@@ -58,8 +64,10 @@ def _sidd_scenes(root, domain: str) -> list[_SiddScene]:
             metadata = files.get(f"{prefix}METADATA_RAW_{index}.MAT")
             scenes.append(_SiddScene(f"{scene.name}_{index}", files[upper_name], noisy, metadata))
     if unpaired:
-        raise DatasetLayoutError(f"{len(unpaired)} SIDD ground truth file(s) without their NOISY_{domain} "
-                                 f"partner in {data}: {_few(unpaired)}; expected {expected}")
+        raise DatasetLayoutError(
+            f"{len(unpaired)} SIDD ground truth file(s) without their NOISY_{domain} "
+            f"partner in {data}: {_few(unpaired)}; expected {expected}"
+        )
     if not scenes:
         raise DatasetLayoutError(f"no SIDD {domain} pairs under {data}; expected {expected}")
     return scenes
@@ -117,12 +125,16 @@ def read_sidd_pattern(metadata_path: Path) -> str:
     try:
         contents = scipy.io.loadmat(metadata_path)
     except (NotImplementedError, ValueError, OSError, TypeError) as error:
-        raise DataFileError(f"cannot read the SIDD metadata {metadata_path} (expected a MATLAB v5 .mat file): "
-                            f"{error}; pass pattern=... to SIDDRaw instead") from error
+        raise DataFileError(
+            f"cannot read the SIDD metadata {metadata_path} (expected a MATLAB v5 .mat file): "
+            f"{error}; pass pattern=... to SIDDRaw instead"
+        ) from error
     codes = _find_cfa_pattern(contents.get("metadata"))
     if codes is None:
-        raise DataFileError(f"no CFAPattern (DNG tag {_DNG_CFA_PATTERN_TAG}) found in the 'metadata' struct of "
-                            f"{metadata_path}; pass pattern=... to SIDDRaw instead")
+        raise DataFileError(
+            f"no CFAPattern (DNG tag {_DNG_CFA_PATTERN_TAG}) found in the 'metadata' struct of "
+            f"{metadata_path}; pass pattern=... to SIDDRaw instead"
+        )
     return _pattern_from_codes(codes, metadata_path)
 
 
@@ -151,17 +163,21 @@ class SIDDRaw(Dataset):
         if pattern is None:
             missing = [scene.name for scene in self.scenes if scene.metadata is None]
             if missing:
-                raise DatasetLayoutError(f"{len(missing)} SIDD RAW pair(s) without METADATA_RAW_<index>.MAT beside "
-                                         f"them (needed for the Bayer pattern): {_few(missing)}; add the files or "
-                                         "pass pattern=...")
+                raise DatasetLayoutError(
+                    f"{len(missing)} SIDD RAW pair(s) without METADATA_RAW_<index>.MAT beside "
+                    f"them (needed for the Bayer pattern): {_few(missing)}; add the files or "
+                    "pass pattern=..."
+                )
 
     def __len__(self) -> int:
         return len(self.scenes)
 
     def __getitem__(self, index: int) -> dict:
         scene = self.scenes[index]
-        clean, noisy = (torch.from_numpy(np.ascontiguousarray(read_mat_array(path, "x"), dtype=np.float32))
-                        for path in (scene.clean, scene.noisy))
+        clean, noisy = (
+            torch.from_numpy(np.ascontiguousarray(read_mat_array(path, "x"), dtype=np.float32))
+            for path in (scene.clean, scene.noisy)
+        )
         for path, mosaic in ((scene.clean, clean), (scene.noisy, noisy)):
             if mosaic.dim() != 2:
                 raise DataFileError(f"{path}: 'x' must be a 2-D Bayer mosaic, got shape {tuple(mosaic.shape)}")

@@ -44,8 +44,10 @@ def check_image_sizes(images: dict[str, Tensor], patch_size: int, key: str) -> l
     """The images as a list, after checking that each holds a ``patch_size`` crop (the error names the file)."""
     for name, image in images.items():
         if min(image.shape[1:]) < patch_size:
-            raise ConfigError(f"image {name} is {image.shape[2]}x{image.shape[1]}, smaller than {key} = {patch_size}: "
-                              f"lower it or remove the image")
+            raise ConfigError(
+                f"image {name} is {image.shape[2]}x{image.shape[1]}, smaller than {key} = {patch_size}: "
+                f"lower it or remove the image"
+            )
     return list(images.values())
 
 
@@ -59,7 +61,8 @@ class Task(abc.ABC):
     loss runs it through ``module``, the network or its DDP wrapper) in ``__init__``.
 
     Args:
-        config: the resolved config. device: the training device.
+        config: the resolved config.
+        device: the training device.
     """
 
     model_name = ""
@@ -111,16 +114,20 @@ def load_initial_weights(network: nn.Module, path: str, model_name: str, model_k
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ConfigError(f"config key 'init': {path!r} is not a torch checkpoint: {type(error).__name__}: {error}"
-                          ) from error
+        raise ConfigError(
+            f"config key 'init': {path!r} is not a torch checkpoint: {type(error).__name__}: {error}"
+        ) from error
     if isinstance(checkpoint, dict) and "model" in checkpoint and isinstance(checkpoint["model"], str):
         if checkpoint["model"] != model_name:
-            raise ConfigError(f"config key 'init': {path!r} holds a {checkpoint['model']!r} model, this task trains "
-                              f"{model_name!r}")
+            raise ConfigError(
+                f"config key 'init': {path!r} holds a {checkpoint['model']!r} model, this task trains {model_name!r}"
+            )
         saved_kwargs = checkpoint.get("model_kwargs", {})
         if saved_kwargs != model_kwargs:
-            raise ConfigError(f"config key 'init': {path!r} was trained with [model] {saved_kwargs}, the config asks "
-                              f"for {model_kwargs}: make [model] match the checkpoint")
+            raise ConfigError(
+                f"config key 'init': {path!r} was trained with [model] {saved_kwargs}, the config asks "
+                f"for {model_kwargs}: make [model] match the checkpoint"
+            )
     try:
         load_official(network, checkpoint)
     except (ValueError, TypeError) as error:
@@ -141,6 +148,7 @@ class CleanImageTask(Task):
             self.validation_images = check_image_sizes(validation_images, val["patch_size"], "val.patch_size")
 
     def dataset(self, length: int) -> CleanPatches:
+        """``length`` seeded random ``(3, patch_size, patch_size)`` crops of the training images, flipped or rotated."""
         return CleanPatches(self.images, self.config["patch_size"], length=length, seed=self.config["seed"])
 
     @abc.abstractmethod
@@ -148,9 +156,11 @@ class CleanImageTask(Task):
         """The batch of clean ``(N, 3, p, p)`` patches on the device, pairs keyed by ``(seed, offset)``."""
 
     def make_batch(self, items: Tensor, offset: int) -> dict[str, Tensor]:
+        """The clean ``(N, 3, p, p)`` patches moved to the device, their pairs made under ``(seed, offset)``."""
         return self.make_pairs(items.to(self.device, non_blocking=True), self.config["seed"], offset)
 
     def validation_batches(self) -> list[dict[str, Tensor]]:
+        """Pairs of ``val.count`` seeded crops (no flips) of the validation images, in chunks of ``batch_size``."""
         val, seed = self.config["val"], self.config["seed"] ^ VALIDATION_SEED_SALT
         if not val["count"]:
             return []
@@ -162,7 +172,7 @@ class CleanImageTask(Task):
 def split_batch(batch: dict[str, Tensor], size: int) -> list[dict[str, Tensor]]:
     """``batch`` cut along its first dimension into batches of at most ``size``."""
     count = next(iter(batch.values())).shape[0]
-    return [{key: value[start:start + size] for key, value in batch.items()} for start in range(0, count, size)]
+    return [{key: value[start : start + size] for key, value in batch.items()} for start in range(0, count, size)]
 
 
 class SrgbDenoiserMetrics:
@@ -171,5 +181,8 @@ class SrgbDenoiserMetrics:
     network: nn.Module
 
     def metrics(self, batch: dict[str, Tensor]) -> dict[str, float]:
-        return {"psnr_input": mean_psnr(batch["noisy"], batch["clean"]),
-                "psnr": mean_psnr(self.network(batch["noisy"]), batch["clean"])}
+        """``psnr_input``, the PSNR of ``noisy``, and ``psnr``, that of ``network(noisy)``, against ``clean``."""
+        return {
+            "psnr_input": mean_psnr(batch["noisy"], batch["clean"]),
+            "psnr": mean_psnr(self.network(batch["noisy"]), batch["clean"]),
+        }

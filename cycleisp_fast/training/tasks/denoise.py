@@ -31,19 +31,25 @@ class SyntheticDenoiseTask(CleanImageTask):
             weights = {name: os.path.join(data["isp_weights"], file) for name, file in ISP_FILE_NAMES.items()}
             missing = [path for path in weights.values() if not os.path.isfile(path)]
             if missing:
-                raise ConfigError(f"config key 'data.isp_weights': missing {', '.join(missing)} (the folder must hold "
-                                  f"{', '.join(ISP_FILE_NAMES.values())} in the official layout)")
+                raise ConfigError(
+                    f"config key 'data.isp_weights': missing {', '.join(missing)} (the folder must hold "
+                    f"{', '.join(ISP_FILE_NAMES.values())} in the official layout)"
+                )
         noise_model = NoiseModel(noise["levels"], noise["model"])
-        self.synthesizer = make_synthesizer(data["synthesizer"], weights, noise=noise_model, noise_std=self.noise_std,
-                                            device=device)
+        self.synthesizer = make_synthesizer(
+            data["synthesizer"], weights, noise=noise_model, noise_std=self.noise_std, device=device
+        )
 
     def make_pairs(self, clean: Tensor, seed: int, offset: int) -> dict[str, Tensor]:
+        """The tensor fields of the synthesizer's :class:`SyntheticBatch` of ``clean`` (``clean``, ``noisy``, ...)."""
         with torch.no_grad():
             pairs = self.synthesizer(clean, seed=seed, offset=offset)
         return {name: value for name, value in pairs._asdict().items() if isinstance(value, Tensor)}
 
 
 class DenoiseSrgbTask(SrgbDenoiserMetrics, SyntheticDenoiseTask):
+    """``denoise-srgb``: CycleISP's ``DenoiseNet(raw=False)`` on the synthesised sRGB pairs, L1 loss."""
+
     model_name = "cycleisp-srgb"
 
     def __init__(self, config: dict[str, Any], device: torch.device):
@@ -51,10 +57,13 @@ class DenoiseSrgbTask(SrgbDenoiserMetrics, SyntheticDenoiseTask):
         self.network = DenoiseNet(raw=False, **self.model_kwargs)
 
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """L1 between DenoiseNet(noisy) and clean, the sRGB images."""
         return torch.nn.functional.l1_loss(module(batch["noisy"]), batch["clean"])
 
 
 class DenoiseRawTask(SyntheticDenoiseTask):
+    """``denoise-raw``: CycleISP's ``DenoiseNet(raw=True)`` on the synthesised packed RAW pairs, L1 loss."""
+
     model_name = "cycleisp-raw"
 
     def __init__(self, config: dict[str, Any], device: torch.device):
@@ -62,15 +71,21 @@ class DenoiseRawTask(SyntheticDenoiseTask):
         self.network = DenoiseNet(raw=True, **self.model_kwargs)
 
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """L1 between DenoiseNet(noisy_raw, variance) and clean_raw."""
         return torch.nn.functional.l1_loss(module(batch["noisy_raw"], batch["variance"]), batch["clean_raw"])
 
     def metrics(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """``psnr_input`` of noisy_raw and ``psnr`` of DenoiseNet(noisy_raw, variance), against clean_raw."""
         denoised = self.network(batch["noisy_raw"], batch["variance"])
-        return {"psnr_input": mean_psnr(batch["noisy_raw"], batch["clean_raw"]),
-                "psnr": mean_psnr(denoised, batch["clean_raw"])}
+        return {
+            "psnr_input": mean_psnr(batch["noisy_raw"], batch["clean_raw"]),
+            "psnr": mean_psnr(denoised, batch["clean_raw"]),
+        }
 
 
 class AindnetSyntheticTask(SrgbDenoiserMetrics, SyntheticDenoiseTask):
+    """``aindnet-synthetic``: AINDNet on the synthesised sRGB pairs, with their noise std maps as its targets."""
+
     model_name = "aindnet"
     noise_std = True
 
@@ -79,7 +94,15 @@ class AindnetSyntheticTask(SrgbDenoiserMetrics, SyntheticDenoiseTask):
         self.network = AINDNet(**self.model_kwargs)
 
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """L1 of AINDNet(noisy) against clean plus ``noise_weight`` times the asymmetric loss of its noise maps."""
         denoised, noise_map, coarse = module(batch["noisy"], return_noise_map=True)
         weights = self.config["loss"]
-        return aindnet_synthetic_loss(denoised, batch["clean"], noise_map, coarse, batch["noise_std"],
-                                      lam=weights["noise_weight"], alpha=weights["asymmetry"])
+        return aindnet_synthetic_loss(
+            denoised,
+            batch["clean"],
+            noise_map,
+            coarse,
+            batch["noise_std"],
+            lam=weights["noise_weight"],
+            alpha=weights["asymmetry"],
+        )

@@ -25,23 +25,32 @@ class IspTask(CleanImageTask):
     (:func:`unprocess`) under a random camera (keyed by ``(seed, offset)``)."""
 
     def make_pairs(self, clean: Tensor, seed: int, offset: int) -> dict[str, Tensor]:
-        camera = random_camera_params(clean.shape[0], generator=keyed_generator(seed, offset, Stream.CAMERA),
-                                      device=clean.device, dtype=clean.dtype)
+        """``srgb``, the clean patches, and ``raw``, their packed ``(N, 4, p/2, p/2)`` RAW under random cameras."""
+        camera = random_camera_params(
+            clean.shape[0],
+            generator=keyed_generator(seed, offset, Stream.CAMERA),
+            device=clean.device,
+            dtype=clean.dtype,
+        )
         with torch.no_grad():
             return {"srgb": clean, "raw": unprocess(clean, camera)}
 
     @property
     def model_kwargs(self) -> dict[str, Any]:
+        """None: the ISP networks are built at their one official size."""
         return {}
 
     def extra_files(self) -> dict[str, dict[str, Tensor]]:
+        """The state dict of each network of :attr:`network` under its official file name (:data:`ISP_FILE_NAMES`)."""
         return {ISP_FILE_NAMES[name]: module.state_dict() for name, module in self.network.named_children()}
 
     def load_init(self, path: str) -> None:
         """``init`` is a folder with the official-layout files of the networks this task trains."""
         if not Path(path).is_dir():
-            raise ConfigError(f"config key 'init': for task {self.config['task']!r} it must be a folder holding "
-                              f"{', '.join(ISP_FILE_NAMES[n] for n, _ in self.network.named_children())}, got {path!r}")
+            raise ConfigError(
+                f"config key 'init': for task {self.config['task']!r} it must be a folder holding "
+                f"{', '.join(ISP_FILE_NAMES[n] for n, _ in self.network.named_children())}, got {path!r}"
+            )
         for name, module in self.network.named_children():
             file = os.path.join(path, ISP_FILE_NAMES[name])
             try:
@@ -60,6 +69,7 @@ class Rgb2RawNetworks(nn.Module):
         self.rgb2raw = Rgb2Raw()
 
     def forward(self, srgb: Tensor) -> Tensor:
+        """RGB2RAW's packed RAW ``(N, 4, H/2, W/2)`` of ``srgb`` ``(N, 3, H, W)``."""
         return self.rgb2raw(srgb)
 
 
@@ -73,6 +83,7 @@ class Raw2RgbNetworks(nn.Module):
         self.raw2rgb.conv1x1.requires_grad_(False)
 
     def forward(self, raw: Tensor, srgb: Tensor) -> Tensor:
+        """RAW2RGB's sRGB ``(N, 3, 2h, 2w)`` of ``raw`` ``(N, 4, h, w)``, guided by CCM of ``srgb``."""
         return self.raw2rgb(raw, self.ccm(srgb))
 
 
@@ -85,11 +96,14 @@ class CycleIspNetworks(nn.Module):
         self.raw2rgb.conv1x1.requires_grad_(False)
 
     def forward(self, srgb: Tensor) -> tuple[Tensor, Tensor]:
+        """``(raw, srgb')``: RGB2RAW's ``(N, 4, H/2, W/2)`` of ``srgb`` and RAW2RGB's ``(N, 3, H, W)`` of that."""
         raw = self.rgb2raw(srgb)
         return raw, self.raw2rgb(raw, self.ccm(srgb))
 
 
 class Rgb2RawTask(IspTask):
+    """``rgb2raw``: RGB2RAW alone, trained to map the sRGB patches to their unprocessed packed RAW."""
+
     model_name = "cycleisp-rgb2raw"
 
     def __init__(self, config: dict[str, Any], device: torch.device):
@@ -97,13 +111,17 @@ class Rgb2RawTask(IspTask):
         self.network = Rgb2RawNetworks()
 
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """:func:`rgb2raw_loss` (L1 plus log-L1) between RGB2RAW(srgb) and raw."""
         return rgb2raw_loss(module(batch["srgb"]), batch["raw"], self.config["loss"]["log_eps"])
 
     def metrics(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """``psnr``: of RGB2RAW(srgb) against raw."""
         return {"psnr": mean_psnr(self.network(batch["srgb"]), batch["raw"])}
 
 
 class Raw2RgbTask(IspTask):
+    """``raw2rgb``: CCM + RAW2RGB, trained to develop the unprocessed packed RAW back to the sRGB patches."""
+
     model_name = "cycleisp-raw2rgb"
 
     def __init__(self, config: dict[str, Any], device: torch.device):
@@ -111,13 +129,17 @@ class Raw2RgbTask(IspTask):
         self.network = Raw2RgbNetworks()
 
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """L1 (:func:`raw2rgb_loss`) between RAW2RGB(raw, CCM(srgb)) and srgb."""
         return raw2rgb_loss(module(batch["raw"], batch["srgb"]), batch["srgb"])
 
     def metrics(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """``psnr``: of RAW2RGB(raw, CCM(srgb)) against srgb."""
         return {"psnr": mean_psnr(self.network(batch["raw"], batch["srgb"]), batch["srgb"])}
 
 
 class CycleIspJointTask(IspTask):
+    """``cycleisp-joint``: RGB2RAW, CCM and RAW2RGB trained together in the cycle sRGB -> RAW -> sRGB."""
+
     model_name = "cycleisp-isp"
 
     def __init__(self, config: dict[str, Any], device: torch.device):
@@ -125,10 +147,12 @@ class CycleIspJointTask(IspTask):
         self.network = CycleIspNetworks()
 
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """:func:`joint_loss`: ``beta`` times the RGB2RAW loss plus ``1 - beta`` times the RAW2RGB loss of the cycle."""
         raw, srgb = module(batch["srgb"])
         weights = self.config["loss"]
         return joint_loss(raw, batch["raw"], srgb, batch["srgb"], beta=weights["beta"], log_eps=weights["log_eps"])
 
     def metrics(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """``psnr_raw``: of the cycle's RAW against raw; ``psnr``: of its sRGB against srgb."""
         raw, srgb = self.network(batch["srgb"])
         return {"psnr_raw": mean_psnr(raw, batch["raw"]), "psnr": mean_psnr(srgb, batch["srgb"])}

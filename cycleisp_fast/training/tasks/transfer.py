@@ -63,23 +63,33 @@ class AindnetTransferTask(SrgbDenoiserMetrics, Task):
         self.network = AINDNet(**self.model_kwargs)
 
     def load_init(self, path: str) -> None:
+        """Loads the synthetic-stage weights at ``path``, then freezes what ``scheme`` does not train."""
         super().load_init(path)
         (transfer_tf if self.config["scheme"] == "tf" else transfer_rt)(self.network)
 
     def dataset(self, length: int) -> PairPatches:
+        """``length`` random aligned ``(3, patch_size, patch_size)`` crops of the training pairs, seeded."""
         return PairPatches(self.pairs, self.config["patch_size"], length=length, seed=self.config["seed"])
 
     def make_batch(self, items: dict[str, Tensor], offset: int) -> dict[str, Tensor]:
+        """The collated ``noisy`` and ``clean`` crops moved to the device (``offset`` is unused: the pairs are real)."""
         return {key: value.to(self.device, non_blocking=True) for key, value in items.items()}
 
     def loss(self, module: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        """L1 between AINDNet(noisy) and clean (:func:`aindnet_real_loss`)."""
         return aindnet_real_loss(module(batch["noisy"]), batch["clean"])
 
     def validation_batches(self) -> list[dict[str, Tensor]]:
+        """Centre crops (at most ``val.patch_size``) of the first ``val.count`` validation pairs, one per batch."""
         val = self.config["val"]
         count, size = min(val["count"], len(self.validation_pairs)), val["patch_size"]
-        crops = [{key: centre_crop(self.validation_pairs[i][key], size, even_offsets=True)[None].to(self.device)
-                  for key in ("noisy", "clean")} for i in range(count)]
+        crops = [
+            {
+                key: centre_crop(self.validation_pairs[i][key], size, even_offsets=True)[None].to(self.device)
+                for key in ("noisy", "clean")
+            }
+            for i in range(count)
+        ]
         return crops  # one pair per batch: real images may differ in size
 
 
@@ -90,8 +100,10 @@ def _open_pairs(root: str, layout: str, key: str) -> torch.utils.data.Dataset:
     try:
         found = detect_layout(root) if layout == "auto" else layout
         if found not in SRGB_PAIR_LAYOUTS:
-            raise ConfigError(f"config key {key!r}: {root!r} holds {found!r} data; AINDNet transfer needs sRGB "
-                              f"noisy/clean pairs, layout one of {SRGB_PAIR_LAYOUTS}")
+            raise ConfigError(
+                f"config key {key!r}: {root!r} holds {found!r} data; AINDNet transfer needs sRGB "
+                f"noisy/clean pairs, layout one of {SRGB_PAIR_LAYOUTS}"
+            )
         pairs = open_pairs(root, found)
     except ConfigError:
         raise
