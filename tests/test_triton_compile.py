@@ -24,6 +24,7 @@ CHECK = textwrap.dedent(
     from triton.compiler import ASTSource
     from cycleisp_fast.triton_kernels import ain, bayer, camera, dual_attention as da, noise
     from cycleisp_fast.triton_kernels import dual_attention_backward as dab
+    from cycleisp_fast.triton_kernels import ain_backward
 
     def ptr(dtype):
         return "*" + dtype
@@ -46,10 +47,10 @@ CHECK = textwrap.dedent(
                 yield ain._ain_modulate_kernel, dict(
                     **modulation, out_ptr=ptr(io), partial_ptr=ptr(acc), mean_ptr=ptr(acc), rstd_ptr=ptr(acc),
                     **stats, eps="fp64", slope="fp64"), with_partials
-                yield ain._ain_grad_sums_kernel, dict(
+                yield ain_backward._ain_grad_sums_kernel, dict(
                     **grads, grad_gamma_ptr=ptr(io), grad_beta_ptr=ptr(io), partial_ptr=ptr(acc), **stats,
                     slope="fp64"), dict(sizes, LEAKY=leaky)
-                yield ain._ain_input_grad_kernel, dict(
+                yield ain_backward._ain_input_grad_kernel, dict(
                     **grads, partial_ptr=ptr(acc), grad_x_ptr=ptr(io), **stats, slope="fp64"), with_partials
         # noise: every io dtype under both models, clipping off, on, and one-sided; int64 scalars (the
         # kernel's widest), options as noise_sample launches it

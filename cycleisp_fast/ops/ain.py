@@ -42,7 +42,7 @@ def _ain_backward_triton(
     rstd: torch.Tensor,
     negative_slope: Optional[float],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from cycleisp_fast.triton_kernels import ain as kernels
+    from cycleisp_fast.triton_kernels import ain_backward as kernels
 
     return kernels.ain_backward(
         grad_out.contiguous(),
