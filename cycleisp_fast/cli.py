@@ -36,6 +36,7 @@ SUBCOMMANDS = {
     ),
     "train": ("cycleisp_fast.commands.train", "train CycleISP or AINDNet networks from a config file (torchrun + DDP)"),
     "convert": ("cycleisp_fast.commands.convert", "convert weights (e.g. AINDNet's TF checkpoint) into a PyTorch file"),
+    "export": ("cycleisp_fast.commands.export", "export a network to ONNX or torch.export (.pt2), dynamic sizes"),
 }
 """Subcommand name -> (module, one-line help)."""
 USER_ERRORS = (OSError, ValueError, ImportError, MemoryError, torch.OutOfMemoryError)

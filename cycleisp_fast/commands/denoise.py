@@ -39,6 +39,7 @@ Examples:
   cycleisp-fast denoise photo.png -o out --model cycleisp-srgb --weights sidd_rgb.pth
   cycleisp-fast denoise shots/ -o out --model cycleisp-raw --weights sidd_raw.pth --device cuda
   cycleisp-fast denoise dnd_2017 -o dnd_out --model aindnet --weights aindnet.pt --margin 80
+  cycleisp-fast denoise photo.png -o out --onnx sidd_rgb.onnx   (from cycleisp-fast export; onnxruntime, CPU)
   cycleisp-fast denoise BenchmarkNoisyBlocksRaw.mat -o sidd_out --model cycleisp-raw --weights sidd_raw.pth \
       --pattern S6,GP,N6,G4,IP,...   (one per image, in the order of the 40 benchmark scenes)
 """
@@ -56,21 +57,21 @@ from tqdm import tqdm
 
 from cycleisp_fast.arguments import INPUT_ERRORS, add_tiling_arguments, check_tiling, parse_device
 from cycleisp_fast.backend import BACKENDS
-from cycleisp_fast.commands.denoise_benchmarks import DND_LAYOUTS, benchmark_input, run_dnd, run_sidd
+from cycleisp_fast.commands.denoise_benchmarks import (
+    DND_LAYOUTS,
+    benchmark_input,
+    load_model,
+    resolve_model,
+    run_dnd,
+    run_sidd,
+)
 from cycleisp_fast.data.files import atomic_path, output_problem
 from cycleisp_fast.data.images import IMAGE_SUFFIXES, read_image, write_image
 from cycleisp_fast.data.raw import RAW_SUFFIXES, RawImage, is_raw_file, read_raw
 from cycleisp_fast.data.sidd_blocks import parse_sidd_patterns
 from cycleisp_fast.data.submissions import check_matlab_field_names
 from cycleisp_fast.noise.estimation import estimate_raw_noise
-from cycleisp_fast.pipelines.denoisers import (
-    DEFAULT_OVERLAP,
-    DEFAULT_TILE,
-    DENOISERS,
-    denoise_raw,
-    denoise_srgb,
-    load_denoiser,
-)
+from cycleisp_fast.pipelines.denoisers import DEFAULT_OVERLAP, DEFAULT_TILE, DENOISERS, denoise_raw, denoise_srgb
 from cycleisp_fast.pipelines.unprocessing import process
 
 
@@ -184,7 +185,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the outputs (created)")
     parser.add_argument(
         "--model",
-        required=True,
         choices=list(DENOISERS),
         help="; ".join(f"{name}: {entry.summary}" for name, entry in DENOISERS.items()),
     )
@@ -193,6 +193,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="checkpoint: an official one or one written by cycleisp-fast train (all but 'noisy' need one)",
+    )
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        metavar="FILE",
+        help="in place of --model/--weights: a denoiser written by cycleisp-fast export (.onnx, run by onnxruntime "
+        "on the CPU; a .pt2 program works too)",
     )
     add_tiling_arguments(parser, tile=DEFAULT_TILE, overlap=DEFAULT_OVERLAP)
     parser.add_argument("--bits", type=int, choices=(8, 16), default=8, help="bits per sample of the PNGs (8)")
@@ -297,6 +304,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """
     if problem := output_problem(args.outdir, folder=True):
         parser.error(f"-o/--outdir: {problem}")
+    resolve_model(args, parser)
     benchmark = benchmark_input(args.inputs, parser)
     if benchmark is not None:
         return run_dnd(benchmark, args, parser) if benchmark.is_dir() else run_sidd(benchmark, args, parser)
@@ -316,10 +324,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "image or RAW files"
         )
     inputs = _check_arguments(args, parser)
-    try:
-        model = load_denoiser(args.model, args.weights, device=args.device, backend=args.backend)
-    except (FileNotFoundError, ValueError) as error:
-        parser.error(str(error))
+    model = load_model(args, parser)
     failures = []
     for path in tqdm(inputs, desc="denoise", unit="file", file=sys.stderr):
         try:

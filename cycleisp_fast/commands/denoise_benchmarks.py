@@ -23,6 +23,7 @@ from cycleisp_fast.data.submissions import (
 )
 from cycleisp_fast.pipelines.benchmarks import denoise_dnd, denoise_sidd_blocks
 from cycleisp_fast.pipelines.denoisers import DENOISERS, load_denoiser
+from cycleisp_fast.pipelines.export import load_exported
 
 DND_LAYOUTS = ("dnd-srgb", "dnd-raw")
 
@@ -41,7 +42,31 @@ def benchmark_input(arguments: list[str], parser: argparse.ArgumentParser) -> Pa
     return found[0] if found else None
 
 
-def _load_model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> torch.nn.Module:
+def resolve_model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Sets ``args.model`` from ``--onnx FILE`` (an exported denoiser, whose metadata names it), which replaces
+    ``--model`` and ``--weights``; without ``--onnx``, ``--model`` is required."""
+    args.exported = None
+    if args.onnx is None:
+        if args.model is None:
+            parser.error("--model is required (or --onnx FILE, a denoiser written by cycleisp-fast export)")
+        return
+    if args.model is not None or args.weights is not None:
+        parser.error("--onnx replaces --model and --weights: give one or the other")
+    if args.device.type != "cpu":
+        parser.error("--onnx runs on the CPU (onnxruntime's CPU provider): leave out --device")
+    try:
+        args.exported = load_exported(args.onnx)
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        parser.error(f"--onnx: {error}")
+    if args.exported.network not in DENOISERS:
+        parser.error(f"--onnx {args.onnx} holds {args.exported.network}, not a denoiser ({', '.join(DENOISERS)})")
+    args.model = args.exported.network
+
+
+def load_model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> torch.nn.Module:
+    """The denoiser the options name: the ``--onnx`` file (see :func:`resolve_model`) or ``--model``/``--weights``."""
+    if args.exported is not None:
+        return args.exported
     try:
         return load_denoiser(args.model, args.weights, device=args.device, backend=args.backend)
     except (FileNotFoundError, ValueError) as error:
@@ -91,7 +116,7 @@ def run_dnd(root: Path, args: argparse.Namespace, parser: argparse.ArgumentParse
         dataset = DND(root, kind=layout.removeprefix("dnd-"), margin=args.margin)
     except (OSError, ValueError) as error:
         parser.error(str(error))
-    model = _load_model(args, parser)
+    model = load_model(args, parser)
     try:
         done = denoise_dnd(dataset, model, args.outdir, tile=args.tile, overlap=args.overlap)
     except INPUT_ERRORS as error:
@@ -135,7 +160,7 @@ def run_sidd(path: Path, args: argparse.Namespace, parser: argparse.ArgumentPars
         parser.error(
             f"model {args.model} denoises {domain} images; {path} holds SIDD {blocks.kind} blocks ({blocks.key})"
         )
-    model = _load_model(args, parser)
+    model = load_model(args, parser)
     try:
         denoised, seconds_per_megapixel = denoise_sidd_blocks(blocks, model, tile=args.tile, overlap=args.overlap)
     except INPUT_ERRORS as error:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from cycleisp_fast import ops
 from cycleisp_fast.checks import check_backend_argument, check_choice, check_tensor
-from cycleisp_fast.nn.tf_compat import avg_pool2d_same, conv2d_same, resize_bilinear_legacy
+from cycleisp_fast.nn.tf_compat import avg_pool2d_same, ceil_div, conv2d_same, resize_bilinear_legacy, shape_generic
 
 RESIZE_MODES = ("tf_legacy", "avgpool")
 RESIZE_ALIASES = {"subsample": "tf_legacy"}
@@ -31,9 +31,9 @@ LEAKY_SLOPE = 0.02
 def _pool_factor(size: tuple[int, int], target: tuple[int, int]) -> int | None:
     """The smallest ``s`` with ``ceil(size / s) == target`` on both axes, or None."""
     for factor in range(1, max(size) + 1):
-        if all(-(-extent // factor) == goal for extent, goal in zip(size, target)):
+        if all(ceil_div(extent, factor) == goal for extent, goal in zip(size, target)):
             return factor
-        if any(-(-extent // factor) < goal for extent, goal in zip(size, target)):
+        if any(ceil_div(extent, factor) < goal for extent, goal in zip(size, target)):
             return None
     return None
 
@@ -48,7 +48,7 @@ def resize_noise_map(noise_map: Tensor, size: tuple[int, int], mode: str = "tf_l
     multiples). The identity when the sizes agree.
     """
     mode = check_choice(RESIZE_ALIASES.get(mode, mode), "mode", RESIZE_MODES)
-    if tuple(noise_map.shape[-2:]) == tuple(size):
+    if not shape_generic() and tuple(noise_map.shape[-2:]) == tuple(size):
         return noise_map
     if mode == "tf_legacy":
         return resize_bilinear_legacy(noise_map, size)

@@ -32,15 +32,29 @@ VARIANCE_SCALING_FACTOR = 0.02
 """The ``factor`` of AINDNet's ``variance_scaling_initializer``."""
 
 
+def shape_generic() -> bool:
+    """Whether a graph is being traced (``torch.compile``, ``torch.export``, the ONNX exporter): then the
+    functions here skip their shortcuts for particular sizes (no padding, integer resize factors), whose
+    conditions would tie the traced graph to the traced size, and take the path that holds at every size
+    (equal to the shortcut there for finite values)."""
+    return torch.compiler.is_compiling()
+
+
+def ceil_div(size: int, stride: int) -> int:
+    """``ceil(size / stride)`` for sizes >= 0, by a floor division of non-negative numbers (the ONNX exporter
+    rounds the floor division of a negative traced size toward zero, which ``-(-size // stride)`` would need)."""
+    return (size + stride - 1) // stride
+
+
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TF ``'SAME'`` padding ``(before, after)`` of one axis: the output has ``ceil(size / stride)`` cells."""
-    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    total = max((ceil_div(size, stride) - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2
 
 
 def _window_counts(size: int, kernel: int, stride: int, before: int, device) -> Tensor:
     """How many real (unpadded) cells each ``'SAME'`` window of one axis covers."""
-    starts = torch.arange(-(-size // stride), device=device) * stride - before
+    starts = torch.arange(ceil_div(size, stride), device=device) * stride - before
     return (starts + kernel).clamp(max=size) - starts.clamp(min=0)
 
 
@@ -57,9 +71,13 @@ def avg_pool2d_same(x: Tensor, kernel: int, stride: int | None = None) -> Tensor
     stride = kernel if stride is None else stride
     height, width = x.shape[-2:]
     (top, bottom), (left, right) = same_padding(height, kernel, stride), same_padding(width, kernel, stride)
-    if not (top or bottom or left or right):
+    if not shape_generic() and not (top or bottom or left or right):
         return F.avg_pool2d(x, kernel, stride)
-    sums = F.avg_pool2d(F.pad(x, (left, right, top, bottom)), kernel, stride, divisor_override=1)
+    padded = F.pad(x, (left, right, top, bottom))
+    if shape_generic():  # ONNX's AveragePool has no divisor_override: the window sums as means times k^2
+        sums = F.avg_pool2d(padded, kernel, stride) * float(kernel * kernel)  # exact for the 2x2 and 4x4 pools
+    else:
+        sums = F.avg_pool2d(padded, kernel, stride, divisor_override=1)
     rows = _window_counts(height, kernel, stride, top, x.device)
     cols = _window_counts(width, kernel, stride, left, x.device)
     return sums / (rows[:, None] * cols[None, :]).to(x.dtype)
@@ -92,11 +110,18 @@ class AvgPool2dSame(nn.Module):
 
 def _legacy_axis(size_in: int, size_out: int, device) -> tuple[Tensor, Tensor, Tensor]:
     """TF's legacy interpolation of one axis, in float32: (lower index, upper index, float32 weight)."""
-    scale = torch.tensor(size_in, dtype=torch.float32) / torch.tensor(size_out, dtype=torch.float32)
+    # float32 sizes as TF has them; ones() * size keeps a traced size symbolic (torch.tensor would fix it)
+    scale = torch.ones((), dtype=torch.float32) * size_in / size_out
     source = torch.arange(size_out, dtype=torch.float32) * scale
     lower = source.floor()
     upper = source.ceil().long().clamp(max=size_in - 1)
     return lower.long().to(device), upper.to(device), (source - lower).to(device)
+
+
+def _same_integer_factor(size_in: tuple[int, int], size_out: tuple[int, int]) -> bool:
+    """Whether both axes shrink by one integer factor (then the legacy resize is strided subsampling)."""
+    (height, width), (out_height, out_width) = size_in, size_out
+    return height % out_height == 0 and width % out_width == 0 and height // out_height == width // out_width
 
 
 def resize_bilinear_legacy(image: Tensor, size: tuple[int, int]) -> Tensor:
@@ -113,7 +138,7 @@ def resize_bilinear_legacy(image: Tensor, size: tuple[int, int]) -> Tensor:
         tensor([[[[0., 2., 4., 4.]]]])
     """
     (height, width), (out_height, out_width) = image.shape[-2:], size
-    if height % out_height == 0 and width % out_width == 0 and height // out_height == width // out_width:
+    if not shape_generic() and _same_integer_factor((height, width), (out_height, out_width)):
         factor = height // out_height
         return image if factor == 1 else image[..., ::factor, ::factor]
     (y0, y1, ty), (x0, x1, tx) = (
@@ -135,9 +160,13 @@ def conv_transpose2d_same(x: Tensor, weight: Tensor, output_size: tuple[int, int
     height, width = x.shape[-2:]
     if weight.shape[-2:] != (stride, stride):
         raise ValueError(f"conv_transpose2d_same needs a {stride}x{stride} filter, got {tuple(weight.shape)}")
-    if -(-output_size[0] // stride) != height or -(-output_size[1] // stride) != width:
+    if ceil_div(output_size[0], stride) != height or ceil_div(output_size[1], stride) != width:
         raise ValueError(f"output_size {tuple(output_size)} does not fit a {height}x{width} input at stride {stride}")
-    return F.conv_transpose2d(x, weight, stride=stride)[..., : output_size[0], : output_size[1]]
+    full = F.conv_transpose2d(x, weight, stride=stride)
+    if shape_generic():  # a gather, not a view: the traced graph must not depend on whether the crop cuts
+        rows, cols = (torch.arange(extent, device=x.device) for extent in output_size)
+        return full.index_select(-2, rows).index_select(-1, cols)
+    return full[..., : output_size[0], : output_size[1]]
 
 
 def truncated_normal_(tensor: Tensor, std: float) -> Tensor:

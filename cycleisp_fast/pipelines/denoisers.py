@@ -199,7 +199,7 @@ def _domain(model: nn.Module) -> str:
         return "any"
     if isinstance(model, DenoiseNet):
         return "raw" if model.raw else "srgb"
-    return "srgb"
+    return getattr(model, "domain", "srgb")  # an exported network says its own
 
 
 def denoise_srgb(
