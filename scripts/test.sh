@@ -15,5 +15,7 @@ cmake -S . -B build/cmake -DCYCLEISP_FAST_CUDA="$cmake_cuda" \
 cmake --build build/cmake -j "$MAX_JOBS" >> build/cmake.log 2>&1 || { cat build/cmake.log; exit 1; }
 ctest --test-dir build/cmake --output-on-failure
 export CYCLEISP_FAST_CMAKE_LIBRARY="$repo/build/cmake/libcycleisp_fast_ops.so"
-ruff check . && ruff format --check .  # lint and format (pyproject.toml [tool.ruff]); also .pre-commit-config.yaml
+# lint and format (pyproject.toml [tool.ruff]; also .pre-commit-config.yaml); separate lines so that set -e stops
+ruff check .
+ruff format --check .
 TRITON_INTERPRET="${TRITON_INTERPRET:-1}" pytest -q tests "$@"

@@ -181,7 +181,8 @@ def load_denoiser(
                 if not isinstance(model_kwargs, dict):
                     raise ValueError(f"its model_kwargs must be a dict, got {type(model_kwargs).__name__}")
                 model = _build_bounded(entry, model_kwargs, backend)
-                load_official(model, checkpoint["state_dict"])
+                # a run with ema_decay saves its weight average beside the raw weights: the one to denoise with
+                load_official(model, checkpoint.get("ema_state_dict") or checkpoint["state_dict"])
             else:
                 model = load_official(entry.build(backend=backend), checkpoint)
         except (ValueError, TypeError) as error:

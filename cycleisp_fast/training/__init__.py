@@ -33,7 +33,8 @@ from cycleisp_fast.training.distributed import (
     select_device,
 )
 from cycleisp_fast.training.logs import LOG_NAME, JsonLog, format_metrics, read_log
-from cycleisp_fast.training.loop import CONFIG_NAME, TrainResult, lr_factor, train
+from cycleisp_fast.training.loop import CONFIG_NAME, TrainResult, train
+from cycleisp_fast.training.optim import WeightAverage, lr_factor, make_optimizer
 from cycleisp_fast.training.schema import SCHEMA, TASKS
 from cycleisp_fast.training.tasks import TASK_CLASSES, Task, make_task
 
@@ -60,6 +61,8 @@ __all__ = [
     "CONFIG_NAME",
     "TrainResult",
     "lr_factor",
+    "make_optimizer",
+    "WeightAverage",
     "train",
     "SCHEMA",
     "TASKS",

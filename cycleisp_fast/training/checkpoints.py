@@ -1,5 +1,6 @@
 """Training checkpoints, ``last.pt``: dicts ``{"model", "model_kwargs", "state_dict", "optimizer", "scheduler",
-"scaler", "step", "config", "rng"}``; ``"model"`` names the network (``cycleisp-srgb``, ``cycleisp-raw``,
+"scaler", "step", "config", "rng"}`` and, with ``ema_decay`` > 0, ``"ema_state_dict"`` (the weight average, which
+``denoise`` and ``eval`` load); ``"model"`` names the network (``cycleisp-srgb``, ``cycleisp-raw``,
 ``aindnet``, ``cycleisp-rgb2raw``, ``cycleisp-raw2rgb``, ``cycleisp-isp``) and ``"model_kwargs"`` its size arguments.
 :func:`load_checkpoint` reads one and checks its fields; :class:`RunFolderError` is what a run folder that does not
 fit the request raises.

@@ -195,6 +195,11 @@ def _check_combinations(config: dict[str, Any], where: str) -> None:
             f"config key 'init'{where} is required for task 'aindnet-transfer': the synthetic-stage "
             "checkpoint to start from"
         )
+    if config["warmup_steps"] >= config["steps"]:
+        raise ConfigError(
+            f"config key 'warmup_steps'{where} must be shorter than the run (steps = {config['steps']}), "
+            f"got {config['warmup_steps']}"
+        )
     if config["min_lr"] > config["lr"]:
         raise ConfigError(f"config key 'min_lr'{where} must not exceed lr ({config['lr']}), got {config['min_lr']}")
 

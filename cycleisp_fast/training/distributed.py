@@ -1,6 +1,7 @@
 """Where this process trains: its rank among the ``torchrun`` processes (:class:`Distributed`), its device
 (:func:`select_device`), the process group (:func:`process_group`) and its share of every step's patches
-(:class:`StepBatches`).
+(:class:`StepBatches`), and the signals that stop a run cleanly (:func:`stop_signals`, agreed by every rank with
+:func:`stop_requested`).
 
 When ``WORLD_SIZE`` > 1 (``torchrun``), the process group is initialised (NCCL on CUDA, Gloo on the CPU), each
 process takes GPU ``LOCAL_RANK``, gradients are averaged by DDP, and only rank 0 validates and writes.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -93,3 +96,35 @@ class StepBatches(torch.utils.data.Sampler):
         for step in range(self.start, self.stop):
             first = (step * self.place.world_size + self.place.rank) * self.batch_size
             yield list(range(first, first + self.batch_size))
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+"""Signals that make the trainer write its checkpoint after the current step and return (Slurm sends SIGTERM, or
+SIGUSR1 with ``--signal``, before it ends or requeues a job)."""
+
+
+@contextlib.contextmanager
+def stop_signals(requests: list[str]):
+    """Records the :data:`STOP_SIGNALS` that arrive (by name) in ``requests`` instead of ending the process; the
+    loop checkpoints and returns after its current step. Only the main thread can take signals: elsewhere this
+    does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    for number in STOP_SIGNALS:
+        signal.signal(number, lambda number, frame: requests.append(signal.Signals(number).name))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def stop_requested(requests: list[str], place: Distributed, device: torch.device) -> str | None:
+    """The signal that asks this run to stop, agreed by every rank (one of them is enough)."""
+    if place.world_size == 1:
+        return requests[0] if requests else None
+    flag = torch.tensor([1 if requests else 0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return (requests[0] if requests else "a signal on another rank") if flag.item() else None

@@ -8,7 +8,8 @@ the ISP tasks, each network's weights in the official layout under the official 
 ``ccm_joint.pth``, ``raw2rgb_joint.pth``): a folder that ``data.isp_weights`` and ``synth --weights`` take.
 
 Checkpoints are dicts ``{"model", "model_kwargs", "state_dict", "optimizer", "scheduler", "scaler", "step",
-"config", "rng"}``: see :mod:`cycleisp_fast.training.checkpoints`; the log, :mod:`cycleisp_fast.training.logs`.
+"config", "rng"}`` (and ``"ema_state_dict"`` with ``ema_decay``): see :mod:`cycleisp_fast.training.checkpoints`;
+the log, :mod:`cycleisp_fast.training.logs`.
 
 Determinism: step ``s`` of rank ``r`` trains on patches ``(s * world + r) * batch_size ...`` of a seeded dataset,
 with noise keyed by ``(seed, s * world + r)``, under a learning rate that is a closed-form function of ``s``: a
@@ -17,6 +18,8 @@ resumed run retraces the uninterrupted one exactly (on the CPU; GPU kernels may 
 Distributed: when ``WORLD_SIZE`` > 1 (``torchrun``), the process group is initialised (NCCL on CUDA, Gloo on the
 CPU), each process takes GPU ``LOCAL_RANK``, gradients are averaged by DDP, and only rank 0 validates and writes
 (:mod:`cycleisp_fast.training.distributed`).
+SIGTERM or SIGUSR1 (what Slurm sends before it ends or requeues a job) make every rank finish its step, write the
+checkpoint and return (``TrainResult.stopped_by``); ``cycleisp-fast train --auto-resume`` then continues.
 Mixed precision (``amp = "bf16" | "fp16"``) runs on CUDA only; on the CPU it is ignored with a warning, so that one
 config serves both.
 """
@@ -24,7 +27,6 @@ config serves both.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 import time
@@ -40,27 +42,21 @@ from torch.nn.parallel import DistributedDataParallel
 from cycleisp_fast.data.files import atomic_path, describe_read_error, save_torch
 from cycleisp_fast.data.locks import run_folder_lock
 from cycleisp_fast.training.checkpoints import CHECKPOINT_NAME, RunFolderError, load_checkpoint
-from cycleisp_fast.training.config import config_differences, config_to_toml
+from cycleisp_fast.training.config import config_differences, config_to_toml, resolve_config
 from cycleisp_fast.training.distributed import (
     Distributed,
     StepBatches,
     distributed_from_environment,
     process_group,
     select_device,
+    stop_requested,
+    stop_signals,
 )
 from cycleisp_fast.training.logs import LOG_NAME, JsonLog, format_metrics
+from cycleisp_fast.training.optim import WeightAverage, lr_factor, make_optimizer
 from cycleisp_fast.training.tasks import Task, make_task
 
 CONFIG_NAME = "config.toml"
-
-
-def lr_factor(step: int, config: dict[str, Any]) -> float:
-    """The learning rate of ``step`` over ``config["lr"]``: 1 (constant), or the cosine from 1 at step 0 down to
-    ``min_lr / lr`` at ``steps``."""
-    if config["lr_schedule"] == "constant":
-        return 1.0
-    floor = config["min_lr"] / config["lr"]
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, config["steps"]) / config["steps"]))
 
 
 def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -73,14 +69,16 @@ def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManage
 @dataclass
 class TrainResult:
     """What a call of :func:`train` did: the run folder, the global step reached, the checkpoint written, the
-    trained network (this process's copy, on the training device) and the last validation metrics
-    (``{"psnr": ..., "psnr_input": ...}``; empty on ranks other than 0)."""
+    trained network (this process's copy, on the training device), the last validation metrics
+    (``{"psnr": ..., "psnr_input": ...}``; empty on ranks other than 0) and the signal that stopped the run early
+    (its name, e.g. ``"SIGTERM"``; None when it ran to its end)."""
 
     run_dir: Path
     step: int
     checkpoint: Path
     network: torch.nn.Module
     metrics: dict[str, float] = field(default_factory=dict)
+    stopped_by: str | None = None
 
 
 def _resume_state(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +86,11 @@ def _resume_state(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
     if not path.is_file():
         raise RunFolderError(f"nothing to resume in {run_dir}: it has no {CHECKPOINT_NAME}")
     checkpoint = load_checkpoint(path)
-    differences = config_differences(checkpoint["config"], config)
+    try:  # a checkpoint of an earlier version lacks the keys added since: their defaults are what it ran with
+        saved = resolve_config(checkpoint["config"])
+    except ValueError:
+        saved = checkpoint["config"]
+    differences = config_differences(saved, config)
     if differences:
         raise RunFolderError(
             f"cannot resume {path}: the config differs from the one it was trained with: " + "; ".join(differences)
@@ -96,11 +98,17 @@ def _resume_state(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
     return checkpoint
 
 
-def _validate(task: Task) -> dict[str, float]:
-    """The task's metrics averaged over its validation batches, weighted by their sizes."""
+def _validate(task: Task, ema: WeightAverage | None = None) -> dict[str, float]:
+    """The task's metrics averaged over its validation batches, weighted by their sizes (on the EMA weights when
+    there is an average)."""
     batches = task.validation_batches()
     if not batches:
         return {}
+    with ema.applied(task.network) if ema is not None else contextlib.nullcontext():
+        return _mean_metrics(task, batches)
+
+
+def _mean_metrics(task: Task, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
     task.network.eval()
     totals: dict[str, float] = {}
     count = 0
@@ -176,9 +184,10 @@ def _train(
     task = make_task(config, device)
     network = task.network.to(device)
     parameters = [p for p in network.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(parameters, lr=config["lr"])
+    optimizer = make_optimizer(parameters, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
     scaler = torch.amp.GradScaler("cuda", enabled=config["amp"] == "fp16" and device.type == "cuda")
+    ema = WeightAverage(network, config["ema_decay"]) if config["ema_decay"] > 0 else None
     start = 0
     log = JsonLog(run_dir / LOG_NAME, place.is_main)
     if state is not None:
@@ -187,6 +196,8 @@ def _train(
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
+            if ema is not None:
+                ema.load_state_dict(state["ema_state_dict"])
             torch.set_rng_state(state["rng"]["torch"])
             if device.type == "cuda" and "cuda" in state["rng"]:
                 torch.cuda.set_rng_state(state["rng"]["cuda"], device)
@@ -226,62 +237,72 @@ def _train(
             print(line, flush=True)
 
     metrics: dict[str, float] = {}
+    stop_requests: list[str] = []
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     interval_start, interval_steps, began = time.perf_counter(), 0, time.perf_counter()
     network.train()
     step = start
-    for items in loader:
-        batch = task.make_batch(items, offset=step * place.world_size + place.rank)
-        with autocast(config["amp"], device):
-            loss = task.loss(module, batch)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if config["grad_clip"] > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(parameters, config["grad_clip"])
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        step += 1
-        loss_sum += loss.detach().double()
-        interval_steps += 1
-        bar.update(1)
-        if step % config["log_every"] == 0 or step == stop:
-            if place.world_size > 1:
-                dist.all_reduce(loss_sum)
-                loss_sum /= place.world_size
-            elapsed = time.perf_counter() - interval_start
-            record = {
-                "step": step,
-                "loss": loss_sum.item() / interval_steps,
-                "lr": optimizer.param_groups[0]["lr"],
-                "patches_per_s": interval_steps * batch_size * place.world_size / max(elapsed, 1e-9),
-                "time_s": time.perf_counter() - began,
-            }
-            log.write(record)
-            bar.set_postfix(loss=f"{record['loss']:.4g}", patches_s=f"{record['patches_per_s']:.1f}")
-            if not show:
-                report(
-                    f"step {step}/{config['steps']}  loss {record['loss']:.5f}  lr {record['lr']:.3g}  "
-                    f"{record['patches_per_s']:.1f} patches/s"
-                )
-            loss_sum.zero_()
-            interval_start, interval_steps = time.perf_counter(), 0
-        if place.is_main and ((config["val_every"] and step % config["val_every"] == 0) or step == config["steps"]):
-            metrics = _validate(task)
-            if metrics:
-                log.write({"step": step, **{f"val_{name}": value for name, value in metrics.items()}})
-                report(f"step {step}: validation {format_metrics(metrics)}")
-        if place.is_main and ((config["save_every"] and step % config["save_every"] == 0) or step == stop):
-            _save(task, optimizer, scheduler, scaler, step, config, device, run_dir)
+    with stop_signals(stop_requests):
+        for items in loader:
+            batch = task.make_batch(items, offset=step * place.world_size + place.rank)
+            with autocast(config["amp"], device):
+                loss = task.loss(module, batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config["grad_clip"] > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(parameters, config["grad_clip"])
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            if ema is not None:
+                ema.update(network)
+            step += 1
+            loss_sum += loss.detach().double()
+            interval_steps += 1
+            bar.update(1)
+            if step % config["log_every"] == 0 or step == stop:
+                if place.world_size > 1:
+                    dist.all_reduce(loss_sum)
+                    loss_sum /= place.world_size
+                elapsed = time.perf_counter() - interval_start
+                record = {
+                    "step": step,
+                    "loss": loss_sum.item() / interval_steps,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "patches_per_s": interval_steps * batch_size * place.world_size / max(elapsed, 1e-9),
+                    "time_s": time.perf_counter() - began,
+                }
+                log.write(record)
+                bar.set_postfix(loss=f"{record['loss']:.4g}", patches_s=f"{record['patches_per_s']:.1f}")
+                if not show:
+                    report(
+                        f"step {step}/{config['steps']}  loss {record['loss']:.5f}  lr {record['lr']:.3g}  "
+                        f"{record['patches_per_s']:.1f} patches/s"
+                    )
+                loss_sum.zero_()
+                interval_start, interval_steps = time.perf_counter(), 0
+            if place.is_main and ((config["val_every"] and step % config["val_every"] == 0) or step == config["steps"]):
+                metrics = _validate(task, ema)
+                if metrics:
+                    log.write({"step": step, **{f"val_{name}": value for name, value in metrics.items()}})
+                    report(f"step {step}: validation {format_metrics(metrics)}")
+            stopped_by = stop_requested(stop_requests, place, device)
+            due = (config["save_every"] and step % config["save_every"] == 0) or step == stop
+            if place.is_main and (due or stopped_by):
+                _save(task, ema, optimizer, scheduler, scaler, step, config, device, run_dir)
+            if stopped_by:
+                report(f"{stopped_by} at step {step}: checkpoint written; --resume (or --auto-resume) continues")
+                break
     bar.close()
     if place.world_size > 1:
         dist.barrier()  # the checkpoint is complete when any rank returns
-    return TrainResult(run_dir, step, run_dir / CHECKPOINT_NAME, network, metrics)
+    return TrainResult(run_dir, step, run_dir / CHECKPOINT_NAME, network, metrics, stopped_by)
 
 
 def _save(
     task: Task,
+    ema: WeightAverage | None,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: torch.amp.GradScaler,
@@ -290,14 +311,18 @@ def _save(
     device: torch.device,
     run_dir: Path,
 ) -> None:
-    """Writes ``last.pt`` (and the task's extra weight files) atomically."""
+    """Writes ``last.pt`` (and the task's extra weight files: of the EMA weights when there is an average)
+    atomically."""
     rng = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
-    for name, state_dict in task.extra_files().items():
-        save_torch(state_dict, run_dir / name)
+    with ema.applied(task.network) if ema is not None else contextlib.nullcontext():
+        for name, state_dict in task.extra_files().items():
+            save_torch(state_dict, run_dir / name)
+    averaged = {} if ema is None else {"ema_state_dict": ema.state_dict()}
     save_torch(
         {
+            **averaged,
             "model": task.model_name,
             "model_kwargs": task.model_kwargs,
             "state_dict": task.network.state_dict(),

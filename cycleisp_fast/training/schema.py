@@ -43,7 +43,7 @@ class Key:
     tasks: tuple[str, ...] | None = None
     choices: tuple | None = None
     positive: bool | None = None
-    below: int | None = None
+    below: float | None = None
 
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -57,7 +57,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
             int, 16, "patches per step and process (the global batch is this x world size)", positive=True
         ),
         "patch_size": Key(int, 128, "training crop side in sRGB pixels (RAW crops are half)", positive=True),
-        "lr": Key(float, 2e-4, "Adam's learning rate", positive=True),
+        "lr": Key(float, 2e-4, "the optimizer's learning rate", positive=True),
+        "optimizer": Key(str, "adam", "adam, or adamw (decoupled weight decay)", choices=("adam", "adamw")),
+        "weight_decay": Key(float, 0.0, "weight decay (adam: L2 in the gradient; adamw: decoupled)", positive=False),
+        "warmup_steps": Key(int, 0, "steps of linear learning-rate warm-up before the schedule", positive=False),
+        "ema_decay": Key(
+            float, 0.0, "keep an EMA of the weights with this decay, e.g. 0.999 (0: off)", positive=False, below=1
+        ),
         "lr_schedule": Key(
             str, "cosine", "cosine: anneal lr to min_lr over `steps`; constant", choices=("cosine", "constant")
         ),

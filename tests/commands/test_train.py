@@ -110,3 +110,28 @@ def test_a_used_run_folder_needs_resume_and_the_same_config(tmp_path, capsys):
             train_main(["--config", "demo", "--out", str(out), *QUICK, *argv])
         assert exit_info.value.code == 2
         assert re.search(message, capsys.readouterr().err), message
+
+
+def test_plot_draws_the_curves_of_a_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_main(["--config", "demo", "--out", str(out), "--set", "val_every=1", *QUICK]) == 0
+    assert train_main(["--plot", str(out)]) == 0
+    assert f"wrote {out / 'curves.png'}" in capsys.readouterr().out
+    from PIL import Image
+
+    with Image.open(out / "curves.png") as image:
+        assert image.format == "PNG" and image.size == (1320, 396)
+        pixels = image.convert("L").getextrema()
+    assert pixels[0] < 100 < pixels[1]  # lines and text on a light background, not a blank image
+
+
+def test_plot_and_out_errors_are_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--plot", str(tmp_path)])
+    assert "has no log.jsonl" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_main(["--config", "demo"])
+    assert "--out is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_main(["--config", "demo", "--out", str(tmp_path / "r"), "--auto-resume", "--resume"])
+    assert "leave out --resume" in capsys.readouterr().err

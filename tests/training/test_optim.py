@@ -1,0 +1,142 @@
+"""Warm-up, AdamW / weight decay, the weight average (EMA) and clean stops on SIGTERM / SIGUSR1: each against a
+hand computation or an uninterrupted run."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from tiny_runs import tiny_config
+
+from cycleisp_fast.pipelines.denoisers import load_denoiser
+from cycleisp_fast.training import (
+    CHECKPOINT_NAME,
+    ConfigError,
+    WeightAverage,
+    load_checkpoint,
+    lr_factor,
+    make_optimizer,
+    read_log,
+    resolve_config,
+    train,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_warmup_is_linear_then_the_cosine_spans_the_rest():
+    config = resolve_config({"task": "denoise-srgb", "steps": 20, "lr": 1e-3, "min_lr": 0.0, "warmup_steps": 4})
+    assert [lr_factor(step, config) for step in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    for step in range(4, 21):
+        assert lr_factor(step, config) == pytest.approx(0.5 * (1 + math.cos(math.pi * (step - 4) / 16)), abs=1e-12)
+    assert lr_factor(2, {**config, "lr_schedule": "constant"}) == 0.75
+    assert lr_factor(9, {**config, "lr_schedule": "constant"}) == 1.0
+
+
+def test_adamw_decays_decoupled_and_adam_through_the_gradient():
+    base = {"lr": 0.1, "weight_decay": 0.5}
+    weights = {}
+    for name in ("adam", "adamw"):
+        parameter = torch.nn.Parameter(torch.tensor([2.0, -4.0]))
+        optimizer = make_optimizer([parameter], {**base, "optimizer": name})
+        parameter.grad = torch.zeros(2)  # no loss gradient: only the decay acts
+        optimizer.step()
+        weights[name] = parameter.detach()
+    # AdamW: p <- p - lr * wd * p, then Adam's step of a zero gradient (nothing)
+    torch.testing.assert_close(weights["adamw"], torch.tensor([2.0, -4.0]) * (1 - 0.1 * 0.5))
+    # Adam: the decay is a gradient wd * p, normalised by Adam's first step to lr * sign
+    torch.testing.assert_close(weights["adam"], torch.tensor([2.0 - 0.1, -4.0 + 0.1]), atol=1e-6, rtol=0)
+
+
+def test_weight_average_follows_its_formula_and_applied_restores():
+    network = torch.nn.Linear(2, 1)
+    history = [network.weight.detach().clone()]
+    average = WeightAverage(network, 0.9)
+    for value in (1.0, 3.0, -2.0):
+        with torch.no_grad():
+            network.weight.fill_(value)
+        average.update(network)
+        history.append(network.weight.detach().clone())
+    expected = history[0]
+    for weights in history[1:]:
+        expected = 0.9 * expected + 0.1 * weights
+    torch.testing.assert_close(average.state_dict()["weight"], expected)
+    with average.applied(network):
+        torch.testing.assert_close(network.weight, expected)
+    assert torch.equal(network.weight, history[-1])
+    with pytest.raises(ValueError, match="in \\(0, 1\\)"):
+        WeightAverage(network, 1.0)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("ema_decay", 1.0, "must be < 1"),
+        ("ema_decay", -0.1, "must be >= 0"),
+        ("weight_decay", -1e-4, "must be >= 0"),
+        ("warmup_steps", 10, "must be shorter than the run"),
+        ("optimizer", "sgd", "must be one of"),
+    ],
+)
+def test_bad_optimisation_keys_are_config_errors(key, value, message):
+    with pytest.raises(ConfigError, match=f"{key}.*{message}"):
+        resolve_config({"task": "denoise-srgb", "steps": 10, key: value})
+
+
+def test_ema_run_resumes_bit_for_bit_and_denoise_loads_the_average(tmp_path, image_folder):
+    config = tiny_config(
+        "denoise-srgb", image_folder, steps=4, ema_decay=0.5, optimizer="adamw", weight_decay=1e-2, warmup_steps=2
+    )
+    straight = train(config, tmp_path / "straight", device="cpu", progress=False)
+    train(config, tmp_path / "interrupted", device="cpu", progress=False, stop_after=2)
+    resumed = train(config, tmp_path / "interrupted", device="cpu", progress=False, resume=True)
+    expected, got = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    for field in ("state_dict", "ema_state_dict"):
+        for key, value in expected[field].items():
+            assert torch.equal(got[field][key], value), (field, key)
+    assert any(not torch.equal(expected["ema_state_dict"][k], v) for k, v in expected["state_dict"].items())
+    model = load_denoiser("cycleisp-srgb", straight.checkpoint)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, expected["ema_state_dict"][key]), key
+    assert resumed.metrics == straight.metrics  # validated on the average, in both
+
+
+def _log_records(run_dir) -> int:
+    try:
+        return len(read_log(run_dir))
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_stop_signal_checkpoints_and_auto_resume_continues(tmp_path, image_folder, signal_number):
+    run = tmp_path / "run"
+    common = ["--config", "demo", "--out", str(run), "--device", "cpu", "--set", f"data.images={image_folder}"]
+    common += ["--set", "steps=400", "--set", "patch_size=32", "--set", "batch_size=1", "--set", "log_every=1"]
+    common += ["--set", "val.count=0", "--set", "save_every=0", "--no-progress"]
+    command = [sys.executable, "-m", "cycleisp_fast", "train", *common, "--auto-resume"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while _log_records(run) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal_number)
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err
+    name = signal.Signals(signal_number).name
+    assert f"stopped by {name}" in out
+    stopped_at = load_checkpoint(run / CHECKPOINT_NAME)["step"]
+    assert 3 <= stopped_at < 400
+    again = subprocess.run(
+        command + ["--stop-after", str(stopped_at + 2)], capture_output=True, text=True, env=env, timeout=240
+    )
+    assert again.returncode == 0, again.stderr
+    assert load_checkpoint(run / CHECKPOINT_NAME)["step"] == stopped_at + 2
+    steps = [record["step"] for record in read_log(run) if "loss" in record]
+    assert steps == list(range(1, stopped_at + 3))  # nothing lost, nothing repeated
