@@ -1,5 +1,6 @@
 """A run's log, ``log.jsonl``: one JSON object per line, training ``{"step", "loss", "lr", "patches_per_s",
-"time_s"}`` and validation ``{"step", "val_psnr", ...}`` records (:class:`JsonLog`, :func:`read_log`), and the
+"time_s"}`` and validation ``{"step", "val_psnr", ...}`` records (:class:`JsonLog`, :func:`read_log`), the same
+as TensorBoard event files under ``tensorboard/`` when the config asks for them (:class:`TensorBoardLog`), and the
 one-line summary of validation metrics (:func:`format_metrics`).
 """
 
@@ -10,9 +11,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cycleisp_fast.data.files import atomic_path
 
 LOG_NAME = "log.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 
 
 class JsonLog:
@@ -59,3 +63,43 @@ def format_metrics(metrics: dict[str, float]) -> str:
         parts[0] += f" (noisy input {metrics['psnr_input']:.2f} dB, {metrics['psnr'] - metrics['psnr_input']:+.2f} dB)"
     parts += [f"{name} {value:.4g}" for name, value in metrics.items() if name not in ("psnr", "psnr_input")]
     return ", ".join(parts)
+
+
+class TensorBoardLog:
+    """TensorBoard event files in ``RUN/tensorboard`` (``tensorboard --logdir RUN``): the training records as
+    ``train/loss``, ``train/lr``, ``train/patches_per_s``, the validation metrics as ``val/<name>`` and the task's
+    preview images. A resumed run drops the events past its checkpoint (``purge_step``), as the JSON log does.
+
+    Args:
+        run_dir: the run folder.
+        enabled: write (rank 0 with ``tensorboard = true``); otherwise every call does nothing.
+        start: the step the run (re)starts from.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool, start: int):
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as error:
+                raise ImportError(
+                    "tensorboard = true needs the tensorboard package: pip install tensorboard"
+                ) from error
+            self.writer = SummaryWriter(run_dir / TENSORBOARD_DIR, purge_step=start + 1 if start else None)
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        """``prefix/name`` = value at ``step`` for each entry."""
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(f"{prefix}/{name}", value, step)
+
+    def images(self, tag: str, images: Any, step: int) -> None:
+        """An ``(n, 3, H, W)`` batch of images in [0, 1] at ``step``, one above the other in one image (nothing when
+        ``images`` is None)."""
+        if self.writer is not None and images is not None:
+            self.writer.add_image(tag, torch.cat(list(images.float().cpu()), dim=1), step)
+
+    def close(self) -> None:
+        """Flushes and closes the event file."""
+        if self.writer is not None:
+            self.writer.close()

@@ -52,7 +52,7 @@ from cycleisp_fast.training.distributed import (
     stop_requested,
     stop_signals,
 )
-from cycleisp_fast.training.logs import LOG_NAME, JsonLog, format_metrics
+from cycleisp_fast.training.logs import LOG_NAME, JsonLog, TensorBoardLog, format_metrics
 from cycleisp_fast.training.optim import WeightAverage, lr_factor, make_optimizer
 from cycleisp_fast.training.tasks import Task, make_task
 
@@ -106,6 +106,16 @@ def _validate(task: Task, ema: WeightAverage | None = None) -> dict[str, float]:
         return {}
     with ema.applied(task.network) if ema is not None else contextlib.nullcontext():
         return _mean_metrics(task, batches)
+
+
+def _preview(task: Task, ema: WeightAverage | None) -> torch.Tensor | None:
+    """The task's preview images of its first validation batch (on the EMA weights when there is an average)."""
+    batches = task.validation_batches()
+    with ema.applied(task.network) if ema is not None else contextlib.nullcontext(), torch.no_grad():
+        task.network.eval()
+        images = task.preview(batches[0]) if batches else None
+        task.network.train()
+    return images
 
 
 def _mean_metrics(task: Task, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
@@ -213,6 +223,7 @@ def _train(
         with atomic_path(run_dir / CONFIG_NAME) as temporary:
             temporary.write_text(config_to_toml(config), encoding="utf-8")
         log.truncate_after(0)  # a fresh run: no records (a crashed run may have left some before its first save)
+    board = TensorBoardLog(run_dir, place.is_main and config["tensorboard"], start)
     module = network
     if place.world_size > 1:
         module = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
@@ -274,6 +285,7 @@ def _train(
                     "time_s": time.perf_counter() - began,
                 }
                 log.write(record)
+                board.scalars("train", {key: record[key] for key in ("loss", "lr", "patches_per_s")}, step)
                 bar.set_postfix(loss=f"{record['loss']:.4g}", patches_s=f"{record['patches_per_s']:.1f}")
                 if not show:
                     report(
@@ -286,6 +298,9 @@ def _train(
                 metrics = _validate(task, ema)
                 if metrics:
                     log.write({"step": step, **{f"val_{name}": value for name, value in metrics.items()}})
+                    board.scalars("val", metrics, step)
+                    if board.writer is not None:
+                        board.images("val/preview", _preview(task, ema), step)
                     report(f"step {step}: validation {format_metrics(metrics)}")
             stopped_by = stop_requested(stop_requests, place, device)
             due = (config["save_every"] and step % config["save_every"] == 0) or step == stop
@@ -295,6 +310,7 @@ def _train(
                 report(f"{stopped_by} at step {step}: checkpoint written; --resume (or --auto-resume) continues")
                 break
     bar.close()
+    board.close()
     if place.world_size > 1:
         dist.barrier()  # the checkpoint is complete when any rank returns
     return TrainResult(run_dir, step, run_dir / CHECKPOINT_NAME, network, metrics, stopped_by)

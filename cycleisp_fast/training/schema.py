@@ -73,6 +73,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
             str, "off", "mixed precision on CUDA (ignored, with a warning, on the CPU)", choices=("off", "bf16", "fp16")
         ),
         "log_every": Key(int, 100, "steps between log lines", positive=True),
+        "tensorboard": Key(bool, False, "also write TensorBoard event files into RUN/tensorboard"),
         "val_every": Key(int, 5000, "steps between validations (0: only at the end)", positive=False),
         "save_every": Key(int, 5000, "steps between checkpoints (0: only at the end)", positive=False),
         "init": Key(str, "", "weights to start from: a training checkpoint or official weights ('' : none)"),
@@ -176,5 +177,5 @@ SYNTHESIZER_NOISE_LEVELS = {"unprocessing": "unprocessing", "cycleisp": "cycleis
 """``noise.levels = "auto"``: each synthesizer's own noise levels (Brooks' for the analytic ISP, the CycleISP
 generation scripts' for the learned one)."""
 
-RESUMABLE_CHANGES = ("log_every", "val_every", "save_every", "data.workers")
+RESUMABLE_CHANGES = ("log_every", "val_every", "save_every", "tensorboard", "data.workers")
 """Keys that may differ when resuming: they do not change the weights' trajectory."""

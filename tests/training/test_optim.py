@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,3 +141,27 @@ def test_a_stop_signal_checkpoints_and_auto_resume_continues(tmp_path, image_fol
     assert load_checkpoint(run / CHECKPOINT_NAME)["step"] == stopped_at + 2
     steps = [record["step"] for record in read_log(run) if "loss" in record]
     assert steps == list(range(1, stopped_at + 3))  # nothing lost, nothing repeated
+
+
+def test_tensorboard_events_hold_the_logged_values_and_a_resume_drops_the_later_ones(tmp_path, image_folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = tiny_config("denoise-srgb", image_folder, steps=4, val_every=2, tensorboard=True)
+    run = tmp_path / "run"
+    train(config, run, device="cpu", progress=False, stop_after=2)
+    shutil.copy(run / CHECKPOINT_NAME, tmp_path / "step2.pt")
+    train(config, run, device="cpu", progress=False, resume=True)  # steps 3 and 4 logged ...
+    shutil.copy(tmp_path / "step2.pt", run / CHECKPOINT_NAME)  # ... then lost, as in a crash before the save
+    result = train(config, run, device="cpu", progress=False, resume=True)
+    events = EventAccumulator(str(result.run_dir / "tensorboard"), size_guidance={"images": 0}).Reload()
+    records = read_log(result.run_dir)
+    losses = {r["step"]: r["loss"] for r in records if "loss" in r}
+    scalars = events.Scalars("train/loss")
+    assert [event.step for event in scalars] == sorted(losses) == [1, 2, 3, 4]  # the lost steps once, not twice
+    logged = {event.step: event.value for event in scalars}
+    for step, loss in losses.items():
+        assert logged[step] == pytest.approx(loss, rel=1e-6)  # event files store float32
+    psnr = {r["step"]: r["val_psnr"] for r in records if "val_psnr" in r}
+    assert {e.step: pytest.approx(e.value, rel=1e-6) for e in events.Scalars("val/psnr")} == psnr
+    (preview, *_) = events.Images("val/preview")
+    assert preview.width == 3 * 32 and preview.height == 2 * 32  # noisy | denoised | clean, the 2 images stacked

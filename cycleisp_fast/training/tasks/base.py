@@ -101,6 +101,11 @@ class Task(abc.ABC):
         """File name -> state dict, written next to each checkpoint (the ISP networks in the official layout)."""
         return {}
 
+    def preview(self, batch: dict[str, Tensor]) -> Tensor | None:
+        """A few validation images to look at, ``(n, 3, H, W)`` in [0, 1] (TensorBoard), or None; called as
+        :meth:`metrics` is."""
+        return None
+
     def load_init(self, path: str) -> None:
         """Loads the starting weights of ``config["init"]`` into :attr:`network` (see :func:`load_initial_weights`)."""
         load_initial_weights(self.network, path, self.model_name, self.model_kwargs)
@@ -186,3 +191,8 @@ class SrgbDenoiserMetrics:
             "psnr_input": mean_psnr(batch["noisy"], batch["clean"]),
             "psnr": mean_psnr(self.network(batch["noisy"]), batch["clean"]),
         }
+
+    def preview(self, batch: dict[str, Tensor]) -> Tensor:
+        """Up to 4 validation images, each ``noisy | denoised | clean`` side by side: ``(n, 3, H, 3W)``."""
+        noisy, clean = batch["noisy"][:4], batch["clean"][:4]
+        return torch.cat([noisy, self.network(noisy), clean], dim=3).clamp(0, 1)
