@@ -200,6 +200,14 @@ def _check_combinations(config: dict[str, Any], where: str) -> None:
             f"config key 'warmup_steps'{where} must be shorter than the run (steps = {config['steps']}), "
             f"got {config['warmup_steps']}"
         )
+    if config["restart_every"] and (
+        config["lr_schedule"] != "cosine" or config["restart_every"] >= config["steps"] - config["warmup_steps"]
+    ):
+        raise ConfigError(
+            f"config key 'restart_every'{where} restarts the cosine schedule: it needs lr_schedule = 'cosine' and a "
+            f"period shorter than the steps after the warm-up ({config['steps'] - config['warmup_steps']}), "
+            f"got {config['restart_every']}"
+        )
     if config["min_lr"] > config["lr"]:
         raise ConfigError(f"config key 'min_lr'{where} must not exceed lr ({config['lr']}), got {config['min_lr']}")
 

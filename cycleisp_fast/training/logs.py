@@ -55,13 +55,19 @@ def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
-    """``"psnr 31.20 dB (noisy input 24.10 dB, +7.10 dB)"`` and any other metrics."""
+    """``"psnr 31.20 dB (noisy input 24.10 dB, +7.10 dB), ssim 0.9100 (noisy input 0.6500)"`` and any other
+    metrics."""
     if not metrics:
         return "no validation"
     parts = [f"psnr {metrics['psnr']:.2f} dB"]
     if "psnr_input" in metrics:
         parts[0] += f" (noisy input {metrics['psnr_input']:.2f} dB, {metrics['psnr'] - metrics['psnr_input']:+.2f} dB)"
-    parts += [f"{name} {value:.4g}" for name, value in metrics.items() if name not in ("psnr", "psnr_input")]
+    if "ssim" in metrics:
+        parts.append(
+            f"ssim {metrics['ssim']:.4f}" + (f" (noisy input {metrics['ssim_input']:.4f})" * ("ssim_input" in metrics))
+        )
+    shown = ("psnr", "psnr_input", "ssim", "ssim_input")
+    parts += [f"{name} {value:.4g}" for name, value in metrics.items() if name not in shown]
     return ", ".join(parts)
 
 

@@ -3,8 +3,8 @@
 - ``optimizer = "adam" | "adamw"`` with ``weight_decay`` (Adam: an L2 term in the gradient; AdamW: decoupled, as
   Restormer and NAFNet train);
 - the learning rate (:func:`lr_factor`): ``warmup_steps`` of linear warm-up, then the cosine from ``lr`` down to
-  ``min_lr`` over the remaining steps (or constant) — a closed-form function of the step, so a resumed run
-  follows the same schedule;
+  ``min_lr`` over the remaining steps, or restarted every ``restart_every`` steps (Restormer's cyclic cosine with
+  equal periods), or constant — a closed-form function of the step, so a resumed run follows the same schedule;
 - ``ema_decay`` > 0 keeps an exponential moving average of the weights (:class:`WeightAverage`,
   ``ema = decay * ema + (1 - decay) * weights`` after every step, BasicSR's ``net_g_ema``): validation runs on it,
   checkpoints hold it beside the raw weights (``ema_state_dict``) and ``denoise``/``eval`` load it.
@@ -35,14 +35,19 @@ def make_optimizer(parameters: Iterable[nn.Parameter], config: dict[str, Any]) -
 
 def lr_factor(step: int, config: dict[str, Any]) -> float:
     """The learning rate of ``step`` (0-based) over ``config["lr"]``: ``(step + 1) / warmup_steps`` during the
-    warm-up, then 1 (constant) or the cosine from 1 down to ``min_lr / lr`` at ``steps``."""
+    warm-up, then 1 (constant) or the cosine from 1 down to ``min_lr / lr`` at ``steps`` (with ``restart_every``:
+    down to it at the end of each period of that many steps, then back to 1)."""
     warmup = config.get("warmup_steps", 0)
     if step < warmup:
         return (step + 1) / warmup
     if config["lr_schedule"] == "constant":
         return 1.0
     floor = config["min_lr"] / config["lr"]
-    progress = (min(step, config["steps"]) - warmup) / (config["steps"] - warmup)
+    elapsed, span = min(step, config["steps"]) - warmup, config["steps"] - warmup
+    period = config.get("restart_every", 0)
+    if period:
+        elapsed, span = elapsed % period, period
+    progress = elapsed / span
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 

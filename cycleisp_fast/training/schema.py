@@ -61,6 +61,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "optimizer": Key(str, "adam", "adam, or adamw (decoupled weight decay)", choices=("adam", "adamw")),
         "weight_decay": Key(float, 0.0, "weight decay (adam: L2 in the gradient; adamw: decoupled)", positive=False),
         "warmup_steps": Key(int, 0, "steps of linear learning-rate warm-up before the schedule", positive=False),
+        "restart_every": Key(
+            int, 0, "cosine: restart the cosine every this many steps after the warm-up (0: one cosine)", positive=False
+        ),
         "ema_decay": Key(
             float, 0.0, "keep an EMA of the weights with this decay, e.g. 0.999 (0: off)", positive=False, below=1
         ),

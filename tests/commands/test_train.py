@@ -48,13 +48,18 @@ def test_the_demo_trains_and_reports_its_validation_psnr(tmp_path, capsys):
     for step in (1, 2, 3):
         assert re.search(rf"^step {step}/3  loss \d\.\d+  lr \S+  [\d.]+ patches/s$", printed, re.M), printed
     match = re.search(
-        r"^validation at step 3: psnr ([\d.]+) dB \(noisy input ([\d.]+) dB, ([+-][\d.]+) dB\)$", printed, re.M
+        r"^validation at step 3: psnr ([\d.]+) dB \(noisy input ([\d.]+) dB, ([+-][\d.]+) dB\), "
+        r"ssim (0\.\d{4}) \(noisy input (0\.\d{4})\)$",
+        printed,
+        re.M,
     )
     assert match, printed
-    psnr, psnr_input, gain = map(float, match.groups())
+    psnr, psnr_input, gain, ssim, ssim_input = map(float, match.groups())
     assert gain == pytest.approx(psnr - psnr_input, abs=0.011)
     validation = [r for r in read_log(out) if "val_psnr" in r]
     assert validation[-1]["val_psnr"] == pytest.approx(psnr, abs=0.005)
+    assert validation[-1]["val_ssim"] == pytest.approx(ssim, abs=5e-5)
+    assert validation[-1]["val_ssim_input"] == pytest.approx(ssim_input, abs=5e-5)
     assert f"checkpoint: {out / 'last.pt'}" in printed
     overrides = [QUICK[i + 1] for i in range(0, len(QUICK), 2)]
     expected = load_config("demo", overrides)

@@ -165,3 +165,16 @@ def test_tensorboard_events_hold_the_logged_values_and_a_resume_drops_the_later_
     assert {e.step: pytest.approx(e.value, rel=1e-6) for e in events.Scalars("val/psnr")} == psnr
     (preview, *_) = events.Images("val/preview")
     assert preview.width == 3 * 32 and preview.height == 2 * 32  # noisy | denoised | clean, the 2 images stacked
+
+
+def test_cosine_restarts_every_period_and_bad_periods_are_config_errors():
+    config = resolve_config(
+        {"task": "denoise-srgb", "steps": 22, "lr": 1.0, "min_lr": 0.0, "warmup_steps": 2, "restart_every": 10}
+    )
+    for step in range(2, 22):
+        expected = 0.5 * (1 + math.cos(math.pi * ((step - 2) % 10) / 10))
+        assert lr_factor(step, config) == pytest.approx(expected, abs=1e-12), step
+    assert lr_factor(12, config) == 1.0 and lr_factor(11, config) < 0.03  # back up at the restart
+    for bad in ({"restart_every": 20}, {"restart_every": 5, "lr_schedule": "constant"}):
+        with pytest.raises(ConfigError, match="restart_every"):
+            resolve_config({"task": "denoise-srgb", "steps": 22, "warmup_steps": 2, **bad})

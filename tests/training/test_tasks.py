@@ -39,7 +39,7 @@ def test_denoisers_train_and_their_checkpoints_load_for_denoising(tmp_path, imag
 
 
 def test_validation_psnr_is_the_mean_over_patches_of_skimage_psnr(tmp_path, image_folder):
-    from skimage.metrics import peak_signal_noise_ratio
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     from cycleisp_fast.training import make_task
 
@@ -48,13 +48,27 @@ def test_validation_psnr_is_the_mean_over_patches_of_skimage_psnr(tmp_path, imag
     task = make_task(config, torch.device("cpu"))
     batches = task.validation_batches()
     assert [b["noisy"].shape[0] for b in batches] == [2, 1]  # chunks of batch_size
-    metrics = {"psnr": 0.0, "psnr_input": 0.0}
+    metrics = {"psnr": 0.0, "psnr_input": 0.0, "ssim": 0.0, "ssim_input": 0.0}
+
+    def skimage_ssim(image, clean):
+        return structural_similarity(
+            clean.numpy(),
+            image.numpy(),
+            data_range=1,
+            channel_axis=0,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+
     with torch.no_grad():
         for batch in batches:
             outputs = task.network(batch["noisy"]).clamp(0, 1)
             for output, noisy, clean in zip(outputs, batch["noisy"], batch["clean"]):
                 metrics["psnr"] += peak_signal_noise_ratio(clean.numpy(), output.numpy(), data_range=1) / 3
                 metrics["psnr_input"] += peak_signal_noise_ratio(clean.numpy(), noisy.numpy(), data_range=1) / 3
+                metrics["ssim"] += skimage_ssim(output, clean) / 3
+                metrics["ssim_input"] += skimage_ssim(noisy.clamp(0, 1), clean) / 3
     result = train(config, tmp_path / "run", device="cpu", progress=False, stop_after=1)
     assert result.metrics == {}  # validation comes at the end of `steps`, not at an early stop
     from cycleisp_fast.training.loop import _validate

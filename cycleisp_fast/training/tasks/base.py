@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from cycleisp_fast.data.images import list_images, read_image
 from cycleisp_fast.models import load_official
-from cycleisp_fast.pipelines.metrics import mean_finite, psnr
+from cycleisp_fast.pipelines.metrics import mean_finite, psnr, ssim
 from cycleisp_fast.pipelines.synthesis import CYCLEISP_WEIGHTS, CleanPatches
 from cycleisp_fast.seeds import VALIDATION_SEED_SALT
 from cycleisp_fast.training.config import ConfigError
@@ -181,15 +181,21 @@ def split_batch(batch: dict[str, Tensor], size: int) -> list[dict[str, Tensor]]:
 
 
 class SrgbDenoiserMetrics:
-    """An sRGB denoiser's validation: the PSNR of the noisy input and of the output."""
+    """An sRGB denoiser's validation: the PSNR and SSIM of the noisy input and of the output."""
 
     network: nn.Module
 
     def metrics(self, batch: dict[str, Tensor]) -> dict[str, float]:
-        """``psnr_input``, the PSNR of ``noisy``, and ``psnr``, that of ``network(noisy)``, against ``clean``."""
+        """``psnr_input`` and ``ssim_input``, of ``noisy``, and ``psnr`` and ``ssim``, of ``network(noisy)``
+        (clamped to [0, 1]), against ``clean``; SSIM as :func:`~cycleisp_fast.pipelines.metrics.ssim` (patches of at
+        least 11 pixels)."""
+        noisy, clean = batch["noisy"].float(), batch["clean"].float()
+        denoised = self.network(batch["noisy"]).float().clamp(0, 1)
         return {
-            "psnr_input": mean_psnr(batch["noisy"], batch["clean"]),
-            "psnr": mean_psnr(self.network(batch["noisy"]), batch["clean"]),
+            "psnr_input": mean_psnr(noisy, clean),
+            "psnr": mean_psnr(denoised, clean),
+            "ssim_input": float(ssim(noisy.clamp(0, 1), clean).mean()),
+            "ssim": float(ssim(denoised, clean).mean()),
         }
 
     def preview(self, batch: dict[str, Tensor]) -> Tensor:
