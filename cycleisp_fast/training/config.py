@@ -33,6 +33,7 @@ from cycleisp_fast.training.schema import (
     SYNTHESIZER_NOISE_LEVELS,
     TASKS,
     Key,
+    patch_schedule,
 )
 
 
@@ -176,7 +177,18 @@ def _check_combinations(config: dict[str, Any], where: str) -> None:
     task = config["task"]
     multiple = 8 if task in AINDNET_TASKS else 2  # AINDNet's estimator: 1/8 maps; the others: whole 2x2 blocks
     minimum = 24 if task in ("raw2rgb", "cycleisp-joint") else multiple  # CCM's 10-pixel reflect padding
-    for key, size in (("patch_size", config["patch_size"]), ("val.patch_size", config["val"]["patch_size"])):
+    try:
+        schedule = patch_schedule(config)
+    except ValueError as error:
+        raise ConfigError(f"{error}{where}") from None
+    steps = [step for step, _ in schedule]
+    if steps != sorted(set(steps)) or steps[-1] >= config["steps"]:
+        raise ConfigError(
+            f"config key 'patch_schedule'{where} needs rising steps after 0 and before steps ({config['steps']}), "
+            f"got {config['patch_schedule']!r}"
+        )
+    sizes = [("patch_size", size) if step == 0 else ("patch_schedule", size) for step, size in schedule]
+    for key, size in sizes + [("val.patch_size", config["val"]["patch_size"])]:
         if size % multiple or size < minimum:
             raise ConfigError(
                 f"config key {key!r}{where} must be a multiple of {multiple} and at least {minimum} "

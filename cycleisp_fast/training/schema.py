@@ -57,6 +57,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
             int, 16, "patches per step and process (the global batch is this x world size)", positive=True
         ),
         "patch_size": Key(int, 128, "training crop side in sRGB pixels (RAW crops are half)", positive=True),
+        "patch_schedule": Key(
+            str,
+            "",
+            "progressive crops (Restormer): 'STEP:SIZE,...', from global step STEP on the crops are SIZE ('': none)",
+            CLEAN_IMAGE_TASKS,
+        ),
         "lr": Key(float, 2e-4, "the optimizer's learning rate", positive=True),
         "optimizer": Key(str, "adam", "adam, or adamw (decoupled weight decay)", choices=("adam", "adamw")),
         "weight_decay": Key(float, 0.0, "weight decay (adam: L2 in the gradient; adamw: decoupled)", positive=False),
@@ -182,3 +188,16 @@ generation scripts' for the learned one)."""
 
 RESUMABLE_CHANGES = ("log_every", "val_every", "save_every", "tensorboard", "data.workers")
 """Keys that may differ when resuming: they do not change the weights' trajectory."""
+
+
+def patch_schedule(config: dict[str, Any]) -> list[tuple[int, int]]:
+    """The training crop size by step: ``[(0, patch_size), (step, size), ...]`` from ``patch_size`` and
+    ``patch_schedule`` ('STEP:SIZE,...'); ``ValueError`` naming the key for a malformed schedule (the config
+    checks that the steps rise within the run and that every size suits the task)."""
+    schedule = [(0, config["patch_size"])]
+    for part in filter(None, (piece.strip() for piece in config.get("patch_schedule", "").split(","))):
+        step, _, size = part.partition(":")
+        if not (step.strip().isdigit() and size.strip().isdigit()):
+            raise ValueError(f"config key 'patch_schedule' must be 'STEP:SIZE,...' (e.g. '40000:160'), got {part!r}")
+        schedule.append((int(step), int(size)))
+    return schedule

@@ -178,3 +178,28 @@ def test_cosine_restarts_every_period_and_bad_periods_are_config_errors():
     for bad in ({"restart_every": 20}, {"restart_every": 5, "lr_schedule": "constant"}):
         with pytest.raises(ConfigError, match="restart_every"):
             resolve_config({"task": "denoise-srgb", "steps": 22, "warmup_steps": 2, **bad})
+
+
+def test_a_patch_schedule_grows_the_crops_at_its_steps(tmp_path, image_folder):
+    from cycleisp_fast.training import Distributed, StepBatches, make_task
+
+    config = tiny_config("denoise-srgb", image_folder, steps=4, patch_schedule="2:36, 3:40")
+    task = make_task(config, torch.device("cpu"))
+    place = Distributed(rank=1, world_size=2, local_rank=1)
+    dataset = task.dataset(config["steps"] * place.world_size * config["batch_size"])
+    sizes = [{tuple(dataset[i].shape) for i in batch} for batch in StepBatches(0, 4, config["batch_size"], place)]
+    assert sizes == [{(3, 32, 32)}, {(3, 32, 32)}, {(3, 36, 36)}, {(3, 40, 40)}]
+    small = tiny_config("denoise-srgb", image_folder, steps=4)
+    plain = make_task(small, torch.device("cpu")).dataset(16)
+    assert torch.equal(dataset[3], plain[3])  # before the first change: the crops of patch_size
+    result = train(config, tmp_path / "run", device="cpu", progress=False)
+    assert result.step == 4
+
+
+@pytest.mark.parametrize(
+    "schedule, message",
+    [("2-48", "STEP:SIZE"), ("3:48,2:64", "rising steps"), ("4:48", "before steps"), ("2:49", "multiple of 2")],
+)
+def test_bad_patch_schedules_are_config_errors(image_folder, schedule, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config("denoise-srgb", image_folder, steps=4, patch_schedule=schedule)

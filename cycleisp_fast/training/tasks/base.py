@@ -25,6 +25,7 @@ from cycleisp_fast.pipelines.metrics import mean_finite, psnr, ssim
 from cycleisp_fast.pipelines.synthesis import CYCLEISP_WEIGHTS, CleanPatches
 from cycleisp_fast.seeds import VALIDATION_SEED_SALT
 from cycleisp_fast.training.config import ConfigError
+from cycleisp_fast.training.schema import patch_schedule
 
 ISP_FILE_NAMES = CYCLEISP_WEIGHTS
 """The files of the ISP networks in a weights folder, the official names that ``cycleisp-fast synth --weights DIR``
@@ -139,6 +140,28 @@ def load_initial_weights(network: nn.Module, path: str, model_name: str, model_k
         raise ConfigError(f"config key 'init': {path!r}: {error}") from error
 
 
+class ScheduledPatches(torch.utils.data.Dataset):
+    """Progressive crops: item ``i`` (of step ``i // items_per_step``) is item ``i`` of the crops of the size in
+    force at that step (same image, position and flip as at any other size: each is keyed by ``(seed, i)``).
+
+    Args:
+        crops: size -> the :class:`CleanPatches` of that size.
+        schedule: ``[(first step, size), ...]``, rising steps from 0.
+        items_per_step: the items of one step over all processes (``batch_size x world size``).
+    """
+
+    def __init__(self, crops: dict[int, CleanPatches], schedule: list[tuple[int, int]], items_per_step: int):
+        self.crops, self.schedule, self.items_per_step = crops, schedule, items_per_step
+
+    def __len__(self) -> int:
+        return len(next(iter(self.crops.values())))
+
+    def __getitem__(self, index: int) -> Tensor:
+        step = index // self.items_per_step
+        size = next(size for first, size in reversed(self.schedule) if first <= step)
+        return self.crops[size][index]
+
+
 class CleanImageTask(Task):
     """Base of the tasks that crop clean sRGB images (``data.images``) and make their pairs on the device."""
 
@@ -146,15 +169,24 @@ class CleanImageTask(Task):
         super().__init__(config, device)
         val = config["val"]
         images = load_clean_images(config["data"]["images"])
-        self.images = check_image_sizes(images, config["patch_size"], "patch_size")
+        self.schedule = patch_schedule(config)
+        largest = max(size for _, size in self.schedule)
+        self.images = check_image_sizes(images, largest, "patch_size" if len(self.schedule) == 1 else "patch_schedule")
         self.validation_images = []
         if val["count"]:
             validation_images = load_clean_images(val["images"]) if val["images"] else images
             self.validation_images = check_image_sizes(validation_images, val["patch_size"], "val.patch_size")
 
-    def dataset(self, length: int) -> CleanPatches:
-        """``length`` seeded random ``(3, patch_size, patch_size)`` crops of the training images, flipped or rotated."""
-        return CleanPatches(self.images, self.config["patch_size"], length=length, seed=self.config["seed"])
+    def dataset(self, length: int) -> torch.utils.data.Dataset:
+        """``length`` seeded random ``(3, p, p)`` crops of the training images, flipped or rotated; ``p`` is
+        ``patch_size``, or with a ``patch_schedule`` the size in force at the item's step."""
+        crops = {
+            size: CleanPatches(self.images, size, length=length, seed=self.config["seed"])
+            for size in {size for _, size in self.schedule}
+        }
+        if len(self.schedule) == 1:
+            return crops[self.config["patch_size"]]
+        return ScheduledPatches(crops, self.schedule, items_per_step=length // self.config["steps"])
 
     @abc.abstractmethod
     def make_pairs(self, clean: Tensor, seed: int, offset: int) -> dict[str, Tensor]:
