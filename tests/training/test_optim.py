@@ -203,3 +203,22 @@ def test_a_patch_schedule_grows_the_crops_at_its_steps(tmp_path, image_folder):
 def test_bad_patch_schedules_are_config_errors(image_folder, schedule, message):
     with pytest.raises(ConfigError, match=message):
         tiny_config("denoise-srgb", image_folder, steps=4, patch_schedule=schedule)
+
+
+def test_a_signal_during_a_checkpoint_write_leaves_a_resumable_run(tmp_path, image_folder, monkeypatch):
+    from cycleisp_fast.training import loop
+
+    write = loop.save_torch
+
+    def write_while_signalled(state, path):
+        if path.name == CHECKPOINT_NAME and state["step"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the checkpoint of step 2 is being written
+        return write(state, path)
+
+    monkeypatch.setattr(loop, "save_torch", write_while_signalled)
+    config = tiny_config("denoise-srgb", image_folder, steps=6, save_every=2)
+    stopped = train(config, tmp_path / "run", device="cpu", progress=False)
+    assert stopped.stopped_by == "SIGTERM" and stopped.step == 3  # the write finished; the next step stopped
+    assert load_checkpoint(stopped.checkpoint)["step"] == 3
+    monkeypatch.undo()
+    assert train(config, tmp_path / "run", device="cpu", progress=False, resume=True).step == 6
