@@ -222,3 +222,9 @@ def test_a_signal_during_a_checkpoint_write_leaves_a_resumable_run(tmp_path, ima
     assert load_checkpoint(stopped.checkpoint)["step"] == 3
     monkeypatch.undo()
     assert train(config, tmp_path / "run", device="cpu", progress=False, resume=True).step == 6
+
+
+def test_validation_patches_smaller_than_the_ssim_window_get_psnr_only(tmp_path, image_folder):
+    config = tiny_config("denoise-srgb", image_folder, val={"count": 2, "patch_size": 8})
+    result = train(config, tmp_path / "run", device="cpu", progress=False)
+    assert set(result.metrics) == {"psnr", "psnr_input"}

@@ -219,16 +219,15 @@ class SrgbDenoiserMetrics:
 
     def metrics(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """``psnr_input`` and ``ssim_input``, of ``noisy``, and ``psnr`` and ``ssim``, of ``network(noisy)``
-        (clamped to [0, 1]), against ``clean``; SSIM as :func:`~cycleisp_fast.pipelines.metrics.ssim` (patches of at
-        least 11 pixels)."""
+        (clamped to [0, 1]), against ``clean``; SSIM as :func:`~cycleisp_fast.pipelines.metrics.ssim`, for patches of
+        at least its 11-pixel window (smaller validation patches get PSNR only)."""
         noisy, clean = batch["noisy"].float(), batch["clean"].float()
         denoised = self.network(batch["noisy"]).float().clamp(0, 1)
-        return {
-            "psnr_input": mean_psnr(noisy, clean),
-            "psnr": mean_psnr(denoised, clean),
-            "ssim_input": float(ssim(noisy.clamp(0, 1), clean).mean()),
-            "ssim": float(ssim(denoised, clean).mean()),
-        }
+        metrics = {"psnr_input": mean_psnr(noisy, clean), "psnr": mean_psnr(denoised, clean)}
+        if min(clean.shape[-2:]) >= 11:
+            metrics["ssim_input"] = float(ssim(noisy.clamp(0, 1), clean).mean())
+            metrics["ssim"] = float(ssim(denoised, clean).mean())
+        return metrics
 
     def preview(self, batch: dict[str, Tensor]) -> Tensor:
         """Up to 4 validation images, each ``noisy | denoised | clean`` side by side: ``(n, 3, H, 3W)``."""
