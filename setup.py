@@ -80,12 +80,34 @@ def _extension():
     )
 
 
+class _BuildExtension(cpp_extension.BuildExtension):
+    """torch's BuildExtension, compiling the bitexact_cuda sources with the nvcc_bitexact flags too."""
+
+    def build_extension(self, ext):
+        exact = [source for source in ext.sources if source in build_flags("bitexact_cuda")]
+        if exact:
+            ext.sources = [source for source in ext.sources if source not in exact]
+            args = dict(ext.extra_compile_args)
+            args["nvcc"] = list(args["nvcc"]) + build_flags("nvcc_bitexact")
+            macros = ext.define_macros + [(name,) for name in ext.undef_macros]
+            ext.extra_objects = list(ext.extra_objects) + self.compiler.compile(
+                exact,
+                output_dir=self.build_temp,
+                macros=macros,
+                include_dirs=ext.include_dirs,
+                debug=self.debug,
+                extra_postargs=args,
+                depends=ext.depends,
+            )
+        super().build_extension(ext)
+
+
 setup(
     packages=find_packages(include=["cycleisp_fast", "cycleisp_fast.*"]) + ["cycleisp_fast.triton_kernels"],
     package_dir={"cycleisp_fast.triton_kernels": "triton_kernels"},
     package_data={"cycleisp_fast": ["configs/*.toml", "py.typed"]},
     ext_modules=[_extension()],
-    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": _BuildExtension.with_options(use_ninja=True)},
     # The extension is ABI-bound to the torch it was compiled against.
     install_requires=[
         f"torch=={torch.__version__.split('+')[0]}",

@@ -70,6 +70,37 @@ def test_bench_forward_backward_without_compile(tmp_path):
     assert all(row["speedup_vs_compile"] == "" for row in rows)
 
 
+def test_bench_of_a_whole_network_times_inference_and_a_training_step(tmp_path):
+    """Network cases run as modules (inference, then a training step at the chosen size), with optimize() as a
+    provider and each provider's inference PSNR against eager's output."""
+    csv_path = tmp_path / "bench.csv"
+    argv = ["bench", "--quick", "--ops", "denoisenet_raw", "--providers", "eager", "optimized", "optimized-bf16"]
+    argv += ["--min-run-time", "0.01", "--csv", str(csv_path), "--plot", str(tmp_path / "bench.png")]
+    assert cli.main(argv) == 0
+    _, rows = read_csv(csv_path)
+    by_key = {(row["mode"], row["provider"]): row for row in rows}
+    assert set(by_key) == {
+        (m, p) for m in ("forward", "forward+backward") for p in ("eager", "optimized", "optimized-bf16")
+    }
+    assert {row["size"] for row in rows} == {"1x4x16x16"}
+    assert float(by_key["forward", "optimized"]["psnr_vs_eager_db"]) > 100  # float32: float rounding only
+    assert 30 < float(by_key["forward", "optimized-bf16"]["psnr_vs_eager_db"]) < 100
+    assert all(row["psnr_vs_eager_db"] == "" for row in rows if row["mode"] == "forward+backward")
+
+
+def test_optimized_is_a_provider_of_whole_networks_only(tmp_path, capsys):
+    argv = QUICK_PACK + [
+        "--providers",
+        "optimized",
+        "--csv",
+        str(tmp_path / "b.csv"),
+        "--plot",
+        str(tmp_path / "b.png"),
+    ]
+    assert cli.main(argv) == 1  # nothing timed
+    assert "skipped optimized for bayer_pack on cpu: it times whole networks only" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv, argument",
     [

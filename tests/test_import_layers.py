@@ -14,7 +14,7 @@ LAYERS = (
     ("reference", "triton_kernels"),
     ("ops",),
     ("nn", "noise", "data"),
-    ("models",),
+    ("models", "optimization"),
     ("pipelines",),
     ("training",),
     ("cases",),

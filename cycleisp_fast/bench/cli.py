@@ -4,6 +4,7 @@ Every provider of a case is timed in the same run as the machine's copy bandwidt
 fractions of the copy bandwidth are comparable. Examples:
 
     python -m cycleisp_fast.bench --ops bayer_pack bayer_mosaic --min-run-time 0.5
+    cycleisp-fast bench --ops denoisenet_srgb denoisenet_raw aindnet   # whole networks: inference, training step
     cycleisp-fast bench --device cuda --dtypes float32 float16 --sizes 8x3x2048x2048
     cycleisp-fast bench --quick
 """
@@ -18,6 +19,7 @@ import torch
 
 from cycleisp_fast.arguments import parse_device
 from cycleisp_fast.bench.measure import PROVIDERS, measure_case, measure_rates, note
+from cycleisp_fast.bench.networks import measure_network
 from cycleisp_fast.bench.report import dtype_name, format_size, format_table, make_rows, write_csv, write_plot
 from cycleisp_fast.cases import MODES, Case, Size, all_cases
 
@@ -137,15 +139,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     timings = []
     for case, size, dtype in work:
         note(f"timing {case.name} {format_size(size)} {dtype_name(dtype)} on {device}")
-        timings += measure_case(
-            case,
-            size,
-            dtype,
-            device,
-            list(dict.fromkeys(args.providers)),
-            list(dict.fromkeys(args.modes)),
-            min_run_time,
-        )
+        common = (list(dict.fromkeys(args.providers)), list(dict.fromkeys(args.modes)), min_run_time)
+        if case.network is None:
+            timings += measure_case(case, size, dtype, device, *common)
+        else:  # a training step at the case's training batch, unless the sizes were chosen (--sizes, --quick)
+            train_size = size if args.quick or args.sizes else None
+            timings += measure_network(case, size, dtype, device, *common, train_size=train_size)
     if not timings:
         note("nothing was timed: every provider was skipped (see above)")
         return 1

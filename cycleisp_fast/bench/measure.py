@@ -1,7 +1,8 @@
 """Timing of a case's providers, and of the machine's copy bandwidth and matmul rate, in the same run.
 
 Providers: ``eager`` (the case's baseline, by default its reference), ``compile`` (``torch.compile`` of it,
-fullgraph), and the fused backends ``native`` and ``triton`` (the public op with ``backend=``). Times are medians of
+fullgraph), and the fused backends ``native`` and ``triton`` (the public op with ``backend=``); whole networks
+also ``optimized`` (:mod:`cycleisp_fast.bench.networks`). Times are medians of
 ``torch.utils.benchmark.Timer.blocked_autorange``, which synchronizes CUDA around every block.
 """
 
@@ -18,8 +19,11 @@ import torch
 from cycleisp_fast import backend
 from cycleisp_fast.cases import Case, Size, grad_leaves, make_generator
 
-PROVIDERS = ("eager", "compile", "native", "triton")
+PROVIDERS = ("eager", "compile", "native", "triton", "optimized", "optimized-bf16")
 FUSED = ("native", "triton")
+NETWORK_ONLY = ("optimized", "optimized-bf16")
+"""Providers of whole networks only: :func:`cycleisp_fast.optimize` in float32 and in bfloat16 (see
+:mod:`cycleisp_fast.bench.networks`)."""
 COPY_BYTES = 256 << 20
 """Bytes of each buffer of the machine-wide copy-bandwidth probe: beyond most caches (printed for context)."""
 MATMUL_SIZES = {"cpu": 1024, "cuda": 2048}
@@ -51,6 +55,8 @@ class Timing:
     flops: int | None
     peak_bytes: int | None
     """Memory a call allocates at its peak beyond what was allocated before it (see :func:`peak_memory_bytes`)."""
+    psnr_vs_eager: float | None = None
+    """Whole networks' inference: PSNR (dB, peak 1) of this provider's output against eager's float32 output."""
 
 
 def note(message: str) -> None:
@@ -133,6 +139,8 @@ def peak_memory_bytes(step: Callable[[], object], device: torch.device) -> int |
 
 def unavailable_reason(case: Case, provider: str, device: torch.device) -> str | None:
     """Why ``provider`` cannot be timed for ``case`` on ``device``, or None when it can."""
+    if provider in NETWORK_ONLY:
+        return None if case.network is not None else "it times whole networks only (--ops denoisenet_srgb ...)"
     if provider not in FUSED:
         return None
     if provider == "triton" and device.type == "cpu":

@@ -36,6 +36,7 @@ COLUMNS = (
     "matmul_fraction",
     "peak_bytes",
     "peak_vs_eager",
+    "psnr_vs_eager_db",
     "device_name",
     "torch_version",
 )
@@ -101,6 +102,7 @@ def make_rows(timings: Sequence[Timing], rates: Rates, device: torch.device) -> 
                 "matmul_fraction": _ratio(gflop_per_s, rates.matmul_gflop_per_s),
                 "peak_bytes": t.peak_bytes,
                 "peak_vs_eager": _ratio(t.peak_bytes, peaks.get((*group, "eager")) or None),
+                "psnr_vs_eager_db": t.psnr_vs_eager,
                 "device_name": name,
                 "torch_version": torch.__version__,
             }
@@ -129,6 +131,7 @@ TABLE_COLUMNS = (
     ("mem vs eager", "peak_vs_eager", _number(".0f", "%", 100)),
 )
 FLOP_COLUMNS = (("GFLOP/s", "gflop_per_s", _number(".1f")), ("% matmul", "matmul_fraction", _number(".0f", "%", 100)))
+PSNR_COLUMNS = (("PSNR vs eager", "psnr_vs_eager_db", _number(".1f", " dB")),)
 TEXT_COLUMNS = 5
 """The first columns hold text (left-aligned), the others numbers (right-aligned)."""
 
@@ -151,6 +154,7 @@ def markdown_table(cells: Sequence[Sequence[str]], text_columns: int | None = No
 def format_table(rows: Sequence[Row], rates: Rates) -> str:
     """A markdown pipe table of ``rows`` (at least one), under a line naming the machine and its rates."""
     columns = TABLE_COLUMNS + (FLOP_COLUMNS if any(row["flops"] is not None for row in rows) else ())
+    columns += PSNR_COLUMNS if any(row["psnr_vs_eager_db"] is not None for row in rows) else ()
     cells = [[header for header, _, _ in columns]] + [[fmt(row[key]) for _, key, fmt in columns] for row in rows]
     rates_text = f"copy bandwidth {rates.copy_gb_per_s:.1f} GB/s (2 x {COPY_BYTES >> 20} MiB)"
     if rates.matmul_gflop_per_s is not None:

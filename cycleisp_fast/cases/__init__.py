@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -80,6 +80,10 @@ class Case:
             selftest checks it always.
         selftest_dtype: the dtype the selftest checks in, when it is not the timed one (a whole AINDNet's
             float32 gradients are ill-conditioned: see :mod:`cycleisp_fast.cases.models`).
+        network: for a whole network, what builds it (``network.build(backend) -> nn.Module``, ``network.raw``,
+            ``network.channels_last``: see :mod:`cycleisp_fast.cases.models`); the benchmarks then time the module
+            itself (:mod:`cycleisp_fast.bench.networks`).
+        train_sizes: for a whole network, the batch of a timed training step per device type.
         min_bytes: ``(inputs, output, mode) -> bytes`` a call must move at least.
         flops: ``(inputs, output, mode) -> FLOPs`` of a call, for compute-bound ops.
     """
@@ -100,6 +104,8 @@ class Case:
     selftest_dtype: torch.dtype | None = None
     opt_in: bool = False
     baseline: Callable[..., torch.Tensor] | None = None
+    network: Any = None
+    train_sizes: Mapping[str, Size] | None = None
     min_bytes: Callable[[Sequence[torch.Tensor], torch.Tensor, str], int] = io_bytes
     flops: Callable[[Sequence[torch.Tensor], torch.Tensor, str], int] | None = None
 

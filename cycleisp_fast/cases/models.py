@@ -1,9 +1,11 @@
-"""Model-level benchmark cases: whole denoisers, one image per call (images/s = 1 / time).
+"""Model-level cases: whole denoisers (the sRGB and RAW DenoiseNet, AINDNet).
 
-``eager`` runs the model on the reference backend (the official computation), ``compile`` that same model
-through ``torch.compile``, ``native`` / ``triton`` the model on the fused backend. The parameters come in as
-inputs (``torch.func.functional_call`` over a template per backend that holds no data), so the
-``forward+backward`` rows are one training step's gradients of every parameter.
+The benchmarks time them as modules (:mod:`cycleisp_fast.bench.networks`: inference and a training step, with
+:func:`cycleisp_fast.optimize` as one more provider); the selftest and the op tests check them through the
+functional form here: the parameters come in as inputs (``torch.func.functional_call`` over a template per
+backend that holds no data), so ``forward+backward`` is the gradient of every parameter. The RAW denoiser's
+variance map is computed from the noisy input inside the call (``shot * noisy + read``,
+:data:`RAW_SHOT`, :data:`RAW_READ`), so every case takes one image.
 
 On the CPU the fused DenoiseNet runs **channels_last** (input and parameters): the fused dual-attention tail
 reads and writes that layout natively, and oneDNN's 3x3 convolutions skip their layout reorders in it (1.56x
@@ -24,13 +26,26 @@ from cycleisp_fast.models import AINDNet, DenoiseNet
 from cycleisp_fast.ops.ain import OP_NAME as AIN_OP
 from cycleisp_fast.ops.dual_attention import OP_NAME as DUAL_ATTENTION_OP
 
+RAW_SHOT, RAW_READ = 0.01, 1e-4
+"""The shot and read noise levels of the RAW denoiser's variance map in the model cases."""
+
+
+def model_inputs(image: Tensor, raw: bool) -> tuple[Tensor, ...]:
+    """A model case's image -> the network's inputs: ``(image,)``, or ``(image, variance)`` for the RAW denoiser."""
+    return (image, RAW_SHOT * image + RAW_READ) if raw else (image,)
+
 
 class _Functional:
-    """One model per backend, called with its parameters given as tensors (``named_parameters()`` order)."""
+    """One model per backend, called with its parameters given as tensors (``named_parameters()`` order).
 
-    def __init__(self, build: Callable[[str], nn.Module], channels_last: bool):
+    ``build(backend)`` makes the network with the official initialisation; ``channels_last``: the fused model runs
+    channels_last on the CPU; ``raw``: the network takes ``(noisy, variance)`` (:func:`model_inputs`).
+    """
+
+    def __init__(self, build: Callable[[str], nn.Module], channels_last: bool, raw: bool = False):
         self.build = build
         self.channels_last = channels_last
+        self.raw = raw
         self.templates: dict[str, nn.Module] = {}
         self._names: list[str] | None = None
 
@@ -55,7 +70,7 @@ class _Functional:
                 p.contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p for p in parameters
             )
         model = self.template(backend)
-        return torch.func.functional_call(model, dict(zip(self.names(), parameters)), (image,))
+        return torch.func.functional_call(model, dict(zip(self.names(), parameters)), model_inputs(image, self.raw))
 
 
 def _reference(model: _Functional) -> Callable[..., Tensor]:
@@ -105,7 +120,7 @@ def _conv_flops(model: _Functional) -> Callable[[tuple[Tensor, ...], Tensor, str
             ]
             try:
                 with torch.no_grad():
-                    template(torch.zeros(shape, device="meta"))
+                    template(*model_inputs(torch.zeros(shape, device="meta"), model.raw))
             finally:
                 for hook in hooks:
                     hook.remove()
@@ -115,11 +130,8 @@ def _conv_flops(model: _Functional) -> Callable[[tuple[Tensor, ...], Tensor, str
     return flops
 
 
-def _fits_rgb(size: Size) -> bool:
-    return len(size) == 4 and size[1] == 3
-
-
 _DENOISENET = _Functional(lambda backend: DenoiseNet(raw=False, backend=backend), channels_last=True)
+_DENOISENET_RAW = _Functional(lambda backend: DenoiseNet(raw=True, backend=backend), channels_last=True, raw=True)
 _AINDNET = _Functional(lambda backend: AINDNet(backend=backend), channels_last=False)
 _MODEL_VARIANTS = (Variant({}, exact=False, grad_tolerances={"rtol": 1e-5, "atol": 1e-5}),)
 """Whole networks, float rounding accumulated over 30+ blocks. AINDNet is checked in float64: in float32 its
@@ -129,17 +141,21 @@ float32 reference is within 1e-5 of float64, while each op alone agrees to 1e-6)
 
 
 def _case(name: str, kernel: str, model: _Functional, **extra) -> Case:
-    """The case of one whole network on an sRGB image, default 1 x 3 x 256 x 256."""
+    """The case of one whole network: an sRGB image (default 1 x 3 x 256 x 256), or for the RAW denoiser a packed
+    RGGB one (1 x 4 x 256 x 256: the same features, 64 x 256 x 256, as the sRGB denoiser)."""
+    channels = 4 if model.raw else 3
     return Case(
         name=name,
         kernel=kernel,
         op=model,
         reference=_reference(model),
         make_inputs=_inputs(model),
-        size_doc="N x 3 x H x W (sRGB image)",
-        fits=_fits_rgb,
-        default_sizes=((1, 3, 256, 256),),
-        quick_sizes=((1, 3, 16, 16),),
+        size_doc=f"N x {channels} x H x W ({'packed RGGB' if model.raw else 'sRGB'} image)",
+        fits=lambda size: len(size) == 4 and size[1] == channels,
+        default_sizes=((1, channels, 256, 256),),
+        quick_sizes=((1, channels, 16, 16),),
+        train_sizes={"cpu": (2, channels, 128, 128), "cuda": (16, channels, 128, 128)},
+        network=model,
         variants=_MODEL_VARIANTS,
         dtype=torch.float32,
         flops=_conv_flops(model),
@@ -150,5 +166,6 @@ def _case(name: str, kernel: str, model: _Functional, **extra) -> Case:
 
 CASES = (
     _case("denoisenet_srgb", DUAL_ATTENTION_OP, _DENOISENET, selftest_sizes=((1, 3, 8, 12),)),
+    _case("denoisenet_raw", DUAL_ATTENTION_OP, _DENOISENET_RAW, selftest_sizes=((1, 4, 6, 10),)),
     _case("aindnet", AIN_OP, _AINDNET, selftest_sizes=((1, 3, 16, 24),), selftest_dtype=torch.float64),
 )
