@@ -34,6 +34,10 @@ SUBCOMMANDS = {
         "cycleisp_fast.commands.evaluate",
         "PSNR/SSIM of models over a folder of pairs, per-image CSV and summary",
     ),
+    "prepare": (
+        "cycleisp_fast.commands.prepare",
+        "prepare real RAW/sRGB pairs (MIT-Adobe FiveK) for training the ISP networks",
+    ),
     "train": ("cycleisp_fast.commands.train", "train CycleISP or AINDNet networks from a config file (torchrun + DDP)"),
     "convert": ("cycleisp_fast.commands.convert", "convert weights (e.g. AINDNet's TF checkpoint) into a PyTorch file"),
     "export": ("cycleisp_fast.commands.export", "export a network to ONNX or torch.export (.pt2), dynamic sizes"),

@@ -31,6 +31,7 @@ class Stream(enum.IntEnum):
     CAMERA = 0x63616D6572615F70  # "camera_p": the unprocessing camera parameters of synthesis and training
     PATCH = 0x7061746368657321  # "patches!": CleanPatches' crops and flips
     PAIR = 0x7061697263726F70  # "paircrop": PairPatches' crops of real pairs
+    RAW_SRGB = 0x7261777372676221  # "rawsrgb!": RawRgbPatches' crops and Bayer augmentations of RAW/sRGB pairs
 
 
 VALIDATION_SEED_SALT = 0x76616C69646174

@@ -12,7 +12,9 @@ denoiser (or a noise estimate) wants it unbiased; clipping at 0 would lift the m
 
 Only 2x2 Bayer sensors (one R, two G, one B) are supported; X-Trans, other colour filter layouts, linear
 (demosaiced) DNGs and files LibRaw cannot decode raise :class:`~cycleisp_fast.data.files.DataFileError`
-naming the file. :func:`restore_geometry` puts a (denoised) packed result back into the file's own layout.
+naming the file. :func:`read_sensor` returns the unpacked unified mosaic in raw units with the same metadata and,
+on request, rawpy's sRGB rendering of the file from the same decoding (what ``cycleisp-fast prepare`` stores).
+:func:`restore_geometry` puts a (denoised) packed result back into the file's own layout.
 Benchmark crops are unified by flips instead (:func:`rggb_flip_axes`, as DND's official RAW script does), which
 keep every pixel of the crop.
 """
@@ -20,7 +22,7 @@ keep every pixel of the crop.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional, Union
 
@@ -75,18 +77,14 @@ def is_raw_file(path: Union[str, os.PathLike]) -> bool:
 
 
 @dataclass(frozen=True, eq=False)
-class RawImage:
-    """One RAW file, packed and normalised.
+class RawMetadata:
+    """What a RAW file says about its sensor data (shared by :class:`RawImage` and :class:`RawSensor`).
 
     Attributes:
         path: the file read.
-        packed: ``(4, h, w)`` float32 planes (R, Gr, Gb, B) of the RGGB-unified mosaic,
-            ``(value - black) / (white - black)``: about [0, 1], below 0 in the noise of the darkest pixels unless
-            read with ``clip=True`` (then clamped to [0, 1]).
         pattern: the file's own colour filter pattern, top-left 2x2 block row by row, e.g. ``"GRBG"``.
         crop: ``(top, left)`` rows/columns dropped at the top/left to bring the pattern to RGGB (each 0 or 1).
         shape: ``(H, W)`` of the file's visible mosaic (the packed planes cover ``2h x 2w`` of it).
-        black_level: ``(4,)`` float32 black level of each packed plane (R, Gr, Gb, B), in raw units.
         white_level: the saturation level, raw units.
         white_balance: ``(3,)`` float32 gains (R, G, B) with G = 1, to multiply the camera channels by.
         white_balance_source: ``"as_shot"`` (the camera's, LibRaw ``camera_whitebalance``), ``"daylight"``
@@ -97,21 +95,34 @@ class RawImage:
             DNG ColorMatrix tags) or None.
         noise_profile: ``(shot, read)`` from the DNG NoiseProfile tag, in normalised units: the noise variance of
             a pixel of normalised signal ``x`` is ``shot * x + read``; None when the file has no such tag.
-        clipped: whether ``packed`` was clamped to [0, 1].
     """
 
     path: Path
-    packed: torch.Tensor
     pattern: str
     crop: tuple[int, int]
     shape: tuple[int, int]
-    black_level: torch.Tensor
     white_level: float
     white_balance: torch.Tensor
     white_balance_source: str
     cam_to_srgb: Optional[torch.Tensor]
     cam_to_srgb_source: Optional[str]
     noise_profile: Optional[tuple[float, float]]
+
+
+@dataclass(frozen=True, eq=False)
+class RawImage(RawMetadata):
+    """One RAW file, packed and normalised (:func:`read_raw`); its :class:`RawMetadata` and these.
+
+    Attributes:
+        packed: ``(4, h, w)`` float32 planes (R, Gr, Gb, B) of the RGGB-unified mosaic,
+            ``(value - black) / (white - black)``: about [0, 1], below 0 in the noise of the darkest pixels unless
+            read with ``clip=True`` (then clamped to [0, 1]).
+        black_level: ``(4,)`` float32 black level of each packed plane (R, Gr, Gb, B), in raw units.
+        clipped: whether ``packed`` was clamped to [0, 1].
+    """
+
+    packed: torch.Tensor
+    black_level: torch.Tensor
     clipped: bool
 
 
@@ -163,6 +174,117 @@ def rggb_flip_axes(pattern: str) -> tuple[int, ...]:
     return tuple(axis for axis, flipped in ((-2, top), (-1, left)) if flipped)
 
 
+OFFICIAL_RENDERING = {
+    "use_camera_wb": True,
+    "half_size": False,
+    "user_flip": 0,
+    "no_auto_bright": True,
+    "output_bps": 8,
+}
+"""The ``rawpy`` ``postprocess`` arguments of CycleISP's ``datasets/convert_fivek_raw2rgb.py``: the sRGB rendering
+its ISP networks are trained to reproduce (camera white balance, full size, sensor orientation, no auto-brightening,
+8 bits)."""
+
+
+@dataclass(frozen=True, eq=False)
+class RawSensor(RawMetadata):
+    """The sensor data of one RAW file as :func:`read_sensor` decodes it, before packing; its :class:`RawMetadata`
+    and these.
+
+    Attributes:
+        mosaic: ``(H', W')`` uint16 (the file's sample type) copy of the visible mosaic unified to RGGB by cropping
+            (:func:`unify_to_rggb`), raw sensor units: ``H' = (H - top) // 2 * 2``.
+        black_level: ``(4,)`` float64 black level of each packed plane (R, Gr, Gb, B), raw units.
+        rendering: ``(H, W, 3)`` uint8 sRGB rendering of the whole visible area by ``rawpy``'s ``postprocess``
+            with the arguments given to :func:`read_sensor` (None when none were), not cropped.
+    """
+
+    mosaic: np.ndarray
+    black_level: np.ndarray
+    rendering: Optional[np.ndarray] = None
+
+
+class RenderingSizeError(DataFileError):
+    """LibRaw's rendering of a RAW file does not have the size of its visible mosaic (a pixel aspect ratio other
+    than 1, Fuji's rotated sensors): its pixels do not line up with the mosaic's."""
+
+
+def read_sensor(path: Union[str, os.PathLike], *, rendering: Optional[dict] = None) -> RawSensor:
+    """Decodes a Bayer RAW file's visible mosaic and metadata (what :func:`read_raw` packs), and optionally its sRGB
+    rendering by ``rawpy``, from one decoding of the file.
+
+    Args:
+        path: the file.
+        rendering: ``rawpy.RawPy.postprocess`` arguments (e.g. :data:`OFFICIAL_RENDERING`); None: no rendering.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataFileError: as :func:`read_raw`.
+        RenderingSizeError: the rendering would not have, or does not have, the mosaic's size (checked before
+            rendering where LibRaw's sizes tell: a pixel aspect ratio other than 1).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"RAW file {path} does not exist" if not path.exists() else f"RAW file {path} is not a file"
+        )
+    rendered = None
+    try:
+        with rawpy.imread(str(path)) as raw:  # reads the metadata only; the samples are decoded on first use
+            check_pixels(path, raw.sizes.raw_height, raw.sizes.raw_width)
+            mosaic, plane_colours, pattern = _bayer_mosaic(raw, path)
+            black_by_colour = np.asarray(raw.black_level_per_channel, dtype=np.float64)
+            white_level = float(raw.white_level)
+            white_balance, white_balance_source = _white_balance(raw)
+            xyz_to_camera = usable_matrix(np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3])
+            if rendering is not None:
+                if raw.sizes.pixel_aspect != 1:
+                    raise RenderingSizeError(
+                        f"RAW file {path} has a pixel aspect ratio of {raw.sizes.pixel_aspect:g}: its rendering "
+                        f"would be stretched and would not match its {mosaic.shape[0]}x{mosaic.shape[1]} mosaic"
+                    )
+                rendered = raw.postprocess(**rendering)
+    except rawpy.LibRawError as error:
+        message = error.args[0].decode(errors="replace") if error.args and isinstance(error.args[0], bytes) else error
+        raise DataFileError(
+            f"cannot decode the RAW file {path} (corrupt, truncated, or not a RAW format LibRaw supports): {message}"
+        ) from error
+    if rendered is not None and rendered.shape[:2] != mosaic.shape:
+        raise RenderingSizeError(
+            f"RAW file {path}: its rendering is {rendered.shape[0]}x{rendered.shape[1]} pixels, its visible mosaic "
+            f"{mosaic.shape[0]}x{mosaic.shape[1]}: the two do not line up"
+        )
+
+    try:
+        unified, crop = unify_to_rggb(mosaic, pattern)
+    except ValueError as error:
+        raise DataFileError(f"RAW file {path}: {error}") from error
+    top, left = crop
+    black_level = black_by_colour[plane_colours[top : top + 2, left : left + 2].ravel()]
+    if not np.all(np.isfinite(black_level)) or not white_level > black_level.max():
+        raise DataFileError(
+            f"RAW file {path} has a white level {white_level} that does not exceed its black levels "
+            f"{black_level.tolist()} (R, Gr, Gb, B)"
+        )
+    dng_xyz_to_camera, noise_profile = read_dng_tags(path)
+    cam_to_srgb, cam_to_srgb_source = _first_camera_to_srgb(xyz_to_camera, dng_xyz_to_camera)
+    return RawSensor(
+        path=path,
+        mosaic=np.ascontiguousarray(unified),
+        pattern=pattern,
+        crop=crop,
+        shape=tuple(mosaic.shape),
+        black_level=black_level,
+        white_level=white_level,
+        white_balance=white_balance,
+        white_balance_source=white_balance_source,
+        cam_to_srgb=cam_to_srgb,
+        cam_to_srgb_source=cam_to_srgb_source,
+        noise_profile=noise_profile,
+        rendering=rendered,
+    )
+
+
 def read_raw(path: Union[str, os.PathLike], *, clip: bool = False) -> RawImage:
     """Reads a Bayer RAW file (DNG, CR2, NEF, ARW, ... anything LibRaw decodes) into a :class:`RawImage`.
 
@@ -179,58 +301,14 @@ def read_raw(path: Union[str, os.PathLike], *, clip: bool = False) -> RawImage:
     """
     if not isinstance(clip, bool):
         raise TypeError(f"clip must be a bool, got {type(clip).__name__}")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"RAW file {path} does not exist" if not path.exists() else f"RAW file {path} is not a file"
-        )
-    try:
-        with rawpy.imread(str(path)) as raw:  # reads the metadata only; the samples are decoded on first use
-            check_pixels(path, raw.sizes.raw_height, raw.sizes.raw_width)
-            mosaic, plane_colours, pattern = _bayer_mosaic(raw, path)
-            black_by_colour = np.asarray(raw.black_level_per_channel, dtype=np.float64)
-            white_level = float(raw.white_level)
-            white_balance, white_balance_source = _white_balance(raw)
-            xyz_to_camera = usable_matrix(np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3])
-    except rawpy.LibRawError as error:
-        message = error.args[0].decode(errors="replace") if error.args and isinstance(error.args[0], bytes) else error
-        raise DataFileError(
-            f"cannot decode the RAW file {path} (corrupt, truncated, or not a RAW format LibRaw supports): {message}"
-        ) from error
-
-    try:
-        unified, crop = unify_to_rggb(mosaic, pattern)
-    except ValueError as error:
-        raise DataFileError(f"RAW file {path}: {error}") from error
-    top, left = crop
-    black_level = black_by_colour[plane_colours[top : top + 2, left : left + 2].ravel()]
-    if not np.all(np.isfinite(black_level)) or not white_level > black_level.max():
-        raise DataFileError(
-            f"RAW file {path} has a white level {white_level} that does not exceed its black levels "
-            f"{black_level.tolist()} (R, Gr, Gb, B)"
-        )
-    cfa = torch.from_numpy(np.ascontiguousarray(unified))[None, None]
-    packed = bayer_pack(cfa, "RGGB", black_level.tolist(), white_level)[0]
+    sensor = read_sensor(path)
+    cfa = torch.from_numpy(sensor.mosaic)[None, None]
+    packed = bayer_pack(cfa, "RGGB", sensor.black_level.tolist(), sensor.white_level)[0]
     if clip:
         packed = packed.clamp(0.0, 1.0)
-
-    dng_xyz_to_camera, noise_profile = read_dng_tags(path)
-    cam_to_srgb, cam_to_srgb_source = _first_camera_to_srgb(xyz_to_camera, dng_xyz_to_camera)
-    return RawImage(
-        path=path,
-        packed=packed,
-        pattern=pattern,
-        crop=crop,
-        shape=tuple(mosaic.shape),
-        black_level=torch.tensor(black_level, dtype=torch.float32),
-        white_level=white_level,
-        white_balance=white_balance,
-        white_balance_source=white_balance_source,
-        cam_to_srgb=cam_to_srgb,
-        cam_to_srgb_source=cam_to_srgb_source,
-        noise_profile=noise_profile,
-        clipped=clip,
-    )
+    metadata = {field.name: getattr(sensor, field.name) for field in fields(RawMetadata)}
+    black_level = torch.tensor(sensor.black_level, dtype=torch.float32)
+    return RawImage(**metadata, packed=packed, black_level=black_level, clipped=clip)
 
 
 def restore_geometry(packed_rggb: torch.Tensor, raw: RawImage, *, raw_units: bool = False) -> torch.Tensor:

@@ -27,6 +27,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from cycleisp_fast.training.schema import (
     AINDNET_TASKS,
+    ISP_TASKS,
     REQUIRED,
     RESUMABLE_CHANGES,
     SCHEMA,
@@ -202,6 +203,12 @@ def _check_combinations(config: dict[str, Any], where: str) -> None:
     noise = config.get("noise", {})
     if noise.get("levels") == "auto":
         noise["levels"] = SYNTHESIZER_NOISE_LEVELS[data["synthesizer"]]
+    if task == "aindnet-transfer" and not data["pairs"]:
+        raise ConfigError(
+            f"config key 'data.pairs'{where} is required for task 'aindnet-transfer': the real noisy/clean pairs"
+        )
+    if task in ISP_TASKS:
+        _check_isp_sources(config, where)
     if task == "aindnet-transfer" and not config["init"]:
         raise ConfigError(
             f"config key 'init'{where} is required for task 'aindnet-transfer': the synthetic-stage "
@@ -222,6 +229,21 @@ def _check_combinations(config: dict[str, Any], where: str) -> None:
         )
     if config["min_lr"] > config["lr"]:
         raise ConfigError(f"config key 'min_lr'{where} must not exceed lr ({config['lr']}), got {config['min_lr']}")
+
+
+def _check_isp_sources(config: dict[str, Any], where: str) -> None:
+    """An ISP task trains on prepared RAW/sRGB pairs (``data.pairs``) or on analytic pairs of clean images
+    (``data.images``), validated on the same kind (``val.pairs`` or ``val.images``): never a mix."""
+    data, val = config["data"], config["val"]
+    real = bool(data["pairs"])
+    for key, value, wanted in (
+        ("data.images", data["images"], not real),
+        ("val.images", val["images"], not real),
+        ("val.pairs", val["pairs"], real),
+    ):
+        if value and not wanted:
+            kind = "prepared RAW/sRGB pairs (data.pairs)" if real else "analytic pairs of clean images (data.images)"
+            raise ConfigError(f"config key {key!r}{where} does not fit a run on {kind}: leave it empty")
 
 
 def load_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cycleisp_fast.data.raw_rgb_pairs import RAW_SCALES
 from cycleisp_fast.noise import NOISE_LEVEL_SAMPLERS, NOISE_MODELS
 from cycleisp_fast.seeds import MAX_SEED
 
@@ -125,7 +126,21 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "isp_weights": Key(
             str, "", "folder with rgb2raw_joint.pth, ccm_joint.pth, raw2rgb_joint.pth (for cycleisp)", SYNTHETIC_TASKS
         ),
-        "pairs": Key(str, REQUIRED, "root of the real noisy/clean pairs", ("aindnet-transfer",)),
+        "pairs": Key(
+            str,
+            "",
+            "real pairs: aindnet-transfer, the root of its noisy/clean sRGB pairs (required); the ISP tasks, a folder "
+            "of RAW/sRGB pairs made by `cycleisp-fast prepare fivek` ('': analytic pairs of data.images)",
+            ("aindnet-transfer",) + ISP_TASKS,
+        ),
+        "raw_scale": Key(
+            str,
+            "levels",
+            "RAW targets of data.pairs: levels, (value - black) / (white - black) clipped to [0, 1]; official, "
+            "value / 2**ceil(log2(max)) as CycleISP's image2npy.py",
+            ISP_TASKS,
+            choices=RAW_SCALES,
+        ),
         "layout": Key(
             str,
             "auto",
@@ -176,7 +191,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "count": Key(int, 16, "validation patches (0: no validation)", positive=False),
         "patch_size": Key(int, 128, "validation crop side in sRGB pixels", positive=True),
         "images": Key(str, "", "held-out clean images ('': other crops of the training images)", CLEAN_IMAGE_TASKS),
-        "pairs": Key(str, "", "held-out real pairs ('': crops of the training pairs)", ("aindnet-transfer",)),
+        "pairs": Key(
+            str,
+            "",
+            "held-out real pairs, of the kind data.pairs holds ('': crops of the training pairs)",
+            ("aindnet-transfer",) + ISP_TASKS,
+        ),
         "layout": Key(str, "auto", "layout of val.pairs", ("aindnet-transfer",), choices=PAIR_LAYOUTS),
     },
 }

@@ -145,12 +145,14 @@ class ScheduledPatches(torch.utils.data.Dataset):
     force at that step (same image, position and flip as at any other size: each is keyed by ``(seed, i)``).
 
     Args:
-        crops: size -> the :class:`CleanPatches` of that size.
+        crops: size -> the patches of that size (:class:`CleanPatches`, or any dataset keyed by ``(seed, i)``).
         schedule: ``[(first step, size), ...]``, rising steps from 0.
         items_per_step: the items of one step over all processes (``batch_size x world size``).
     """
 
-    def __init__(self, crops: dict[int, CleanPatches], schedule: list[tuple[int, int]], items_per_step: int):
+    def __init__(
+        self, crops: dict[int, torch.utils.data.Dataset], schedule: list[tuple[int, int]], items_per_step: int
+    ):
         self.crops, self.schedule, self.items_per_step = crops, schedule, items_per_step
 
     def __len__(self) -> int:

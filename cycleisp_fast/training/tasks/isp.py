@@ -1,7 +1,15 @@
 """The ISP recipes: ``rgb2raw`` (RGB2RAW), ``raw2rgb`` (CCM + RAW2RGB) and ``cycleisp-joint`` (the three in the
-cycle). Each clean sRGB patch is paired with the packed RAW of Brooks et al.'s analytic inverse ISP under a random
-camera: a stand-in for the real MIT-Adobe FiveK RAW/sRGB pairs the paper trains on, so that the recipes run without
-data. Runs write each network's weights in the official layout under the official names (:data:`ISP_FILE_NAMES`).
+cycle), on real RAW/sRGB pairs or on analytic ones.
+
+- Real pairs, as the paper trains (MIT-Adobe FiveK): ``data.pairs`` names a folder made by ``cycleisp-fast prepare
+  fivek`` (:mod:`cycleisp_fast.data.raw_rgb_pairs`); patches are cropped at even offsets with the official Bayer
+  augmentations (:class:`~cycleisp_fast.data.raw_rgb_pairs.RawRgbPatches`), validated on centre crops of
+  ``val.pairs`` (held-out prepared pairs) or of the training pairs.
+- Analytic pairs, when ``data.pairs`` is empty: each clean sRGB patch paired with the packed RAW of Brooks et al.'s
+  analytic inverse ISP under a random camera, a stand-in that runs without RAW data.
+
+Runs write each network's weights in the official layout under the official names (:data:`ISP_FILE_NAMES`), which
+``cycleisp-fast synth --pipeline cycleisp --weights RUN`` reads.
 """
 
 from __future__ import annotations
@@ -13,16 +21,76 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cycleisp_fast.data.files import DataFileError
+from cycleisp_fast.data.raw_rgb_pairs import RawRgbPairs, RawRgbPatches, validation_crops
 from cycleisp_fast.models import CCM, Raw2Rgb, Rgb2Raw, joint_loss, load_official, raw2rgb_loss, rgb2raw_loss
 from cycleisp_fast.pipelines.unprocessing import random_camera_params, unprocess
 from cycleisp_fast.seeds import Stream, keyed_generator
 from cycleisp_fast.training.config import ConfigError
-from cycleisp_fast.training.tasks.base import ISP_FILE_NAMES, CleanImageTask, mean_psnr
+from cycleisp_fast.training.schema import patch_schedule
+from cycleisp_fast.training.tasks.base import (
+    ISP_FILE_NAMES,
+    CleanImageTask,
+    ScheduledPatches,
+    Task,
+    mean_psnr,
+    split_batch,
+)
 
 
 class IspTask(CleanImageTask):
-    """Base of the ISP tasks: each clean sRGB patch paired with its packed RAW through the analytic inverse ISP
-    (:func:`unprocess`) under a random camera (keyed by ``(seed, offset)``)."""
+    """Base of the ISP tasks: batches of ``srgb`` ``(N, 3, p, p)`` and ``raw`` ``(N, 4, p/2, p/2)`` patches, from the
+    prepared real pairs of ``data.pairs``, or else each clean sRGB patch of ``data.images`` paired with its packed RAW
+    through the analytic inverse ISP (:func:`unprocess`) under a random camera (keyed by ``(seed, offset)``)."""
+
+    def __init__(self, config: dict[str, Any], device: torch.device):
+        self.pairs = None
+        if not config["data"]["pairs"]:
+            super().__init__(config, device)
+            return
+        Task.__init__(self, config, device)
+        self.schedule = patch_schedule(config)
+        largest = max(size for _, size in self.schedule)
+        self.pairs = _open_raw_rgb_pairs(config["data"]["pairs"], "data.pairs", largest + 2)
+        self.validation_pairs = self.pairs
+        if config["val"]["pairs"]:
+            self.validation_pairs = _open_raw_rgb_pairs(config["val"]["pairs"], "val.pairs", 0)
+        if config["val"]["count"]:
+            count, size = config["val"]["count"], config["val"]["patch_size"]
+            _check_pair_sizes(self.validation_pairs.metas[:count], size, "val.patch_size")
+
+    def dataset(self, length: int) -> torch.utils.data.Dataset:
+        """Training crops: of the real pairs (:class:`RawRgbPatches`, seeded) or of the clean images."""
+        if self.pairs is None:
+            return super().dataset(length)
+        crops = {
+            size: RawRgbPatches(
+                self.pairs, size, length=length, seed=self.config["seed"], raw_scale=self.config["data"]["raw_scale"]
+            )
+            for size in {size for _, size in self.schedule}
+        }
+        if len(self.schedule) == 1:
+            return crops[self.config["patch_size"]]
+        return ScheduledPatches(crops, self.schedule, items_per_step=length // self.config["steps"])
+
+    def make_batch(self, items: Any, offset: int) -> dict[str, Tensor]:
+        """Real pairs: the collated ``srgb`` and ``raw`` patches moved to the device; else the analytic pairs of the
+        clean patches under ``(seed, offset)``."""
+        if self.pairs is None:
+            return super().make_batch(items, offset)
+        return {key: value.to(self.device, non_blocking=True) for key, value in items.items()}
+
+    def validation_batches(self) -> list[dict[str, Tensor]]:
+        """Real pairs: centre crops of the first ``val.count`` validation pairs, in chunks of ``batch_size``."""
+        if self.pairs is None:
+            return super().validation_batches()
+        val = self.config["val"]
+        if not val["count"]:
+            return []
+        crops = validation_crops(
+            self.validation_pairs, val["count"], val["patch_size"], self.config["data"]["raw_scale"]
+        )
+        return split_batch({key: value.to(self.device) for key, value in crops.items()}, self.config["batch_size"])
 
     def make_pairs(self, clean: Tensor, seed: int, offset: int) -> dict[str, Tensor]:
         """``srgb``, the clean patches, and ``raw``, their packed ``(N, 4, p/2, p/2)`` RAW under random cameras."""
@@ -59,6 +127,28 @@ class IspTask(CleanImageTask):
                 raise ConfigError(f"config key 'init': {file} does not exist") from None
             except (ValueError, TypeError) as error:
                 raise ConfigError(f"config key 'init': {file}: {error}") from error
+
+
+def _check_pair_sizes(metas: list[dict[str, Any]], size: int, key: str) -> None:
+    for meta in metas:
+        height, width = meta["size"]
+        if min(height, width) < size:
+            raise ConfigError(
+                f"prepared pair {meta['name']!r} is {width}x{height}, smaller than {key} = {size}: lower it or "
+                "remove the pair"
+            )
+
+
+def _open_raw_rgb_pairs(root: str, key: str, smallest: int) -> RawRgbPairs:
+    """The prepared pairs at ``root``, each at least ``smallest`` pixels on a side; ConfigError naming ``key``."""
+    try:
+        pairs = RawRgbPairs(root)
+    except (FileNotFoundError, DataFileError) as error:
+        raise ConfigError(f"config key {key!r}: {error}") from error
+    if len(pairs) == 0:
+        raise ConfigError(f"config key {key!r}: {root!r} holds no prepared pairs (meta/*.json)")
+    _check_pair_sizes(pairs.metas, smallest, "patch_size + 2 (the Bayer augmentation's margin)")
+    return pairs
 
 
 class Rgb2RawNetworks(nn.Module):
