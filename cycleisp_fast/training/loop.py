@@ -53,7 +53,7 @@ from cycleisp_fast.training.distributed import (
     stop_signals,
 )
 from cycleisp_fast.training.logs import LOG_NAME, JsonLog, TensorBoardLog, format_metrics
-from cycleisp_fast.training.optim import WeightAverage, lr_factor, make_optimizer
+from cycleisp_fast.training.optim import WeightAverage, averaged_weights, lr_factor, make_optimizer
 from cycleisp_fast.training.tasks import Task, make_task
 
 CONFIG_NAME = "config.toml"
@@ -98,24 +98,24 @@ def _resume_state(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
     return checkpoint
 
 
-def _validate(task: Task, ema: WeightAverage | None = None) -> dict[str, float]:
-    """The task's metrics averaged over its validation batches, weighted by their sizes (on the EMA weights when
-    there is an average)."""
+def _validate(
+    task: Task, ema: WeightAverage | None = None, *, preview: bool = False
+) -> tuple[dict[str, float], torch.Tensor | None]:
+    """``(metrics, images)``: the task's metrics averaged over its validation batches, weighted by their sizes, and
+    with ``preview`` its preview images of the first batch (else None); on the EMA weights when there is an average.
+    ``({}, None)`` without validation batches."""
     batches = task.validation_batches()
     if not batches:
-        return {}
-    with ema.applied(task.network) if ema is not None else contextlib.nullcontext():
-        return _mean_metrics(task, batches)
-
-
-def _preview(task: Task, ema: WeightAverage | None) -> torch.Tensor | None:
-    """The task's preview images of its first validation batch (on the EMA weights when there is an average)."""
-    batches = task.validation_batches()
-    with ema.applied(task.network) if ema is not None else contextlib.nullcontext(), torch.no_grad():
-        task.network.eval()
-        images = task.preview(batches[0]) if batches else None
-        task.network.train()
-    return images
+        return {}, None
+    with averaged_weights(ema, task.network):
+        metrics = _mean_metrics(task, batches)
+        images = None
+        if preview:
+            task.network.eval()
+            with torch.no_grad():
+                images = task.preview(batches[0])
+            task.network.train()
+    return metrics, images
 
 
 def _mean_metrics(task: Task, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
@@ -295,12 +295,12 @@ def _train(
                 loss_sum.zero_()
                 interval_start, interval_steps = time.perf_counter(), 0
             if place.is_main and ((config["val_every"] and step % config["val_every"] == 0) or step == config["steps"]):
-                metrics = _validate(task, ema)
+                metrics, images = _validate(task, ema, preview=board.writer is not None)
                 if metrics:
                     log.write({"step": step, **{f"val_{name}": value for name, value in metrics.items()}})
                     board.scalars("val", metrics, step)
                     if board.writer is not None:
-                        board.images("val/preview", _preview(task, ema), step)
+                        board.images("val/preview", images, step)
                     report(f"step {step}: validation {format_metrics(metrics)}")
             stopped_by = stop_requested(stop_requests, place, device)
             due = (config["save_every"] and step % config["save_every"] == 0) or step == stop
@@ -332,7 +332,7 @@ def _save(
     rng = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
-    with ema.applied(task.network) if ema is not None else contextlib.nullcontext():
+    with averaged_weights(ema, task.network):
         for name, state_dict in task.extra_files().items():
             save_torch(state_dict, run_dir / name)
     averaged = {} if ema is None else {"ema_state_dict": ema.state_dict()}

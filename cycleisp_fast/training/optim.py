@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterable, Iterator
+from typing import Any, ContextManager, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -96,3 +96,8 @@ class WeightAverage:
             yield
         finally:
             network.load_state_dict(own)
+
+
+def averaged_weights(average: WeightAverage | None, network: nn.Module) -> ContextManager[None]:
+    """``average.applied(network)``, or a block that changes nothing when there is no average (``ema_decay = 0``)."""
+    return average.applied(network) if average is not None else contextlib.nullcontext()
