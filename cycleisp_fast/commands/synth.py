@@ -13,11 +13,20 @@ Output layout (``NAME`` = input stem, ``NAME_k`` with ``--repeat``):
                        ``read`` (variances), and for unprocessing the camera (``rgb2cam``, ``cam2rgb``,
                        ``rgb_gain``, ``red_gain``, ``blue_gain``); ``--no-raw`` skips it
   OUT/synth.json       the settings of the run
-OUT takes one run at a time (a lock file, .cycleisp-fast.lock): a second run into it fails at once and writes
-nothing. Every file is written atomically. Run again with the same settings to resume: finished pairs are skipped
-and the rest come out exactly as an uninterrupted run makes them (batch ``b`` draws from ``(seed, offset=b)``;
-images of the same size are batched in input order). Images with an odd side lose their last row or column;
---max-size crops them while they are still 8/16-bit samples.
+With --format webdataset (pip install 'cycleisp_fast[shards]'), OUT gets webdataset shards instead, for datasets
+that outgrow one folder or one machine (cycleisp_fast.pipelines.shards):
+  OUT/000000.tar ...   --shard-size samples each: KEY.clean.png (16-bit, the synthesizer's exact input), KEY.json
+                       (seed, offset, pipeline, levels, camera, source), KEY.noisy.png with --with-noisy
+  OUT/shards.json      the shards and their sample keys, in order
+Sample i is synthesised alone at offset i, so SyntheticShards regenerates its noise bit for bit from the clean image
+and shards can be shipped clean-only. Under torchrun (torchrun --nnodes N --nproc_per_node P -m cycleisp_fast synth
+...), rank r of W writes shards r, r + W, ...: the union is the single-process run, file for file; each shard is
+written atomically, so a rank that crashes redoes only its unfinished shard when rerun.
+OUT takes one run at a time (a lock file, .cycleisp-fast.lock; one per rank under torchrun): a second run into it
+fails at once and writes nothing. Every file is written atomically. Run again with the same settings to resume:
+finished pairs are skipped and the rest come out exactly as an uninterrupted run makes them (folders: batch ``b``
+draws from ``(seed, offset=b)``; images of the same size are batched in input order). Images with an odd side lose
+their last row or column; --max-size crops them while they are still 8/16-bit samples.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from cycleisp_fast.data.locks import run_folder_lock
 from cycleisp_fast.pipelines.synthesis import CYCLEISP_WEIGHTS as WEIGHT_FILES
 from cycleisp_fast.seeds import MAX_SEED
 
-FORMATS = {"png": (".png", 8), "tiff": (".tif", 16)}
+FORMATS = {"png": (".png", 8), "tiff": (".tif", 16), "webdataset": (".tar", 16)}
 SETTINGS_FILE = "synth.json"
 
 
@@ -71,8 +80,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="noise-level sampler (default: unprocessing for the unprocessing pipeline, cycleisp_dnd for cycleisp)",
     )
     parser.add_argument("--noise", choices=NOISE_MODELS, default="heteroscedastic_gaussian")
-    parser.add_argument("--format", choices=tuple(FORMATS), default="png", help="sRGB files: 8-bit png or 16-bit tiff")
-    parser.add_argument("--no-raw", action="store_true", help="do not write the packed RAW .npz files")
+    parser.add_argument(
+        "--format",
+        choices=tuple(FORMATS),
+        default="png",
+        help="sRGB files: 8-bit png or 16-bit tiff; or webdataset shards (clean + metadata, noise regenerated)",
+    )
+    parser.add_argument("--no-raw", action="store_true", help="do not write the packed RAW .npz files (png, tiff)")
+    parser.add_argument("--shard-size", type=int, default=1000, help="samples per shard (webdataset; default 1000)")
+    parser.add_argument("--with-noisy", action="store_true", help="webdataset: also store each noisy sRGB image")
     parser.add_argument("--repeat", type=int, default=1, help="noisy samples per input image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -167,7 +183,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     Bad options end with ``parser.error``; unreadable inputs or a run with other settings in ``--out`` raise.
     """
-    for name in ("repeat", "batch_size", "max_size"):
+    for name in ("repeat", "batch_size", "max_size", "shard_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -177,6 +193,17 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"-o/--out: {problem}")
     if not 0 <= args.seed < MAX_SEED:
         parser.error(f"--seed must be in [0, 2**63), got {args.seed}")
+    shards = args.format == "webdataset"
+    if not shards and args.with_noisy:
+        parser.error("--with-noisy is for --format webdataset (the other formats always write the noisy images)")
+    if shards and args.no_raw:
+        parser.error("--no-raw is for --format png/tiff (shards hold no RAW: it is regenerated)")
+    if shards:
+        try:
+            import webdataset  # noqa: F401
+        except ImportError:
+            parser.error("--format webdataset needs the webdataset package: pip install 'cycleisp_fast[shards]'")
+    rank, world_size = _torchrun_place(parser)
     weights = _weights(args, parser)
     levels = args.levels or ("unprocessing" if args.pipeline == "unprocessing" else "cycleisp_dnd")
     images = _load_inputs(list(args.inputs), args.max_size)
@@ -190,14 +217,122 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "max_size": args.max_size,
         "format": args.format,
         "raw": not args.no_raw,
+        **({"shard_size": args.shard_size, "with_noisy": args.with_noisy} if shards else {}),
         "inputs": list(images),
         "weights": {k: os.fspath(v) for k, v in weights.items()} if weights else None,
     }
-    with run_folder_lock(args.out, "synth"):
+    lock = f".cycleisp-fast.rank{rank}.lock" if world_size > 1 else ".cycleisp-fast.lock"
+    with run_folder_lock(args.out, "synth", name=lock):
         _check_settings(args.out, settings)
+        if shards:
+            written, total = _synthesize_shards(args, images, weights, levels, rank, world_size)
+            who = f"rank {rank} of {world_size} wrote" if world_size > 1 else "wrote"
+            print(f"{who} {written} of {total} shards in {args.out} ({INDEX_FILE_NAME} lists them)")
+            return 0
         count = _synthesize(args, images, weights, levels)
     print(f"{count} pairs in {args.out} (clean/, noisy/{'' if args.no_raw else ', raw/'})")
     return 0
+
+
+INDEX_FILE_NAME = "shards.json"
+
+
+def _torchrun_place(parser: argparse.ArgumentParser) -> tuple[int, int]:
+    """``(rank, world size)`` from torchrun's RANK and WORLD_SIZE (0 of 1 without them)."""
+    try:
+        rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        parser.error(
+            f"RANK and WORLD_SIZE must be integers, got {os.environ.get('RANK')!r}, {os.environ.get('WORLD_SIZE')!r}"
+        )
+    if not 0 <= rank < world_size:
+        parser.error(f"RANK must be in [0, WORLD_SIZE), got RANK={rank}, WORLD_SIZE={world_size}")
+    return rank, world_size
+
+
+def _items(names: list[str], repeat: int) -> list[Item]:
+    """Every output pair in order: each image's copies, the images in input order."""
+    return [
+        Item(i, k, names[i] if repeat == 1 else f"{names[i]}_{k}") for i in range(len(names)) for k in range(repeat)
+    ]
+
+
+def _synthesize_shards(
+    args: argparse.Namespace, images: dict[str, torch.Tensor], weights, levels: str, rank: int, world_size: int
+) -> tuple[int, int]:
+    """Writes this rank's shards into ``args.out`` (its lock held), skipping those already there; returns
+    ``(shards written now, shards of the run)``."""
+    from tqdm import tqdm
+
+    from cycleisp_fast.data.files import atomic_path
+    from cycleisp_fast.noise import NoiseModel
+    from cycleisp_fast.pipelines.shards import (
+        SHARD_FORMAT,
+        encode_png16,
+        owned_shards,
+        sample_key,
+        shard_input,
+        shard_name,
+        shard_plan,
+        write_shard,
+    )
+    from cycleisp_fast.pipelines.synthesis import make_synthesizer
+
+    names, tensors = list(images), list(images.values())
+    items = _items(names, args.repeat)
+    plan = shard_plan(len(items), args.shard_size)
+    index = {
+        "format": SHARD_FORMAT,
+        "samples": len(items),
+        "shards": [{"file": shard_name(s), "keys": [sample_key(i) for i in part]} for s, part in enumerate(plan)],
+    }
+    with atomic_path(args.out / INDEX_FILE_NAME) as temporary:  # every rank writes the same bytes
+        temporary.write_text(json.dumps(index, indent=1) + "\n")
+    mine = owned_shards(len(plan), rank, world_size)
+    todo = [s for s in mine if not (args.out / shard_name(s)).exists()]
+    for s in todo:  # what a killed process left of its shard: a hidden temporary file
+        for stale in args.out.glob(f".{shard_name(s)}.*.tmp.tar"):
+            stale.unlink(missing_ok=True)
+    noise = NoiseModel(levels, args.noise, backend=args.backend)
+    synth = make_synthesizer(args.pipeline, weights, noise=noise, device=args.device, backend=args.backend)
+    total = sum(len(plan[s]) for s in mine)
+    done = total - sum(len(plan[s]) for s in todo)
+    if done:
+        print(f"resuming: {len(mine) - len(todo)} of {len(mine)} shards already in {args.out}")
+    with tqdm(total=total, initial=done, unit="pair", disable=None) as progress:
+        for s in todo:
+            samples = []
+            for i in plan[s]:
+                item = items[i]
+                clean_png, clean = shard_input(tensors[item.image])
+                with torch.no_grad():
+                    pairs = synth(clean[None].to(args.device), seed=args.seed, offset=i)
+                meta = {
+                    "format": SHARD_FORMAT,
+                    "index": i,
+                    "source": names[item.image],
+                    "copy": item.copy,
+                    "size": list(clean.shape[1:]),
+                    "max_size": args.max_size,
+                    "seed": args.seed,
+                    "offset": i,
+                    "pipeline": args.pipeline,
+                    "levels": levels,
+                    "noise": args.noise,
+                    "shot": pairs.shot[0].tolist(),
+                    "read": pairs.read[0].tolist(),
+                    "weights": {k: os.fspath(v) for k, v in weights.items()} if weights else None,
+                    "camera": None
+                    if pairs.camera is None
+                    else {field: value[0].tolist() for field, value in pairs.camera._asdict().items()},
+                }
+                files = {"clean": clean_png}
+                if args.with_noisy:
+                    files["noisy"] = encode_png16(pairs.noisy[0].float().cpu())
+                samples.append({"key": sample_key(i), "json": meta, "png": files})
+                progress.update(1)
+            write_shard(args.out / shard_name(s), samples)
+    return len(todo), len(plan)
 
 
 def _synthesize(args: argparse.Namespace, images: dict[str, torch.Tensor], weights, levels: str) -> int:
@@ -214,11 +349,7 @@ def _synthesize(args: argparse.Namespace, images: dict[str, torch.Tensor], weigh
     noise = NoiseModel(levels, args.noise, backend=args.backend)
     synth = make_synthesizer(args.pipeline, weights, noise=noise, device=args.device, backend=args.backend)
     names, tensors = list(images), list(images.values())
-    items = [
-        Item(i, k, names[i] if args.repeat == 1 else f"{names[i]}_{k}")
-        for i in range(len(names))
-        for k in range(args.repeat)
-    ]
+    items = _items(names, args.repeat)
     batches = plan_batches(items, [tuple(t.shape[1:]) for t in tensors], args.batch_size)
     done = {
         item.name for item in items if all(p.exists() for p in _outputs(args.out, item.name, suffix, not args.no_raw))

@@ -22,8 +22,9 @@ class FolderInUseError(OSError):
 
 
 @contextlib.contextmanager
-def run_folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
-    """Holds ``folder``'s lock (creating the folder) for the ``with`` block; yields the folder.
+def run_folder_lock(folder: str | os.PathLike, command: str, *, name: str = LOCK_NAME) -> Iterator[Path]:
+    """Holds ``folder``'s lock (creating the folder) for the ``with`` block; yields the folder. ``name``: the lock
+    file's name (processes that share a folder by design, e.g. the ranks of one ``synth`` run, take one each).
 
     Raises:
         FolderInUseError: another process holds it.
@@ -37,7 +38,7 @@ def run_folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_NAME
+    path = folder / name
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
