@@ -15,6 +15,7 @@ def test_the_salts_are_the_published_ones_and_distinct():
         "PAIR": 0x7061697263726F70,
         "RAW_SRGB": 0x7261777372676221,
         "SHARD_ORDER": 0x7368617264732121,
+        "SHARD_PATCH": 0x7368617264637574,
     }
     assert VALIDATION_SEED_SALT == 0x76616C69646174
     assert len({*Stream, VALIDATION_SEED_SALT}) == len(Stream) + 1

@@ -116,6 +116,50 @@ def write_shard(path: str | os.PathLike, samples: Sequence[Mapping[str, Any]]) -
             writer.close()
 
 
+def _decode_sample(path: Path, key: str, files: Mapping[str, bytes]) -> dict[str, Any]:
+    """``{"key", "meta", "clean", "noisy"}`` of one sample's member files (suffix -> bytes) of shard ``path``."""
+    where = f"shard {path}, sample {key}"
+    if "json" not in files or "clean.png" not in files:
+        raise DataFileError(f"{where}: lacks its {'json' if 'json' not in files else 'clean.png'} member")
+    try:
+        meta = json.loads(files["json"])
+    except ValueError as error:
+        raise DataFileError(f"{where}: its metadata is not JSON ({error})") from error
+    if not isinstance(meta, dict) or meta.get("format") != SHARD_FORMAT:
+        raise DataFileError(f"{where}: metadata of an unknown format (expected format {SHARD_FORMAT})")
+    noisy = files.get("noisy.png")
+    return {
+        "key": key,
+        "meta": meta,
+        "clean": decode_png16(files["clean.png"], f"{where} clean.png"),
+        "noisy": None if noisy is None else decode_png16(noisy, f"{where} noisy.png"),
+    }
+
+
+def _members(path: Path, read: bool) -> Iterator[tuple[str, str, Any]]:
+    """``(key, suffix, bytes if read else (offset, size))`` of every file of shard ``path``, in order; the shard's
+    whole structure is checked (member sizes, the end-of-archive blocks). DataFileError names a broken shard."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, suffix = member.name.rpartition("/")[2].partition(".")
+                if not read:
+                    yield key, suffix, (member.offset_data, member.size)
+                    continue
+                handle = tar.extractfile(member)
+                data = handle.read() if handle is not None else b""
+                if len(data) != member.size:
+                    raise tarfile.ReadError(f"member {member.name} holds {len(data)} of its {member.size} bytes")
+                yield key, suffix, data
+            _check_end_of_archive(tar, path)
+    except (tarfile.TarError, EOFError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise FileNotFoundError(f"shard {path} does not exist") from None
+        raise DataFileError(f"shard {path} is truncated or corrupt: {type(error).__name__}: {error}") from error
+
+
 def read_shard(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """The samples of a shard in order: ``{"key", "meta", "clean": (3, H, W), "noisy": (3, H, W) or None}``.
 
@@ -123,48 +167,167 @@ def read_shard(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
         DataFileError: the shard is truncated or corrupt, or a sample lacks its metadata or clean image (named).
     """
     path = Path(path)
-    current: dict[str, Any] = {}
+    key, files = None, {}
+    for member_key, suffix, data in _members(path, read=True):
+        if files and member_key != key:
+            yield _decode_sample(path, key, files)
+            files = {}
+        key, files[suffix] = member_key, data
+    if files:
+        yield _decode_sample(path, key, files)
 
-    def finish(sample: dict[str, Any]) -> dict[str, Any]:
-        where = f"shard {path}, sample {sample['key']}"
-        if "json" not in sample or "clean.png" not in sample:
-            raise DataFileError(f"{where}: lacks its {'json' if 'json' not in sample else 'clean.png'} member")
+
+class ShardSamples(torch.utils.data.Dataset):
+    """Random access to the samples of shards (for map-style datasets, e.g. training crops): item ``j`` is the
+    ``j``-th sample over the shards in order, as :func:`read_shard` gives it. Opening reads every shard's tar
+    headers (not the data) into an index, and checks each shard whole.
+
+    Args:
+        urls: as :class:`SyntheticShards` takes them.
+    """
+
+    def __init__(self, urls: str | os.PathLike | Sequence[str | os.PathLike]):
+        self.urls = [Path(url) for url in expand_urls(urls)]
+        self.entries: list[tuple[int, str, dict[str, tuple[int, int]]]] = []
+        for number, url in enumerate(self.urls):
+            for key, suffix, place in _members(url, read=False):
+                if not self.entries or self.entries[-1][:2] != (number, key):
+                    self.entries.append((number, key, {}))
+                self.entries[-1][2][suffix] = place
+        if not self.entries:
+            raise DataFileError(f"the shards {', '.join(map(str, self.urls[:3]))} hold no samples")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        number, key, places = self.entries[index]
+        path, files = self.urls[number], {}
         try:
-            meta = json.loads(sample["json"])
-        except ValueError as error:
-            raise DataFileError(f"{where}: its metadata is not JSON ({error})") from error
-        if not isinstance(meta, dict) or meta.get("format") != SHARD_FORMAT:
-            raise DataFileError(f"{where}: metadata of an unknown format (expected format {SHARD_FORMAT})")
-        noisy = sample.get("noisy.png")
-        return {
-            "key": sample["key"],
-            "meta": meta,
-            "clean": decode_png16(sample["clean.png"], f"{where} clean.png"),
-            "noisy": None if noisy is None else decode_png16(noisy, f"{where} noisy.png"),
-        }
+            with open(path, "rb") as handle:
+                for suffix, (offset, size) in places.items():
+                    handle.seek(offset)
+                    files[suffix] = handle.read(size)
+        except OSError as error:
+            raise DataFileError(f"shard {path} cannot be read: {error}") from error
+        if any(len(files[suffix]) != size for suffix, (_, size) in places.items()):
+            raise DataFileError(f"shard {path} is truncated: it changed since it was indexed")
+        return _decode_sample(path, key, files)
 
-    try:
-        with tarfile.open(path, "r:") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, _, suffix = member.name.rpartition("/")[2].partition(".")
-                if current and current["key"] != key:
-                    yield finish(current)
-                    current = {}
-                current.setdefault("key", key)
-                handle = tar.extractfile(member)
-                data = handle.read() if handle is not None else b""
-                if len(data) != member.size:
-                    raise tarfile.ReadError(f"member {member.name} holds {len(data)} of its {member.size} bytes")
-                current[suffix] = data
-            _check_end_of_archive(tar, path)
-    except (tarfile.TarError, EOFError, OSError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise FileNotFoundError(f"shard {path} does not exist") from None
-        raise DataFileError(f"shard {path} is truncated or corrupt: {type(error).__name__}: {error}") from error
-    if current:
-        yield finish(current)
+
+class Regenerator:
+    """Synthesises a shard sample's pair again from its clean image and metadata (one synthesizer per pipeline,
+    levels and noise model, built on first use).
+
+    Args:
+        weights: for the cycleisp pipeline, the ``rgb2raw``, ``ccm``, ``raw2rgb`` checkpoints (default: the paths
+            the metadata names).
+        device: where the pairs are synthesised.
+        backend: the fused ops' backend.
+        noise_std: also make AINDNet's noise-map target (``noise_std``; draws nothing more).
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[str, str | os.PathLike] | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        backend: str | None = None,
+        noise_std: bool = False,
+    ):
+        self.weights, self.device, self.backend, self.noise_std = weights, torch.device(device), backend, noise_std
+        self._synthesizers: dict[tuple, Any] = {}
+
+    def _synthesizer(self, meta: dict[str, Any]):
+        key = (meta["pipeline"], meta["levels"], meta["noise"])
+        if key not in self._synthesizers:
+            weights = None
+            if meta["pipeline"] == "cycleisp":
+                weights = dict(self.weights) if self.weights is not None else meta["weights"]
+            noise = NoiseModel(meta["levels"], meta["noise"], backend=self.backend)
+            self._synthesizers[key] = make_synthesizer(
+                meta["pipeline"],
+                weights,
+                noise=noise,
+                noise_std=self.noise_std,
+                device=self.device,
+                backend=self.backend,
+            )
+        return self._synthesizers[key]
+
+    def __call__(self, sample: dict[str, Any], *, epoch: int = 0) -> dict[str, Any]:
+        """``key``, ``meta`` and the pair's tensors without the batch dimension (sRGB ``clean``, ``noisy``, packed
+        ``clean_raw``, ``noisy_raw``, ``variance``, ``shot``, ``read``, and ``noise_std``); ``epoch > 0`` draws
+        under the seed ``(seed + epoch * RESAMPLE_STEP) mod 2**63`` (fresh noise), 0 the stored noise."""
+        meta = sample["meta"]
+        seed = (meta["seed"] + epoch * RESAMPLE_STEP) % MAX_SEED if epoch else meta["seed"]
+        with torch.no_grad():
+            pairs = self._synthesizer(meta)(sample["clean"][None].to(self.device), seed=seed, offset=meta["offset"])
+        tensors = {name: value[0] for name, value in pairs._asdict().items() if isinstance(value, Tensor)}
+        return {"key": sample["key"], "meta": meta, **tensors}
+
+
+class ShardPatches(torch.utils.data.Dataset):
+    """Aligned random crops of regenerated shard samples, for training: item ``i`` is a random sample of
+    ``samples``, its pair regenerated exactly (:class:`Regenerator`), then cropped at an even offset to ``p x p``
+    (sRGB fields ``clean``, ``noisy``, ``noise_std``) and ``p/2 x p/2`` (packed RAW fields ``clean_raw``,
+    ``noisy_raw``, ``variance``; ``shot`` and ``read`` as they are); the sample and the crop are drawn from a
+    generator keyed by ``(seed, i)``. No flips: the noise was drawn for the image as stored.
+
+    Args:
+        samples: a :class:`ShardSamples`.
+        regenerate: a :class:`Regenerator` (on the CPU inside DataLoader workers).
+        patch_size: ``p``, even.
+        length: the number of items.
+        seed: the draws' seed.
+    """
+
+    def __init__(self, samples: ShardSamples, regenerate: Regenerator, patch_size: int, *, length: int, seed: int):
+        if patch_size < 2 or patch_size % 2:
+            raise ValueError(f"patch_size must be even and at least 2, got {patch_size}")
+        self.samples, self.regenerate, self.patch_size, self.length, self.seed = (
+            samples,
+            regenerate,
+            patch_size,
+            length,
+            seed,
+        )
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} patches")
+        draws = torch.rand(3, generator=keyed_generator(self.seed, index, Stream.SHARD_PATCH), dtype=torch.float64)
+        draws = draws.tolist()
+        sample = self.samples[min(int(draws[0] * len(self.samples)), len(self.samples) - 1)]
+        return crop_pair(self.regenerate(sample), self.patch_size, draws[1:3])
+
+
+def crop_pair(pair: Mapping[str, Any], size: int, uniforms: Sequence[float] | None = None) -> dict[str, Tensor]:
+    """The ``size x size`` crop (``size / 2`` for the packed RAW fields) of a regenerated pair at an even offset
+    picked by two uniform draws (every even offset equally likely), or centred (even offset) when ``uniforms`` is
+    None. DataFileError when the sample is smaller than ``size`` (named)."""
+    height, width = pair["clean"].shape[-2:]
+    if min(height, width) < size:
+        raise DataFileError(f"shard sample {pair['key']} is {width}x{height}, smaller than the crop {size}")
+    rows, columns = (height - size) // 2 + 1, (width - size) // 2 + 1
+    if uniforms is None:
+        top, left = (rows - 1) // 2, (columns - 1) // 2
+    else:
+        top, left = min(int(uniforms[0] * rows), rows - 1), min(int(uniforms[1] * columns), columns - 1)
+    crops = {}
+    for name, value in pair.items():
+        if not isinstance(value, Tensor):
+            continue
+        if value.dim() == 3 and value.shape[-2:] == (height, width):
+            crops[name] = value[:, 2 * top : 2 * top + size, 2 * left : 2 * left + size].contiguous()
+        elif value.dim() == 3:  # packed RAW, half the size
+            crops[name] = value[:, top : top + size // 2, left : left + size // 2].contiguous()
+        else:
+            crops[name] = value
+    return crops
 
 
 def _check_end_of_archive(tar: tarfile.TarFile, path: Path) -> None:
@@ -249,10 +412,9 @@ class SyntheticShards(torch.utils.data.IterableDataset):
         self.urls = expand_urls(urls)
         if not self.urls:
             raise ValueError("urls names no shards")
-        self.weights, self.device, self.backend = weights, torch.device(device), backend
+        self.regenerate = Regenerator(weights, device=device, backend=backend)
         self.shuffle, self.seed, self.resample, self.on_error = shuffle, seed, resample, on_error
         self.epoch = 0
-        self._synthesizers: dict[tuple, Any] = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Sets the epoch that orders the shards (and, with ``resample``, draws the noise)."""
@@ -268,38 +430,6 @@ class SyntheticShards(torch.utils.data.IterableDataset):
         mine = order[rank::world_size]
         return [self.urls[i] for i in mine[worker::workers]]
 
-    def _synthesizer(self, meta: dict[str, Any]):
-        key = (meta["pipeline"], meta["levels"], meta["noise"])
-        if key not in self._synthesizers:
-            weights = None
-            if meta["pipeline"] == "cycleisp":
-                weights = dict(self.weights) if self.weights is not None else meta["weights"]
-            noise = NoiseModel(meta["levels"], meta["noise"], backend=self.backend)
-            self._synthesizers[key] = make_synthesizer(
-                meta["pipeline"], weights, noise=noise, device=self.device, backend=self.backend
-            )
-        return self._synthesizers[key]
-
-    def regenerate(self, sample: dict[str, Any]) -> dict[str, Any]:
-        """The pair of one sample of :func:`read_shard`, synthesised from its clean image and metadata."""
-        meta = sample["meta"]
-        seed = meta["seed"]
-        if self.resample and self.epoch:
-            seed = (seed + self.epoch * RESAMPLE_STEP) % MAX_SEED
-        with torch.no_grad():
-            pairs = self._synthesizer(meta)(sample["clean"][None].to(self.device), seed=seed, offset=meta["offset"])
-        return {
-            "key": sample["key"],
-            "meta": meta,
-            "clean": pairs.clean[0],
-            "noisy": pairs.noisy[0],
-            "clean_raw": pairs.clean_raw[0],
-            "noisy_raw": pairs.noisy_raw[0],
-            "variance": pairs.variance[0],
-            "shot": pairs.shot[0],
-            "read": pairs.read[0],
-        }
-
     def __iter__(self) -> Iterator[dict[str, Any]]:
         rank, world_size = _place()
         info = torch.utils.data.get_worker_info()
@@ -307,7 +437,7 @@ class SyntheticShards(torch.utils.data.IterableDataset):
         for url in self.shards_of(rank, world_size, worker, workers):
             try:
                 for sample in read_shard(url):
-                    yield self.regenerate(sample)
+                    yield self.regenerate(sample, epoch=self.epoch if self.resample else 0)
             except DataFileError as error:
                 if self.on_error == "raise":
                     raise

@@ -209,6 +209,13 @@ def _check_combinations(config: dict[str, Any], where: str) -> None:
         )
     if task in ISP_TASKS:
         _check_isp_sources(config, where)
+    if data.get("shards"):
+        for key, value in (("data.images", data["images"]), ("val.images", config["val"]["images"])):
+            if value:
+                raise ConfigError(
+                    f"config key {key!r}{where} does not fit a run on shards (data.shards): the shards hold the "
+                    "images; leave it empty"
+                )
     if task == "aindnet-transfer" and not config["init"]:
         raise ConfigError(
             f"config key 'init'{where} is required for task 'aindnet-transfer': the synthetic-stage "

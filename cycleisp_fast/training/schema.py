@@ -126,6 +126,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "isp_weights": Key(
             str, "", "folder with rgb2raw_joint.pth, ccm_joint.pth, raw2rgb_joint.pth (for cycleisp)", SYNTHETIC_TASKS
         ),
+        "shards": Key(
+            str,
+            "",
+            "webdataset shards of `synth --format webdataset` (a folder, or 'dir/{000000..000099}.tar'): train on "
+            "crops of their pairs, regenerated exactly ('': pairs synthesised from data.images)",
+            SYNTHETIC_TASKS,
+        ),
         "pairs": Key(
             str,
             "",

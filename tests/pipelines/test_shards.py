@@ -199,3 +199,62 @@ def test_shard_options_are_checked(tmp_path, capsys):
         with pytest.raises(SystemExit):
             cli.main(["synth", "-o", os.fspath(tmp_path / "out"), *argv])
         assert message in capsys.readouterr().err
+
+
+def tiny_denoiser_config(**data):
+    from cycleisp_fast.training import resolve_config
+
+    raw = {
+        "task": "denoise-srgb",
+        "steps": 2,
+        "batch_size": 2,
+        "patch_size": 16,
+        "log_every": 1,
+        "save_every": 0,
+        "val_every": 0,
+        "model": {"n_feats": 8, "num_rrg": 1, "num_dab": 1, "reduction": 4},
+        "val": {"count": 3, "patch_size": 16},
+        "data": data,
+    }
+    return resolve_config(raw)
+
+
+def test_training_crops_are_crops_of_the_pairs_synth_stored(with_noisy):
+    from cycleisp_fast.training import make_task
+
+    task = make_task(tiny_denoiser_config(shards=os.fspath(with_noisy)), torch.device("cpu"))
+    stored = [sample for url in shards_in(with_noisy) for sample in read_shard(url)]
+    patches = task.dataset(8)
+    for index in range(len(patches)):
+        item = patches[index]
+        assert item["noisy"].shape == (3, 16, 16) and item["noisy_raw"].shape == (4, 8, 8)
+        # the stored noisy PNG holds the pair's noisy image to 16 bits: find the sample and offset of this crop
+        matches = [
+            (sample["key"], top, left)
+            for sample in stored
+            for top in range(0, 17, 2)
+            for left in range(0, 17, 2)
+            if (sample["noisy"][:, top : top + 16, left : left + 16] - item["noisy"]).abs().max() <= 0.5 / 65535
+        ]
+        assert len(matches) == 1, index
+    batches = task.validation_batches()
+    assert [tuple(b["noisy"].shape) for b in batches] == [(2, 3, 16, 16), (1, 3, 16, 16)]
+    centre = stored[0]["noisy"][:, 8:24, 8:24]
+    assert (batches[0]["noisy"][0] - centre).abs().max() <= 0.5 / 65535
+
+
+def test_training_on_shards_runs_and_checks_its_config(with_noisy, tmp_path):
+    from cycleisp_fast.training import ConfigError, make_task, train
+
+    result = train(tiny_denoiser_config(shards=os.fspath(with_noisy)), tmp_path / "run", device="cpu", progress=False)
+    assert result.step == 2 and all(np.isfinite(v) for v in result.metrics.values())
+    with pytest.raises(ConfigError, match="'data.images'.* does not fit a run on shards"):
+        tiny_denoiser_config(shards=os.fspath(with_noisy), images="photos")
+    other = tiny_denoiser_config(shards=os.fspath(with_noisy))
+    other["noise"]["levels"] = "cycleisp_dnd"
+    with pytest.raises(
+        ConfigError, match="'data.shards': the shards were synthesised with noise.levels = 'unprocessing'"
+    ):
+        make_task(other, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="'data.shards': .*holds no shards.json"):
+        make_task(tiny_denoiser_config(shards=os.fspath(tmp_path)), torch.device("cpu"))

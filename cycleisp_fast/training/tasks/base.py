@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -164,6 +164,18 @@ class ScheduledPatches(torch.utils.data.Dataset):
         return self.crops[size][index]
 
 
+def scheduled_patches(
+    make: Callable[[int], torch.utils.data.Dataset], config: dict[str, Any], length: int
+) -> torch.utils.data.Dataset:
+    """The training patches of a run: ``make(patch_size)``, or with a ``patch_schedule`` a :class:`ScheduledPatches`
+    over ``make(size)`` of each size of the schedule (``length`` items in all)."""
+    schedule = patch_schedule(config)
+    crops = {size: make(size) for size in {size for _, size in schedule}}
+    if len(schedule) == 1:
+        return crops[config["patch_size"]]
+    return ScheduledPatches(crops, schedule, items_per_step=length // config["steps"])
+
+
 class CleanImageTask(Task):
     """Base of the tasks that crop clean sRGB images (``data.images``) and make their pairs on the device."""
 
@@ -171,9 +183,9 @@ class CleanImageTask(Task):
         super().__init__(config, device)
         val = config["val"]
         images = load_clean_images(config["data"]["images"])
-        self.schedule = patch_schedule(config)
-        largest = max(size for _, size in self.schedule)
-        self.images = check_image_sizes(images, largest, "patch_size" if len(self.schedule) == 1 else "patch_schedule")
+        schedule = patch_schedule(config)
+        largest = max(size for _, size in schedule)
+        self.images = check_image_sizes(images, largest, "patch_size" if len(schedule) == 1 else "patch_schedule")
         self.validation_images = []
         if val["count"]:
             validation_images = load_clean_images(val["images"]) if val["images"] else images
@@ -182,13 +194,9 @@ class CleanImageTask(Task):
     def dataset(self, length: int) -> torch.utils.data.Dataset:
         """``length`` seeded random ``(3, p, p)`` crops of the training images, flipped or rotated; ``p`` is
         ``patch_size``, or with a ``patch_schedule`` the size in force at the item's step."""
-        crops = {
-            size: CleanPatches(self.images, size, length=length, seed=self.config["seed"])
-            for size in {size for _, size in self.schedule}
-        }
-        if len(self.schedule) == 1:
-            return crops[self.config["patch_size"]]
-        return ScheduledPatches(crops, self.schedule, items_per_step=length // self.config["steps"])
+        return scheduled_patches(
+            lambda size: CleanPatches(self.images, size, length=length, seed=self.config["seed"]), self.config, length
+        )
 
     @abc.abstractmethod
     def make_pairs(self, clean: Tensor, seed: int, offset: int) -> dict[str, Tensor]:

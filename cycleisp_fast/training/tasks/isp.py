@@ -31,9 +31,9 @@ from cycleisp_fast.training.schema import patch_schedule
 from cycleisp_fast.training.tasks.base import (
     ISP_FILE_NAMES,
     CleanImageTask,
-    ScheduledPatches,
     Task,
     mean_psnr,
+    scheduled_patches,
     split_batch,
 )
 
@@ -49,8 +49,7 @@ class IspTask(CleanImageTask):
             super().__init__(config, device)
             return
         Task.__init__(self, config, device)
-        self.schedule = patch_schedule(config)
-        largest = max(size for _, size in self.schedule)
+        largest = max(size for _, size in patch_schedule(config))
         self.pairs = _open_raw_rgb_pairs(config["data"]["pairs"], "data.pairs", largest + 2)
         self.validation_pairs = self.pairs
         if config["val"]["pairs"]:
@@ -63,15 +62,12 @@ class IspTask(CleanImageTask):
         """Training crops: of the real pairs (:class:`RawRgbPatches`, seeded) or of the clean images."""
         if self.pairs is None:
             return super().dataset(length)
-        crops = {
-            size: RawRgbPatches(
-                self.pairs, size, length=length, seed=self.config["seed"], raw_scale=self.config["data"]["raw_scale"]
-            )
-            for size in {size for _, size in self.schedule}
-        }
-        if len(self.schedule) == 1:
-            return crops[self.config["patch_size"]]
-        return ScheduledPatches(crops, self.schedule, items_per_step=length // self.config["steps"])
+        seed, raw_scale = self.config["seed"], self.config["data"]["raw_scale"]
+        return scheduled_patches(
+            lambda size: RawRgbPatches(self.pairs, size, length=length, seed=seed, raw_scale=raw_scale),
+            self.config,
+            length,
+        )
 
     def make_batch(self, items: Any, offset: int) -> dict[str, Tensor]:
         """Real pairs: the collated ``srgb`` and ``raw`` patches moved to the device; else the analytic pairs of the
