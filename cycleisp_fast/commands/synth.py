@@ -227,14 +227,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if shards:
             written, total = _synthesize_shards(args, images, weights, levels, rank, world_size)
             who = f"rank {rank} of {world_size} wrote" if world_size > 1 else "wrote"
-            print(f"{who} {written} of {total} shards in {args.out} ({INDEX_FILE_NAME} lists them)")
+            print(f"{who} {written} of {total} shards in {args.out} (shards.json lists them)")
             return 0
         count = _synthesize(args, images, weights, levels)
     print(f"{count} pairs in {args.out} (clean/, noisy/{'' if args.no_raw else ', raw/'})")
     return 0
-
-
-INDEX_FILE_NAME = "shards.json"
 
 
 def _torchrun_place(parser: argparse.ArgumentParser) -> tuple[int, int]:
@@ -267,6 +264,7 @@ def _synthesize_shards(
     from cycleisp_fast.data.files import atomic_path
     from cycleisp_fast.noise import NoiseModel
     from cycleisp_fast.pipelines.shards import (
+        INDEX_FILE,
         SHARD_FORMAT,
         encode_png16,
         owned_shards,
@@ -286,7 +284,7 @@ def _synthesize_shards(
         "samples": len(items),
         "shards": [{"file": shard_name(s), "keys": [sample_key(i) for i in part]} for s, part in enumerate(plan)],
     }
-    with atomic_path(args.out / INDEX_FILE_NAME) as temporary:  # every rank writes the same bytes
+    with atomic_path(args.out / INDEX_FILE) as temporary:  # every rank writes the same bytes
         temporary.write_text(json.dumps(index, indent=1) + "\n")
     mine = owned_shards(len(plan), rank, world_size)
     todo = [s for s in mine if not (args.out / shard_name(s)).exists()]

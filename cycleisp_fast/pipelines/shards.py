@@ -1,6 +1,8 @@
 """Synthetic pairs as webdataset shards that regenerate their noise exactly: the shard layout ``synth --format
-webdataset`` writes (:func:`write_shard`), the split of the shards between processes (:func:`owned_shards`) and the
-streaming dataset that reads them back and regenerates every noisy sample on the device (:class:`SyntheticShards`).
+webdataset`` writes (:func:`write_shard`), the split of the shards between processes (:func:`owned_shards`), the
+streaming dataset that reads them back and regenerates every noisy sample on the device (:class:`SyntheticShards`),
+and random access for training crops (:class:`ShardSamples`, :class:`ShardPatches`; both regenerate through a
+:class:`Regenerator`).
 
 A sample's noise is a pure function of ``(seed, offset)`` and of its clean input, so a shard need only hold the clean
 image and the metadata: sample ``i`` of a run is synthesised alone (a batch of one) at ``offset = i``, from its clean
