@@ -1,7 +1,7 @@
 """Throughput of `cycleisp-fast synth --format webdataset` with 1 and 2 processes (torchrun) on the CPU, and the size on
 disk of clean-only against clean+noisy shards; prints a Markdown table (the README's).
 
-    python scripts/bench_shards.py [--images 4] [--repeat 16] [--size 512] [--repeats 3]
+    python scripts/bench_shards.py [--images 4] [--repeat 64] [--size 512] [--repeats 3]
 
 Inputs: the embedded sample photographs resized to SIZE x SIZE (so every pair has exactly that size), written as
 8-bit PNGs to a temporary folder; each configuration runs `--repeats` times and the median wall time is reported
@@ -48,7 +48,7 @@ def main() -> None:
     """Runs every configuration and prints the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=16, help="noisy samples per image")
+    parser.add_argument("--repeat", type=int, default=64, help="noisy samples per image")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each configuration (median reported)")
     args = parser.parse_args()

@@ -15,6 +15,7 @@ import tarfile
 import time
 
 import numpy as np
+import png
 import pytest
 import torch
 
@@ -74,9 +75,21 @@ def test_regenerated_noise_equals_the_stored_and_the_direct_synthesis(with_noisy
 def test_the_stored_clean_image_is_the_synthesizers_exact_input():
     image = torch.rand(3, 6, 8, generator=torch.Generator().manual_seed(0))
     eight_bit = torch.from_numpy(quantize(image, 8).transpose(2, 0, 1).astype(np.float32)) / 255
-    png, decoded = shard_input(eight_bit)
+    encoded, decoded = shard_input(eight_bit)
     assert torch.equal(decoded, eight_bit)  # k / 255 survives as 257 k / 65535, bit for bit
-    assert torch.equal(decode_png16(png, "x"), decoded)
+    assert torch.equal(decode_png16(encoded, "x"), decoded)
+    for shape in [(3, 1, 1), (3, 5, 7), (3, 64, 48)]:
+        image = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+        png_bytes, decoded = shard_input(image)
+        samples = quantize(image, 16)
+        assert torch.equal(decoded, torch.from_numpy(samples.transpose(2, 0, 1).astype(np.float32)) / 65535)
+        width, height, rows, info = png.Reader(bytes=png_bytes).read()  # pypng, an independent reader, agrees
+        assert info["bitdepth"] == 16 and np.array_equal(np.vstack(list(rows)).reshape(samples.shape), samples)
+        other = io.BytesIO()  # a PNG of another writer (no filter) is read through pypng
+        png.Writer(shape[2], shape[1], greyscale=False, bitdepth=16).write(other, samples.reshape(shape[1], -1))
+        assert torch.equal(decode_png16(other.getvalue(), "x"), decoded)
+    with pytest.raises(DataFileError, match="broken.png: not a readable 16-bit PNG"):
+        decode_png16(png_bytes[:40], "broken.png")
 
 
 def test_webdataset_itself_reads_the_shards(with_noisy):
