@@ -91,7 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--with-noisy", action="store_true", help="webdataset: also store each noisy sRGB image")
     parser.add_argument("--repeat", type=int, default=1, help="noisy samples per input image")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="images per synthesis call (png, tiff; shards take one at a time)"
+    )
     parser.add_argument("--max-size", type=int, help="centre-crop each side to at most this many pixels")
     parser.add_argument("--device", type=parse_device, default=torch.device("cpu"))
     parser.add_argument("--backend", choices=("auto", "reference", "native", "triton"), default=None)
@@ -212,12 +214,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "levels": levels,
         "noise": args.noise,
         "seed": args.seed,
-        "batch_size": args.batch_size,
         "repeat": args.repeat,
         "max_size": args.max_size,
         "format": args.format,
-        "raw": not args.no_raw,
-        **({"shard_size": args.shard_size, "with_noisy": args.with_noisy} if shards else {}),
+        **(
+            {"shard_size": args.shard_size, "with_noisy": args.with_noisy}
+            if shards
+            else {"batch_size": args.batch_size, "raw": not args.no_raw}
+        ),
         "inputs": list(images),
         "weights": {k: os.fspath(v) for k, v in weights.items()} if weights else None,
     }
