@@ -80,7 +80,19 @@ def random_crop(image: Image, size: int, uniforms: Sequence[float]) -> Image:
         >>> patch.shape, patch[0, 0, 0].item()  # row 2, column 6
         (torch.Size([1, 2, 2]), 22)
     """
-    height, width = image.shape[-2:]
-    top = 2 * int(uniforms[0] * ((height - size) // 2 + 1))
-    left = 2 * int(uniforms[1] * ((width - size) // 2 + 1))
+    top, left = crop_offsets(*image.shape[-2:], size, uniforms)
     return image[..., top : top + size, left : left + size]
+
+
+def crop_offsets(height: int, width: int, size: int, uniforms: Sequence[float] | None = None) -> tuple[int, int]:
+    """``(top, left)``, both even, of a ``size x size`` crop of an ``H x W`` image: picked by two uniform draws as
+    :func:`random_crop` picks them, or centred and rounded down to even (as :func:`centre_crop` with
+    ``even_offsets``) when ``uniforms`` is None. For callers that crop several aligned images of different scales.
+
+    Example:
+        >>> crop_offsets(6, 8, 2, (0.5, 0.99)), crop_offsets(6, 8, 2)
+        ((2, 6), (2, 2))
+    """
+    if uniforms is None:
+        return (height - size) // 4 * 2, (width - size) // 4 * 2
+    return 2 * int(uniforms[0] * ((height - size) // 2 + 1)), 2 * int(uniforms[1] * ((width - size) // 2 + 1))

@@ -64,11 +64,17 @@ def _check_readable(path: Path) -> None:
 def _png_header(path: Path) -> tuple[int, int, int]:
     """``(height, width, bit depth)`` from a PNG's IHDR chunk (the first 26 bytes of the file)."""
     with open(path, "rb") as handle:
-        header = handle.read(26)
-    if len(header) < 26 or not header.startswith(_PNG_SIGNATURE) or header[12:16] != b"IHDR":
-        raise DataFileError(f"{path} is not a valid PNG file (bad signature or header)")
-    width, height = struct.unpack(">II", header[16:24])
-    return height, width, header[24]
+        return png_header(handle.read(26), path)
+
+
+def png_header(data: bytes, where: str | os.PathLike) -> tuple[int, int, int]:
+    """``(height, width, bit depth)`` from the IHDR chunk of PNG ``data`` (its first 26 bytes suffice), checked
+    against the pixel limit before anything is decoded; DataFileError naming ``where`` otherwise."""
+    if len(data) < 26 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        raise DataFileError(f"{where} is not a valid PNG file (bad signature or header)")
+    width, height = struct.unpack(">II", data[16:24])
+    check_pixels(where, height, width)
+    return height, width, data[24]
 
 
 def _read_png16(path: Path) -> np.ndarray:
@@ -191,8 +197,7 @@ def read_image(path: str | os.PathLike, *, max_size: int | None = None) -> torch
         if suffix in _TIFF_SUFFIXES:
             samples = _read_tiff(path)
         elif suffix == ".png":
-            height, width, bit_depth = _png_header(path)
-            check_pixels(path, height, width)
+            _, _, bit_depth = _png_header(path)
             samples = _read_png16(path) if bit_depth == 16 else _read_pillow(path)
         else:
             samples = _read_pillow(path)

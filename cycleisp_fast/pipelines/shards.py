@@ -42,8 +42,9 @@ import png
 import torch
 from torch import Tensor
 
+from cycleisp_fast.data.crops import crop_offsets
 from cycleisp_fast.data.files import DataFileError, atomic_path
-from cycleisp_fast.data.images import quantize
+from cycleisp_fast.data.images import png_header, quantize
 from cycleisp_fast.noise import NoiseModel
 from cycleisp_fast.pipelines.synthesis import make_synthesizer
 from cycleisp_fast.seeds import MAX_SEED, Stream, keyed_generator
@@ -126,11 +127,12 @@ def _samples_of_up_filtered_png(data: bytes) -> np.ndarray | None:
     if header is None or header[2:] != (16, 2, 0, 0, 0):
         return None
     width, height = header[:2]
+    expected = height * (1 + width * 6)
     try:
-        raw = zlib.decompress(b"".join(idat))
+        raw = zlib.decompressobj().decompress(b"".join(idat), expected + 1)  # never more than the header claims
     except zlib.error:
         return None
-    if len(raw) != height * (1 + width * 6):
+    if len(raw) != expected:
         return None
     rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, 1 + width * 6)
     if not np.all(rows[:, 0] == 2):
@@ -141,7 +143,9 @@ def _samples_of_up_filtered_png(data: bytes) -> np.ndarray | None:
 
 def decode_png16(data: bytes, where: str) -> Tensor:
     """The ``(3, H, W)`` float32 image of a 16-bit RGB PNG: samples / 65535 (DataFileError naming ``where``). The
-    PNGs that :func:`encode_png16` writes are decoded with numpy, any other with pypng."""
+    PNGs that :func:`encode_png16` writes are decoded with numpy, any other with pypng; a header over the pixel
+    limit (:mod:`cycleisp_fast.data.limits`) is refused before anything is decompressed."""
+    png_header(data, where)
     samples = _samples_of_up_filtered_png(data)
     if samples is None:
         try:
@@ -377,19 +381,15 @@ def crop_pair(pair: Mapping[str, Any], size: int, uniforms: Sequence[float] | No
     height, width = pair["clean"].shape[-2:]
     if min(height, width) < size:
         raise DataFileError(f"shard sample {pair['key']} is {width}x{height}, smaller than the crop {size}")
-    rows, columns = (height - size) // 2 + 1, (width - size) // 2 + 1
-    if uniforms is None:
-        top, left = (rows - 1) // 2, (columns - 1) // 2
-    else:
-        top, left = min(int(uniforms[0] * rows), rows - 1), min(int(uniforms[1] * columns), columns - 1)
+    top, left = crop_offsets(height, width, size, uniforms)
     crops = {}
     for name, value in pair.items():
         if not isinstance(value, Tensor):
             continue
         if value.dim() == 3 and value.shape[-2:] == (height, width):
-            crops[name] = value[:, 2 * top : 2 * top + size, 2 * left : 2 * left + size].contiguous()
+            crops[name] = value[:, top : top + size, left : left + size].contiguous()
         elif value.dim() == 3:  # packed RAW, half the size
-            crops[name] = value[:, top : top + size // 2, left : left + size // 2].contiguous()
+            crops[name] = value[:, top // 2 : (top + size) // 2, left // 2 : (left + size) // 2].contiguous()
         else:
             crops[name] = value
     return crops

@@ -234,3 +234,13 @@ def test_broken_prepared_folders_are_named(tmp_path):
     with pytest.raises(DataFileError, match="smaller than patch_size \\+ 2 = 22"):
         positional_entry(tmp_path, "a", 20, 20)
         RawRgbPatches(RawRgbPairs(tmp_path), 20, length=1, seed=0)[0]
+
+
+def test_a_second_run_into_the_same_folder_fails_at_once(raw_folder, tmp_path, capsys):
+    from cycleisp_fast.data.locks import run_folder_lock
+
+    out = tmp_path / "out"
+    with run_folder_lock(out, "prepare"):  # another run holds the folder
+        assert cli.main(["prepare", "fivek", os.fspath(raw_folder), "-o", os.fspath(out)]) == 1
+    assert "is in use by another run" in capsys.readouterr().err
+    assert not (out / "meta").exists() and not (out / "report.json").exists()

@@ -90,6 +90,14 @@ def test_the_stored_clean_image_is_the_synthesizers_exact_input():
         assert torch.equal(decode_png16(other.getvalue(), "x"), decoded)
     with pytest.raises(DataFileError, match="broken.png: not a readable 16-bit PNG"):
         decode_png16(png_bytes[:40], "broken.png")
+    import struct
+    import zlib
+
+    # a header that lies: 100000 x 100000 pixels over a few bytes of deflate (a bomb) is refused before inflating
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 16, 2, 0, 0, 0)
+    bomb = png_bytes[:8] + struct.pack(">I", 13) + b"IHDR" + header + struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    with pytest.raises(DataFileError, match="bomb.png: 100000 x 100000 pixels .* is over the pixel limit"):
+        decode_png16(bomb + png_bytes[33:], "bomb.png")
 
 
 def test_webdataset_itself_reads_the_shards(with_noisy):
