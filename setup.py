@@ -105,7 +105,7 @@ class _BuildExtension(cpp_extension.BuildExtension):
 setup(
     packages=find_packages(include=["cycleisp_fast", "cycleisp_fast.*"]) + ["cycleisp_fast.triton_kernels"],
     package_dir={"cycleisp_fast.triton_kernels": "triton_kernels"},
-    package_data={"cycleisp_fast": ["configs/*.toml", "py.typed"]},
+    package_data={"cycleisp_fast": ["configs/*.toml", "noise/profiles/*.json", "py.typed"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": _BuildExtension.with_options(use_ninja=True)},
     # The extension is ABI-bound to the torch it was compiled against.

@@ -41,6 +41,10 @@ SUBCOMMANDS = {
     "train": ("cycleisp_fast.commands.train", "train CycleISP or AINDNet networks from a config file (torchrun + DDP)"),
     "convert": ("cycleisp_fast.commands.convert", "convert weights (e.g. AINDNet's TF checkpoint) into a PyTorch file"),
     "export": ("cycleisp_fast.commands.export", "export a network to ONNX or torch.export (.pt2), dynamic sizes"),
+    "calibrate": (
+        "cycleisp_fast.commands.calibrate",
+        "calibrate a camera's noise profile (ELD-style) from dark and flat-field frames",
+    ),
 }
 """Subcommand name -> (module, one-line help)."""
 USER_ERRORS = (OSError, ValueError, ImportError, MemoryError, torch.OutOfMemoryError)

@@ -34,6 +34,7 @@ class Stream(enum.IntEnum):
     RAW_SRGB = 0x7261777372676221  # "rawsrgb!": RawRgbPatches' crops and Bayer augmentations of RAW/sRGB pairs
     SHARD_ORDER = 0x7368617264732121  # "shards!!": SyntheticShards' order of the shards in each epoch
     SHARD_PATCH = 0x7368617264637574  # "shardcut": ShardPatches' samples and crops
+    PHYSICAL = 0x706879736E6F6973  # "physnois": PhysicalNoiseModel's profiles, parameters and exposure ratios
 
 
 VALIDATION_SEED_SALT = 0x76616C69646174

@@ -16,6 +16,7 @@ def test_the_salts_are_the_published_ones_and_distinct():
         "RAW_SRGB": 0x7261777372676221,
         "SHARD_ORDER": 0x7368617264732121,
         "SHARD_PATCH": 0x7368617264637574,
+        "PHYSICAL": 0x706879736E6F6973,
     }
     assert VALIDATION_SEED_SALT == 0x76616C69646174
     assert len({*Stream, VALIDATION_SEED_SALT}) == len(Stream) + 1

@@ -23,6 +23,7 @@ CHECK = textwrap.dedent(
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     from cycleisp_fast.triton_kernels import ain, bayer, camera, dual_attention as da, noise
+    from cycleisp_fast.triton_kernels import physical_noise as physical
     from cycleisp_fast.triton_kernels import dual_attention_backward as dab
     from cycleisp_fast.triton_kernels import ain_backward
 
@@ -65,6 +66,18 @@ CHECK = textwrap.dedent(
                 plane_size="i64", seed="i64", offset="i64", clip_min="fp64", clip_max="fp64"), dict(
                 MODEL=model, HAS_MIN=has_min, HAS_MAX=has_max, TILE_COUNTERS=noise.TILE_COUNTERS,
                 MAX_ROUNDS=noise.MAX_POISSON_ROUNDS), dict(enable_fp_fusion=False)
+        # physical noise: ELD's ptrqc (63 - g) and the Gaussian pgrq in every io dtype, packed and planar rows
+        for io, acc, components, packed, has_min, has_max in (
+                ("fp32", "fp32", 61, True, False, True), ("fp32", "fp32", 27, False, True, True),
+                ("bf16", "fp32", 61, True, True, False), ("fp16", "fp32", 27, True, False, False),
+                ("fp64", "fp64", 61, False, True, True)):
+            yield physical.physical_noise_kernel, dict(
+                x_ptr=ptr(io), params_ptr=ptr(acc), bias_ptr=ptr(acc), out_ptr=ptr(io), numel="i64", channels="i64",
+                height="i64", width="i64", phase_bits="i64", seed="i64", offset="i64", clip_min="fp64",
+                clip_max="fp64"), dict(
+                COMPONENTS=components, PACKED_ROWS=packed, HAS_MIN=has_min, HAS_MAX=has_max,
+                TILE_COUNTERS=physical.TILE_COUNTERS, MAX_ROUNDS=physical.MAX_POISSON_ROUNDS), dict(
+                enable_fp_fusion=False)
         # camera ops: every io dtype
         for io in ("fp32", "fp16", "bf16", "fp64"):
             yield camera.camera_mosaic_kernel, dict(
@@ -151,3 +164,4 @@ def test_triton_kernels_compile_for_sm80_and_sm90_without_spills():
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert result.stdout.count("\nok ") + result.stdout.startswith("ok ") >= 80
     assert result.stdout.count(" noise_sample_kernel ") >= 16
+    assert result.stdout.count(" physical_noise_kernel ") >= 10

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-OP_MODULES = ("bayer", "ain", "noise", "dual_attention", "camera", "models")
+OP_MODULES = ("bayer", "ain", "noise", "physical_noise", "dual_attention", "camera", "models")
 """Modules of ``cycleisp_fast.cases`` that define ``CASES``, one per op family."""
 
 MODES = ("forward", "forward+backward")

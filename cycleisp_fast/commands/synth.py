@@ -27,12 +27,20 @@ fails at once and writes nothing. Every file is written atomically. Run again wi
 finished pairs are skipped and the rest come out exactly as an uninterrupted run makes them (folders: batch ``b``
 draws from ``(seed, offset=b)``; images of the same size are batched in input order). Images with an odd side lose
 their last row or column; --max-size crops them while they are still 8/16-bit samples.
+
+Noise: a level sampler (--levels, default per pipeline) with --noise heteroscedastic_gaussian or poisson_gaussian, or
+physics-based RAW noise (ELD / LED: shot, Tukey-lambda read, row, quantisation noise and colour bias) from camera
+profiles: --levels eld:SonyA7S2 (a camera ELD calibrated; also eld:NikonD850, eld:CanonEOS70D, eld:CanonEOS700D,
+eld:CanonEOS5D4), virtual:N (LED-style virtual cameras) or the .json of ``cycleisp-fast calibrate``, at exposure
+--ratio LOW[,HIGH] (the clean RAW made that many times darker before the noise and brightened after, as SID / ELD
+train; default 100,300).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +68,7 @@ class Item:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the ``synth`` options to ``parser``."""
-    from cycleisp_fast.noise import NOISE_LEVEL_SAMPLERS, NOISE_MODELS
+    from cycleisp_fast.noise import NOISE_LEVEL_SAMPLERS, NOISE_MODELS, PHYSICAL
 
     parser.add_argument(
         "inputs",
@@ -76,10 +84,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{key}", type=Path, help=f"the {key} checkpoint (instead of --weights DIR/{file})")
     parser.add_argument(
         "--levels",
-        choices=tuple(NOISE_LEVEL_SAMPLERS),
-        help="noise-level sampler (default: unprocessing for the unprocessing pipeline, cycleisp_dnd for cycleisp)",
+        help=f"noise-level sampler ({', '.join(NOISE_LEVEL_SAMPLERS)}; default: unprocessing for the unprocessing "
+        "pipeline, cycleisp_dnd for cycleisp), or camera noise profiles for ELD/LED noise: eld:SonyA7S2 (also "
+        "eld:NikonD850, eld:CanonEOS70D, eld:CanonEOS700D, eld:CanonEOS5D4), virtual:N, or a profile .json",
     )
-    parser.add_argument("--noise", choices=NOISE_MODELS, default="heteroscedastic_gaussian")
+    parser.add_argument(
+        "--noise",
+        choices=NOISE_MODELS + (PHYSICAL,),
+        help="RAW noise model (default: heteroscedastic_gaussian for a level sampler, physical for camera profiles)",
+    )
+    parser.add_argument(
+        "--ratio",
+        type=_ratio,
+        help="physical noise: exposure ratio LOW[,HIGH], drawn per image (default 100,300 as ELD trains)",
+    )
     parser.add_argument(
         "--format",
         choices=tuple(FORMATS),
@@ -97,6 +115,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-size", type=int, help="centre-crop each side to at most this many pixels")
     parser.add_argument("--device", type=parse_device, default=torch.device("cpu"))
     parser.add_argument("--backend", choices=("auto", "reference", "native", "triton"), default=None)
+
+
+def _ratio(text: str) -> tuple[float, float]:
+    """``"100"`` -> (100, 100); ``"100,300"`` -> (100, 300)."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW[,HIGH] numbers, got {text!r}") from None
+    if len(values) not in (1, 2) or not all(math.isfinite(v) and v >= 1 for v in values) or values[0] > values[-1]:
+        raise argparse.ArgumentTypeError(f"expected LOW[,HIGH] with 1 <= LOW <= HIGH, got {text!r}")
+    return values[0], values[-1]
+
+
+def _noise_choice(args, parser) -> tuple[str, str, tuple[float, float] | None]:
+    """``(levels, noise model, ratio)`` resolved from --pipeline, --levels, --noise, --ratio (parser.error if they
+    do not fit together)."""
+    from cycleisp_fast.noise import NOISE_LEVEL_SAMPLERS, PHYSICAL
+    from cycleisp_fast.noise.physical import DEFAULT_RATIO, PhysicalNoiseModel, is_profile_spec
+
+    levels = args.levels or ("unprocessing" if args.pipeline == "unprocessing" else "cycleisp_dnd")
+    if is_profile_spec(levels):
+        if args.noise not in (None, PHYSICAL):
+            parser.error(f"--levels {levels} (camera profiles) takes --noise physical, got --noise {args.noise}")
+        ratio = args.ratio or DEFAULT_RATIO
+        try:
+            PhysicalNoiseModel(levels, ratio=ratio)
+        except ValueError as error:
+            parser.error(f"--levels: {error}")
+        return levels, PHYSICAL, ratio
+    if levels not in NOISE_LEVEL_SAMPLERS:
+        parser.error(
+            f"--levels must be one of {', '.join(NOISE_LEVEL_SAMPLERS)} or camera profiles (eld:SonyA7S2, virtual:N, "
+            f"a .json file), got {levels!r}"
+        )
+    if args.noise == PHYSICAL:
+        parser.error("--noise physical needs camera profiles: --levels eld:SonyA7S2 (or virtual:N, a .json file)")
+    if args.ratio is not None:
+        parser.error("--ratio is for camera-profile noise (--levels eld:..., virtual:N or a .json profile)")
+    return levels, args.noise or "heteroscedastic_gaussian", None
 
 
 def _weights(args, parser) -> dict[str, Path] | None:
@@ -207,12 +264,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error("--format webdataset needs the webdataset package: pip install 'cycleisp_fast[shards]'")
     rank, world_size = _torchrun_place(parser)
     weights = _weights(args, parser)
-    levels = args.levels or ("unprocessing" if args.pipeline == "unprocessing" else "cycleisp_dnd")
+    levels, args.noise, ratio = _noise_choice(args, parser)
     images = _load_inputs(list(args.inputs), args.max_size)
     settings = {
         "pipeline": args.pipeline,
         "levels": levels,
         "noise": args.noise,
+        **({"ratio": list(ratio)} if ratio is not None else {}),
         "seed": args.seed,
         "repeat": args.repeat,
         "max_size": args.max_size,
@@ -229,11 +287,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     with run_folder_lock(args.out, "synth", name=lock):
         _check_settings(args.out, settings)
         if shards:
-            written, total = _synthesize_shards(args, images, weights, levels, rank, world_size)
+            written, total = _synthesize_shards(args, images, weights, levels, ratio, rank, world_size)
             who = f"rank {rank} of {world_size} wrote" if world_size > 1 else "wrote"
             print(f"{who} {written} of {total} shards in {args.out} (shards.json lists them)")
             return 0
-        count = _synthesize(args, images, weights, levels)
+        count = _synthesize(args, images, weights, levels, ratio)
     print(f"{count} pairs in {args.out} (clean/, noisy/{'' if args.no_raw else ', raw/'})")
     return 0
 
@@ -259,14 +317,20 @@ def _items(names: list[str], repeat: int) -> list[Item]:
 
 
 def _synthesize_shards(
-    args: argparse.Namespace, images: dict[str, torch.Tensor], weights, levels: str, rank: int, world_size: int
+    args: argparse.Namespace,
+    images: dict[str, torch.Tensor],
+    weights,
+    levels: str,
+    ratio: tuple[float, float] | None,
+    rank: int,
+    world_size: int,
 ) -> tuple[int, int]:
     """Writes this rank's shards into ``args.out`` (its lock held), skipping those already there; returns
     ``(shards written now, shards of the run)``."""
     from tqdm import tqdm
 
     from cycleisp_fast.data.files import atomic_path
-    from cycleisp_fast.noise import NoiseModel
+    from cycleisp_fast.noise import make_noise_model
     from cycleisp_fast.pipelines.shards import (
         INDEX_FILE,
         SHARD_FORMAT,
@@ -295,7 +359,7 @@ def _synthesize_shards(
     for s in todo:  # what a killed process left of its shard: a hidden temporary file
         for stale in args.out.glob(f".{shard_name(s)}.*.tmp.tar"):
             stale.unlink(missing_ok=True)
-    noise = NoiseModel(levels, args.noise, backend=args.backend)
+    noise = make_noise_model(levels, args.noise, ratio=ratio, backend=args.backend)
     synth = make_synthesizer(args.pipeline, weights, noise=noise, device=args.device, backend=args.backend)
     total = sum(len(plan[s]) for s in mine)
     done = total - sum(len(plan[s]) for s in todo)
@@ -321,6 +385,7 @@ def _synthesize_shards(
                     "pipeline": args.pipeline,
                     "levels": levels,
                     "noise": args.noise,
+                    **({"ratio": list(ratio)} if ratio is not None else {}),
                     "shot": pairs.shot[0].tolist(),
                     "read": pairs.read[0].tolist(),
                     "weights": {k: os.fspath(v) for k, v in weights.items()} if weights else None,
@@ -337,18 +402,20 @@ def _synthesize_shards(
     return len(todo), len(plan)
 
 
-def _synthesize(args: argparse.Namespace, images: dict[str, torch.Tensor], weights, levels: str) -> int:
+def _synthesize(
+    args: argparse.Namespace, images: dict[str, torch.Tensor], weights, levels: str, ratio: tuple[float, float] | None
+) -> int:
     """Writes every pair of the run into ``args.out`` (its lock held), skipping those already there; returns the
     number of pairs of the run."""
     from tqdm import tqdm
 
     from cycleisp_fast.data.files import save_numpy
     from cycleisp_fast.data.images import write_image
-    from cycleisp_fast.noise import NoiseModel
+    from cycleisp_fast.noise import make_noise_model
     from cycleisp_fast.pipelines.synthesis import make_synthesizer
 
     suffix, bits = FORMATS[args.format]
-    noise = NoiseModel(levels, args.noise, backend=args.backend)
+    noise = make_noise_model(levels, args.noise, ratio=ratio, backend=args.backend)
     synth = make_synthesizer(args.pipeline, weights, noise=noise, device=args.device, backend=args.backend)
     names, tensors = list(images), list(images.values())
     items = _items(names, args.repeat)

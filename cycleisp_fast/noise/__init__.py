@@ -1,5 +1,6 @@
 """Synthetic noise: seeded, batched noise-level samplers (:mod:`~cycleisp_fast.noise.levels`), the
-:class:`NoiseModel` that draws noisy training pairs with them (:mod:`~cycleisp_fast.noise.model`), and the
+:class:`NoiseModel` that draws noisy training pairs with them (:mod:`~cycleisp_fast.noise.model`), physics-based
+RAW noise from camera profiles (:mod:`~cycleisp_fast.noise.physical`, :mod:`~cycleisp_fast.noise.profiles`), and the
 RAW noise-level estimator that measures levels back from a noisy image (:mod:`~cycleisp_fast.noise.estimation`).
 
 Example:
@@ -21,7 +22,16 @@ from cycleisp_fast.noise.levels import (
     sample_noise_levels,
     unprocessing,
 )
-from cycleisp_fast.noise.model import NOISE_MODELS, VARIANCE_SOURCES, NoiseModel, NoisySample
+from cycleisp_fast.noise.model import (
+    NOISE_MODELS,
+    PHYSICAL,
+    VARIANCE_SOURCES,
+    NoiseModel,
+    NoisySample,
+    make_noise_model,
+)
+from cycleisp_fast.noise.physical import PhysicalNoiseModel, PhysicalSample, tukey_lambda_variance
+from cycleisp_fast.noise.profiles import CameraProfile, builtin_profiles, load_profile, virtual_cameras
 
 __all__ = [
     "NoiseLevels",
@@ -29,6 +39,8 @@ __all__ = [
     "NoiseModel",
     "NOISE_LEVEL_SAMPLERS",
     "NOISE_MODELS",
+    "PHYSICAL",
+    "make_noise_model",
     "VARIANCE_SOURCES",
     "cycleisp_dnd",
     "cycleisp_sidd",
@@ -37,4 +49,11 @@ __all__ = [
     "cbdnet_log_uniform",
     "sample_noise_levels",
     "estimate_raw_noise",
+    "PhysicalNoiseModel",
+    "PhysicalSample",
+    "CameraProfile",
+    "builtin_profiles",
+    "load_profile",
+    "virtual_cameras",
+    "tukey_lambda_variance",
 ]

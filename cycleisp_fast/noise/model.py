@@ -28,6 +28,8 @@ class NoisySample(NamedTuple):
 
 
 NOISE_MODELS = tuple(_ops_noise.MODELS)
+PHYSICAL = "physical"
+"""The model of camera profiles (:class:`~cycleisp_fast.noise.physical.PhysicalNoiseModel`)."""
 VARIANCE_SOURCES = _ops_noise.VARIANCE_SOURCES
 _OP_NAMES = {"heteroscedastic_gaussian": "heteroscedastic_gaussian_noise", "poisson_gaussian": "poisson_gaussian_noise"}
 
@@ -56,6 +58,9 @@ class NoiseModel:
             ``(shot, read)`` pair of variances shaped ``()``, ``(n,)``, ``(n, 1)`` or ``(n, C)``).
         model: ``"heteroscedastic_gaussian"`` (``x + N(0, shot x + read)``, Brooks / CycleISP) or
             ``"poisson_gaussian"`` (``shot Poisson(x / shot) + N(0, read)``).
+            (None: the first). Camera profiles as ``levels`` (``"eld:SonyA7S2"``, ``"virtual:N"``, a ``.json``
+            path; model ``"physical"`` or None) build a :class:`~cycleisp_fast.noise.physical.PhysicalNoiseModel`
+            instead (ELD / LED noise; its keyword arguments).
         clip: None or ``(min, max)`` (either may be None) applied to the noisy output; default ``(0, 1)``.
         return_variance: also return the variance map ``shot * y + read`` (the denoiser's extra input).
         variance_from: ``"noisy"`` (CycleISP: from the clipped noisy image) or ``"clean"``.
@@ -96,10 +101,29 @@ class NoiseModel:
         True
     """
 
+    def __new__(cls, levels: Any = "cycleisp_dnd", model: Optional[str] = None, *args, **kwargs):
+        """Camera profiles (``"eld:SonyA7S2"``, ``"virtual:N"``, a ``.json`` path) give a
+        :class:`~cycleisp_fast.noise.physical.PhysicalNoiseModel` (model ``"physical"`` or None; keyword arguments
+        as it takes them)."""
+        from cycleisp_fast.noise.physical import PhysicalNoiseModel, is_profile_spec
+
+        if is_profile_spec(levels) or model == PHYSICAL:
+            if model not in (None, PHYSICAL):
+                raise ValueError(f"noise profile {levels!r} takes model 'physical' (or None), got {model!r}")
+            if not is_profile_spec(levels):
+                raise ValueError(
+                    f"model 'physical' needs camera profiles as levels ('eld:SonyA7S2', 'virtual:N' or a .json "
+                    f"profile), got {levels!r}"
+                )
+            if args:
+                raise TypeError("a physical NoiseModel takes its options as keyword arguments")
+            return PhysicalNoiseModel(levels, **kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self,
         levels: Union[str, Callable[..., Any]] = "cycleisp_dnd",
-        model: str = "heteroscedastic_gaussian",
+        model: Optional[str] = None,
         clip=(0.0, 1.0),
         return_variance: bool = True,
         variance_from: str = "noisy",
@@ -119,7 +143,7 @@ class NoiseModel:
                 f"levels must be one of {tuple(NOISE_LEVEL_SAMPLERS)} or a callable, got {type(levels).__name__}"
             )
         self.levels = levels
-        self.model = _check_choice(model, "model", NOISE_MODELS)
+        self.model = _check_choice("heteroscedastic_gaussian" if model is None else model, "model", NOISE_MODELS)
         self.clip = None if clip is None else _ops_noise.check_clip(clip)
         if not isinstance(return_variance, bool):
             raise TypeError(f"return_variance must be a bool, got {type(return_variance).__name__}")
@@ -226,3 +250,21 @@ class NoiseModel:
         else:
             noisy, variance = out, None
         return NoisySample(noisy, variance, shot, read)
+
+
+def make_noise_model(
+    levels: Any, model: Optional[str] = None, *, ratio=None, backend: Optional[str] = None
+) -> Union[NoiseModel, Any]:
+    """The noise of the synthesis pipelines (``synth``, training, shards), from the names their settings store:
+    a level sampler with ``model`` (a :class:`NoiseModel`), or camera profiles with model ``"physical"`` or None
+    (a :class:`~cycleisp_fast.noise.physical.PhysicalNoiseModel` at exposure ``ratio``, ELD's (100, 300) when
+    None); both clip to [0, 1] (SID clips its packed RAW input the same way)."""
+    from cycleisp_fast.noise.physical import DEFAULT_RATIO, is_profile_spec
+
+    if is_profile_spec(levels) or model == PHYSICAL:
+        if ratio is None:
+            ratio = DEFAULT_RATIO
+        return NoiseModel(levels, model, ratio=ratio, clip=(0.0, 1.0), backend=backend)
+    if ratio is not None:
+        raise ValueError(f"an exposure ratio is for camera-profile noise (model 'physical'), not levels {levels!r}")
+    return NoiseModel(levels, model, backend=backend)

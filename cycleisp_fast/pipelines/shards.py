@@ -45,7 +45,7 @@ from torch import Tensor
 from cycleisp_fast.data.crops import crop_offsets
 from cycleisp_fast.data.files import DataFileError, atomic_path
 from cycleisp_fast.data.images import png_header, quantize
-from cycleisp_fast.noise import NoiseModel
+from cycleisp_fast.noise import make_noise_model
 from cycleisp_fast.pipelines.synthesis import make_synthesizer
 from cycleisp_fast.seeds import MAX_SEED, Stream, keyed_generator
 
@@ -308,12 +308,13 @@ class Regenerator:
         self._synthesizers: dict[tuple, Any] = {}
 
     def _synthesizer(self, meta: dict[str, Any]):
-        key = (meta["pipeline"], meta["levels"], meta["noise"])
+        ratio = tuple(meta["ratio"]) if meta.get("ratio") is not None else None
+        key = (meta["pipeline"], meta["levels"], meta["noise"], ratio)
         if key not in self._synthesizers:
             weights = None
             if meta["pipeline"] == "cycleisp":
                 weights = dict(self.weights) if self.weights is not None else meta["weights"]
-            noise = NoiseModel(meta["levels"], meta["noise"], backend=self.backend)
+            noise = make_noise_model(meta["levels"], meta["noise"], ratio=ratio, backend=self.backend)
             self._synthesizers[key] = make_synthesizer(
                 meta["pipeline"],
                 weights,

@@ -203,6 +203,8 @@ def _check_combinations(config: dict[str, Any], where: str) -> None:
     noise = config.get("noise", {})
     if noise.get("levels") == "auto":
         noise["levels"] = SYNTHESIZER_NOISE_LEVELS[data["synthesizer"]]
+    if "levels" in noise:
+        _check_noise(noise, where)
     if task == "aindnet-transfer" and not data["pairs"]:
         raise ConfigError(
             f"config key 'data.pairs'{where} is required for task 'aindnet-transfer': the real noisy/clean pairs"
@@ -303,3 +305,37 @@ def config_to_toml(config: Mapping[str, Any]) -> str:
         if isinstance(section, dict):
             lines += ["", f"[{table}]"] + [f"{key} = {_toml_value(value)}" for key, value in section.items()]
     return "\n".join(lines) + "\n"
+
+
+def _check_noise(noise: dict[str, Any], where: str) -> None:
+    """``noise.levels`` names a sampler or loadable camera profiles; ``noise.model`` fits it (auto resolved); the
+    exposure ratios of physical noise are ordered and >= 1."""
+    from cycleisp_fast.noise import NOISE_LEVEL_SAMPLERS, PHYSICAL
+    from cycleisp_fast.noise.physical import PhysicalNoiseModel, is_profile_spec
+
+    levels, model = noise["levels"], noise["model"]
+    if is_profile_spec(levels):
+        if model not in ("auto", PHYSICAL):
+            raise ConfigError(
+                f"config key 'noise.model'{where}: camera profile {levels!r} needs model 'physical', got {model!r}"
+            )
+        noise["model"] = PHYSICAL
+        low, high = noise["ratio_min"], noise["ratio_max"]
+        try:
+            PhysicalNoiseModel(levels, ratio=(low, high))
+        except ValueError as error:
+            raise ConfigError(
+                f"config key 'noise.levels'/'noise.ratio_min'/'noise.ratio_max'{where}: {error}"
+            ) from error
+        return
+    if levels not in NOISE_LEVEL_SAMPLERS:
+        raise ConfigError(
+            f"config key 'noise.levels'{where} must be 'auto', one of {', '.join(NOISE_LEVEL_SAMPLERS)}, or camera "
+            f"profiles ('eld:SonyA7S2', 'virtual:N', a .json file), got {levels!r}"
+        )
+    if model == PHYSICAL:
+        raise ConfigError(
+            f"config key 'noise.model'{where}: 'physical' needs camera profiles as noise.levels, got {levels!r}"
+        )
+    if model == "auto":
+        noise["model"] = "heteroscedastic_gaussian"

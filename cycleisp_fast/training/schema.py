@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cycleisp_fast.data.raw_rgb_pairs import RAW_SCALES
-from cycleisp_fast.noise import NOISE_LEVEL_SAMPLERS, NOISE_MODELS
+from cycleisp_fast.noise import NOISE_LEVEL_SAMPLERS, NOISE_MODELS, PHYSICAL
 from cycleisp_fast.seeds import MAX_SEED
 
 DENOISE_TASKS = ("denoise-srgb", "denoise-raw")
@@ -161,12 +161,25 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "levels": Key(
             str,
             "auto",
-            "noise-level sampler (auto: the synthesizer's own: unprocessing -> Brooks' "
-            "'unprocessing', cycleisp -> 'cycleisp_dnd')",
+            "noise-level sampler (auto: the synthesizer's own: unprocessing -> Brooks' 'unprocessing', cycleisp -> "
+            f"'cycleisp_dnd'; or {', '.join(NOISE_LEVEL_SAMPLERS)}), or camera noise profiles for ELD/LED noise: "
+            "'eld:SonyA7S2' (eld:NikonD850, eld:CanonEOS70D, eld:CanonEOS700D, eld:CanonEOS5D4), 'virtual:N' "
+            "(N LED-style virtual cameras) or a profile .json of `cycleisp-fast calibrate`",
             SYNTHETIC_TASKS,
-            choices=("auto",) + tuple(NOISE_LEVEL_SAMPLERS),
         ),
-        "model": Key(str, "heteroscedastic_gaussian", "RAW noise model", SYNTHETIC_TASKS, choices=NOISE_MODELS),
+        "model": Key(
+            str,
+            "auto",
+            "RAW noise model (auto: heteroscedastic_gaussian for a level sampler, physical for camera profiles)",
+            SYNTHETIC_TASKS,
+            choices=("auto",) + NOISE_MODELS + (PHYSICAL,),
+        ),
+        "ratio_min": Key(
+            float, 100.0, "physical noise: the smallest exposure ratio (drawn uniformly per image)", SYNTHETIC_TASKS
+        ),
+        "ratio_max": Key(
+            float, 300.0, "physical noise: the largest exposure ratio (ELD trains on 100 .. 300)", SYNTHETIC_TASKS
+        ),
     },
     "loss": {
         "noise_weight": Key(

@@ -7,8 +7,8 @@ import argparse
 import numpy as np
 import pytest
 import torch
-from pidng.core import RAW2DNG, DNGTags, Tag
-from pidng.defs import CalibrationIlluminant, DNGVersion, Orientation, PhotometricInterpretation
+from dng_files import write_dng
+from pidng.core import Tag
 
 from cycleisp_fast.commands import denoise as denoise_command
 from cycleisp_fast.data.images import read_image, write_image
@@ -52,38 +52,14 @@ def as_levels(image: torch.Tensor, bits: int = 8) -> torch.Tensor:
     return torch.round(image.double().clamp(0, 1) * ((1 << bits) - 1))
 
 
-def write_dng(path, mosaic: np.ndarray, *, noise_profile=None) -> str:
+def write_raw(path, mosaic: np.ndarray, *, noise_profile=None) -> str:
     """A DNG of the uint16 RGGB ``(H, W)`` mosaic, black level 256, white 4095, neutral white balance and an
     identity colour matrix unless told otherwise."""
-    height, width = mosaic.shape
-    tags = DNGTags()
-    for tag, value in [
-        (Tag.ImageWidth, width),
-        (Tag.ImageLength, height),
-        (Tag.TileWidth, width),
-        (Tag.TileLength, height),
-        (Tag.Orientation, Orientation.Horizontal),
-        (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
-        (Tag.SamplesPerPixel, 1),
-        (Tag.BitsPerSample, 16),
-        (Tag.CFARepeatPatternDim, [2, 2]),
-        (Tag.CFAPattern, [0, 1, 1, 2]),
-        (Tag.BlackLevel, BLACK),
-        (Tag.WhiteLevel, WHITE),
-        (Tag.DNGVersion, DNGVersion.V1_4),
-        (Tag.DNGBackwardVersion, DNGVersion.V1_2),
-        (Tag.Make, "Test"),
-        (Tag.Model, "Cam"),
-        (Tag.AsShotNeutral, [[1, 2], [1, 1], [2, 3]]),
-        (Tag.ColorMatrix1, [[10000, 10000], [0, 1], [0, 1], [0, 1], [1, 1], [0, 1], [0, 1], [0, 1], [1, 1]]),
-        (Tag.CalibrationIlluminant1, CalibrationIlluminant.D65),
-    ]:
-        tags.set(tag, value)
-    if noise_profile is not None:
-        tags.set(Tag.NoiseProfile, list(noise_profile))
-    writer = RAW2DNG()
-    writer.options(tags, path="", compress=False)
-    return writer.convert(mosaic, filename=str(path))
+    extra = [] if noise_profile is None else [(Tag.NoiseProfile, list(noise_profile))]
+    identity = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    return write_dng(
+        path.parent, mosaic, "RGGB", name=path.name, black=(BLACK,) * 4, color_matrix=identity, white=WHITE, extra=extra
+    )
 
 
 def noisy_mosaic(height: int, width: int, shot: float, read: float, seed: int = 0) -> np.ndarray:
@@ -389,7 +365,7 @@ def test_denoise_raw_writes_planes_and_a_developed_png(tmp_path, capsys, source)
     model = tiny_checkpoint(tmp_path / "raw.pt", "cycleisp-raw", raw=True)
     true_shot, true_read = 3e-3, 4e-4
     profile = (true_shot, true_read) if source == "profile" else None
-    dng = write_dng(tmp_path / "shot", noisy_mosaic(96, 80, true_shot, true_read), noise_profile=profile)
+    dng = write_raw(tmp_path / "shot", noisy_mosaic(96, 80, true_shot, true_read), noise_profile=profile)
     options = ["--shot", "0.002", "--read", "0.0001"] if source == "options" else []
     assert (
         run_denoise(
@@ -416,7 +392,7 @@ def test_denoise_raw_writes_planes_and_a_developed_png(tmp_path, capsys, source)
 
 def test_raw_with_an_srgb_model_is_developed_then_denoised(tmp_path):
     model = tiny_checkpoint(tmp_path / "s.pt")
-    dng = write_dng(tmp_path / "shot", noisy_mosaic(64, 48, 2e-3, 1e-4))
+    dng = write_raw(tmp_path / "shot", noisy_mosaic(64, 48, 2e-3, 1e-4))
     assert run_denoise([dng, "-o", tmp_path / "out", "--model", "cycleisp-srgb", "--weights", tmp_path / "s.pt"]) == 0
     raw = read_raw(dng)
     developed = process(

@@ -7,16 +7,13 @@ import numpy as np
 import pytest
 import rawpy
 import torch
-from pidng.core import RAW2DNG, DNGTags, Tag
-from pidng.defs import CalibrationIlluminant, DNGVersion, Orientation, PhotometricInterpretation, PreviewColorSpace
+from dng_files import BLACK_BY_POSITION, CFA_CODES, COLOR_MATRIX, NEUTRAL, WHITE, rationals, write_dng
+from pidng.core import Tag
+from pidng.defs import CalibrationIlluminant, PhotometricInterpretation
 
 from cycleisp_fast.data.files import DataFileError
 from cycleisp_fast.data.raw import RawImage, read_raw, restore_geometry, unify_to_rggb
 
-WHITE = 4095
-BLACK_BY_POSITION = (500, 510, 520, 530)  # BlackLevel for the CFA positions (0,0), (0,1), (1,0), (1,1)
-NEUTRAL = (0.5, 1.0, 2.0 / 3.0)  # AsShotNeutral, written as the rationals 1/2, 1/1, 2/3
-COLOR_MATRIX = (1.9549, -0.7877, -0.2582, -0.5724, 1.0121, 0.1917, -0.1267, -0.0110, 0.6621)
 OTHER_MATRIX = (0.6596, -0.2079, -0.0562, -0.4782, 1.3016, 0.1933, -0.0970, 0.1581, 0.5181)
 SRGB_TO_XYZ = np.array(
     [
@@ -25,60 +22,7 @@ SRGB_TO_XYZ = np.array(
         [0.0193339, 0.1191920, 0.9503041],
     ]
 )
-CFA_CODES = {"R": 0, "G": 1, "B": 2}
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
-
-
-def rationals(values, denominator: int = 10000) -> list[list[int]]:
-    return [[round(v * denominator), denominator] for v in values]
-
-
-def write_dng(
-    folder,
-    mosaic: np.ndarray,
-    cfa: str = "RGGB",
-    *,
-    name: str = "image",
-    black=BLACK_BY_POSITION,
-    neutral=NEUTRAL,
-    color_matrix=COLOR_MATRIX,
-    extra=(),
-) -> str:
-    """A DNG of the uint16 ``(H, W)`` mosaic (or ``(H, W, 3)`` with a LinearRaw ``extra``); ``extra`` tags
-    (Tag, value) are set last. ``neutral``/``color_matrix`` None leave the tag out."""
-    height, width = mosaic.shape[:2]
-    tags = DNGTags()
-    for tag, value in [
-        (Tag.ImageWidth, width),
-        (Tag.ImageLength, height),
-        (Tag.TileWidth, width),
-        (Tag.TileLength, height),
-        (Tag.Orientation, Orientation.Horizontal),
-        (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
-        (Tag.SamplesPerPixel, 1),
-        (Tag.BitsPerSample, 16),
-        (Tag.CFARepeatPatternDim, [2, 2]),
-        (Tag.CFAPattern, [CFA_CODES[c] for c in cfa]),
-        (Tag.BlackLevelRepeatDim, [2, 2]),
-        (Tag.BlackLevel, list(black)),
-        (Tag.WhiteLevel, WHITE),
-        (Tag.DNGVersion, DNGVersion.V1_4),
-        (Tag.DNGBackwardVersion, DNGVersion.V1_2),
-        (Tag.PreviewColorSpace, PreviewColorSpace.sRGB),
-        (Tag.Make, "Test"),
-        (Tag.Model, "Cam"),
-    ]:
-        tags.set(tag, value)
-    if color_matrix is not None:
-        tags.set(Tag.ColorMatrix1, rationals(color_matrix))
-        tags.set(Tag.CalibrationIlluminant1, CalibrationIlluminant.D65)
-    if neutral is not None:
-        tags.set(Tag.AsShotNeutral, [[1, 2], [1, 1], [2, 3]] if neutral == NEUTRAL else rationals(neutral))
-    for tag, value in extra:
-        tags.set(tag, value)
-    writer = RAW2DNG()
-    writer.options(tags, path="", compress=False)
-    return writer.convert(mosaic, filename=str(folder / name))
 
 
 def random_mosaic(height: int, width: int, seed: int = 0) -> np.ndarray:

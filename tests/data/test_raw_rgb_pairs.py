@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import rawpy
 import torch
+from dng_files import BLACK_BY_POSITION, WHITE, write_dng
 from pidng.core import Tag
-from test_raw import BLACK_BY_POSITION, WHITE, XTRANS, random_mosaic, write_dng
+from test_raw import XTRANS, random_mosaic
 
 from cycleisp_fast import cli
 from cycleisp_fast.data.files import DataFileError

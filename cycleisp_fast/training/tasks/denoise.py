@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from cycleisp_fast.data.files import DataFileError
 from cycleisp_fast.models import AINDNet, DenoiseNet, aindnet_synthetic_loss
-from cycleisp_fast.noise import NoiseModel
+from cycleisp_fast.noise import PHYSICAL, make_noise_model
 from cycleisp_fast.pipelines.shards import Regenerator, ShardPatches, ShardSamples, crop_pair
 from cycleisp_fast.pipelines.synthesis import make_synthesizer
 from cycleisp_fast.training.config import ConfigError
@@ -52,7 +52,7 @@ class SyntheticDenoiseTask(CleanImageTask):
             self.regenerate = Regenerator(weights, noise_std=self.noise_std)  # in the DataLoader's processes
             return
         super().__init__(config, device)
-        noise_model = NoiseModel(noise["levels"], noise["model"])
+        noise_model = make_noise_model(noise["levels"], noise["model"], ratio=physical_ratio(noise))
         self.synthesizer = make_synthesizer(
             data["synthesizer"], weights, noise=noise_model, noise_std=self.noise_std, device=device
         )
@@ -108,6 +108,9 @@ def _open_shards(urls: str, config: dict[str, Any]) -> ShardSamples:
     data, noise = config["data"], config["noise"]
     ours = {"data.synthesizer": data["synthesizer"], "noise.levels": noise["levels"], "noise.model": noise["model"]}
     theirs = {"data.synthesizer": meta["pipeline"], "noise.levels": meta["levels"], "noise.model": meta["noise"]}
+    if physical_ratio(noise) is not None:
+        ours["noise.ratio_min/max"] = list(physical_ratio(noise))
+        theirs["noise.ratio_min/max"] = meta.get("ratio")
     differ = [f"{key} = {theirs[key]!r}" for key in ours if ours[key] != theirs[key]]
     if differ:
         raise ConfigError(
@@ -176,3 +179,8 @@ class AindnetSyntheticTask(SrgbDenoiserMetrics, SyntheticDenoiseTask):
             lam=weights["noise_weight"],
             alpha=weights["asymmetry"],
         )
+
+
+def physical_ratio(noise: dict[str, Any]) -> tuple[float, float] | None:
+    """``(noise.ratio_min, noise.ratio_max)`` for physical noise, else None."""
+    return (noise["ratio_min"], noise["ratio_max"]) if noise["model"] == PHYSICAL else None
