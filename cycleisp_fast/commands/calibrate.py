@@ -129,17 +129,6 @@ def find_settings(root: Path) -> dict[str, tuple[list[Path], list[Path], list[st
     return settings
 
 
-def _validate(profile: dict) -> None:
-    """Runs ``cycleisp_fast.noise.profiles.validate_profile`` on ``profile`` when that module has it."""
-    try:
-        from cycleisp_fast.noise import profiles
-    except ImportError:
-        return
-    validate = getattr(profiles, "validate_profile", None)
-    if validate is not None:
-        validate(profile)
-
-
 def _print_warnings(caught: list, command: str = "calibrate") -> None:
     for warning in caught:
         print(f"cycleisp-fast {command}: warning: {warning.message}", file=sys.stderr)
@@ -158,6 +147,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         fit_dark_shading,
         read_frames,
     )
+    from cycleisp_fast.noise.profiles import validate_profile
 
     if not args.root.is_dir():
         parser.error(f"ROOT {args.root} is not a folder" if args.root.exists() else f"ROOT {args.root} does not exist")
@@ -213,7 +203,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     profile = build_profile(
         settings, camera=camera, source=source, dark_shading_file=None if shading is None else shading_file.name
     )
-    _validate(profile)
+    validate_profile(profile, os.fspath(args.out))
     text = json.dumps(profile, indent=1, allow_nan=False) + "\n"
     if shading is not None:
         save_numpy(shading_file, intercept=shading[0], slope=shading[1])
