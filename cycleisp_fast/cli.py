@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from typing import Sequence
 
@@ -53,9 +54,21 @@ Every error class of the package derives from one of these (DataFileError, Confi
 DEBUG_VARIABLE = "CYCLEISP_FAST_DEBUG"
 
 
+_ROLE = re.compile(r":(?:func|class|mod|meth|data|attr|obj):`~?([^`]+)`")
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain_text(doc: str | None) -> str | None:
+    """A module docstring as terminal help: reStructuredText roles and literals without their markup
+    (``:func:`foo``` -> foo, ````--seed```` -> --seed)."""
+    if doc is None:
+        return None
+    return _LITERAL.sub(r"\1", _ROLE.sub(r"\1", doc))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``cycleisp-fast`` parser: ``--version``, ``--debug`` and one subparser per entry of :data:`SUBCOMMANDS`."""
-    parser = argparse.ArgumentParser(prog="cycleisp-fast", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="cycleisp-fast", description=plain_text(__doc__.splitlines()[0]))
     parser.add_argument(
         "--version", action="version", version=f"cycleisp-fast {__version__} (torch {torch.__version__})"
     )
@@ -66,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, summary) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
         subparser = subparsers.add_parser(
-            name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+            name,
+            help=summary,
+            description=plain_text(module.__doc__),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(subparser)
         subparser.set_defaults(run=module.run, parser=subparser)

@@ -131,7 +131,15 @@ def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main([command, "--help"])
     assert exit_info.value.code == 0
-    assert f"usage: cycleisp-fast {command}" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert f"usage: cycleisp-fast {command}" in text
+    assert "``" not in text and ":func:`" not in text and ":mod:`" not in text, "reStructuredText markup in the help"
+
+
+def test_top_level_help_is_plain_text(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "The cycleisp-fast command (also python -m cycleisp_fast)." in capsys.readouterr().out
 
 
 def test_synth_through_the_main_command(tmp_path, capsys):

@@ -1,14 +1,14 @@
 """Train CycleISP or AINDNet networks from a config file: ``cycleisp-fast train --config demo --out runs/demo``.
 
 A config is a TOML recipe: a packaged name (one per task: demo, denoise-srgb, denoise-raw, aindnet-synthetic,
-aindnet-transfer, rgb2raw, raw2rgb, cycleisp-joint) or a path; ``--set key=value`` overrides any key
-(``--set steps=3000 --set data.images=photos``). The run folder gets the resolved config.toml, last.pt (the
-checkpoint, which the denoise and eval commands read) and log.jsonl; ``--plot RUN`` draws a run's curves into
-RUN/curves.png. ``--resume`` continues a run from last.pt,
-bit for bit; ``--stop-after STEP`` ends a session early (e.g. a time-limited job) with a checkpoint. SIGTERM or
-SIGUSR1 (what Slurm sends before a job's time runs out or it is requeued) make the trainer write its checkpoint
-after the current step and exit 0; ``--auto-resume`` continues the run in --out if it has a checkpoint and starts
-it otherwise, so a requeued job script needs no change (examples/slurm_train.sbatch).
+aindnet-transfer, rgb2raw, raw2rgb, cycleisp-joint; and denoise-raw-eld, on ELD's physics-based noise) or a path;
+``--set key=value`` overrides any key (``--set steps=3000 --set data.images=photos``). The run folder gets the
+resolved config.toml, last.pt (the checkpoint, which the denoise and eval commands read) and log.jsonl; ``--plot
+RUN`` draws a run's curves into RUN/curves.png. ``--resume`` continues a run from last.pt, bit for bit;
+``--stop-after STEP`` ends a session early (e.g. a time-limited job) with a checkpoint. SIGTERM or SIGUSR1 (what
+Slurm sends before a job's time runs out or it is requeued) make the trainer write its checkpoint after the current
+step and exit 0; ``--auto-resume`` continues the run in --out if it has a checkpoint and starts it otherwise, so a
+requeued job script needs no change (examples/slurm_train.sbatch).
 
 Several GPUs or nodes: launch with torchrun, e.g.
 ``torchrun --standalone --nproc_per_node=8 -m cycleisp_fast train --config denoise-srgb --out runs/srgb``.
