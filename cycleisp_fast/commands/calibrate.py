@@ -228,12 +228,15 @@ def write_plots(settings: list, profile: dict, folder: Path) -> list[Path]:
 
     from cycleisp_fast.data.files import atomic_path
 
+    def new_axes():
+        figure = Figure(figsize=(7, 5), dpi=110, layout="constrained")
+        return figure, figure.subplots()
+
     ordered = sorted(settings, key=lambda setting: setting.K)
     colours = [f"C{index % 10}" for index in range(len(ordered))]
     figures = {}
 
-    figure = Figure(figsize=(7, 5), dpi=110, layout="constrained")
-    axes = figure.subplots()
+    figure, axes = new_axes()
     for setting, colour in zip(ordered, colours):
         gain = setting.gain
         axes.plot(gain.means.ravel(), gain.variances.ravel(), "o", color=colour, markersize=3)
@@ -242,8 +245,7 @@ def write_plots(settings: list, profile: dict, folder: Path) -> list[Path]:
     axes.set(title="photon transfer", xlabel="mean signal above black (DN)", ylabel="temporal variance (DN$^2$)")
     figures[PLOT_NAMES[0]] = (figure, axes)
 
-    figure = Figure(figsize=(7, 5), dpi=110, layout="constrained")
-    axes = figure.subplots()
+    figure, axes = new_axes()
     for setting, colour in zip(ordered, colours):
         curve = setting.dark.ppcc_curve
         axes.plot(curve[:, 0], curve[:, 1], "-", color=colour, label=f"{setting.name}: {setting.dark.tukey_lambda:.3f}")
@@ -251,8 +253,7 @@ def write_plots(settings: list, profile: dict, folder: Path) -> list[Path]:
     axes.set(title="read noise: Tukey-lambda PPCC", xlabel="lambda", ylabel="probability-plot correlation")
     figures[PLOT_NAMES[1]] = (figure, axes)
 
-    figure = Figure(figsize=(7, 5), dpi=110, layout="constrained")
-    axes = figure.subplots()
+    figure, axes = new_axes()
     for setting, colour in zip(ordered, colours):
         spectrum = setting.dark.row_spectrum
         frequencies = np.fft.rfftfreq(setting.dark.shape[0])

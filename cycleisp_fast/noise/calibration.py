@@ -179,8 +179,8 @@ def read_frames(
         if path.suffix.lower() in FRAME_SUFFIXES:
             if not path.is_file():
                 raise FileNotFoundError(f"frame {path} does not exist")
-            try:
-                array = np.load(path, allow_pickle=False)
+            try:  # memory-mapped first: a header that claims more data than the file holds fails here, unallocated
+                array = np.load(path, allow_pickle=False, mmap_mode="r")
             except (OSError, ValueError, EOFError) as error:
                 raise DataFileError(f"cannot read the frame {path}: {describe_read_error(error)}") from error
             if array.ndim != 2 or not (
@@ -191,7 +191,7 @@ def read_frames(
                     "mosaic of numbers"
                 )
             own_pattern = pattern or "RGGB"
-            mosaics.append(_unify(array, own_pattern, str(path)))
+            mosaics.append(_unify(np.array(array), own_pattern, str(path)))
             patterns.append(own_pattern)
             if black_level is None:
                 raise CalibrationError(

@@ -143,6 +143,11 @@ class PhysicalNoiseModel:
     ):
         self.profiles = _profiles(profiles)
         self.dark_shading = bool(dark_shading)
+        self._shading_frames = {  # read once: (intercept, slope) per profile index
+            index: profile.dark_shading()
+            for index, profile in enumerate(self.profiles)
+            if self.dark_shading and profile.has_dark_shading
+        }
         self.spec = profiles
         common = set.intersection(*(set(p.components) for p in self.profiles))
         if components is None:
@@ -185,19 +190,19 @@ class PhysicalNoiseModel:
     ) -> Optional[torch.Tensor]:
         """PMN's dark shading of each image whose profile has one, ``intercept + slope * K`` (DN) over a window of the
         frame drawn from ``generator`` (the crop's place in the sensor is unknown); None when no profile has one."""
-        if not self.dark_shading or not any(p.has_dark_shading for p in self.profiles):
+        if not self._shading_frames:
             return None
         n, _, height, width = shape
         frames = torch.zeros(n, 4, height, width, dtype=torch.float64)
         for index in range(n):
-            profile = self.profiles[int(drawn.camera[index])]
-            if not profile.has_dark_shading:
+            camera = int(drawn.camera[index])
+            if camera not in self._shading_frames:
                 continue
-            intercept, slope = profile.dark_shading()
+            intercept, slope = self._shading_frames[camera]
             if intercept.shape[1] < height or intercept.shape[2] < width:
                 raise ValueError(
-                    f"profile {profile.camera!r}: its dark-shading frame {tuple(intercept.shape[1:])} is smaller than "
-                    f"the packed images {height}x{width}"
+                    f"profile {self.profiles[camera].camera!r}: its dark-shading frame {tuple(intercept.shape[1:])} is "
+                    f"smaller than the packed images {height}x{width}"
                 )
             top = int(torch.randint(intercept.shape[1] - height + 1, (), generator=generator))
             left = int(torch.randint(intercept.shape[2] - width + 1, (), generator=generator))

@@ -22,10 +22,11 @@ from typing import Optional
 import torch
 
 from cycleisp_fast._dtypes import accumulation_dtype
-from cycleisp_fast.ops.noise import _check_offset, _check_seed, check_clip
+from cycleisp_fast.ops.noise import _check_offset, _check_seed, _unclipped, check_clip
 from cycleisp_fast.ops.registration import FusedOp, Kernels
 from cycleisp_fast.reference import physical_noise as reference
 from cycleisp_fast.reference.bayer import cfa_sites
+from cycleisp_fast.reference.noise import clip as clip_noise
 
 OP_NAME = "physical_noise"
 COMPONENT_LETTERS = "pgtrqc"
@@ -82,8 +83,6 @@ def _make_backward(kernels: Kernels):
                 y = kernels.forward(
                     x.to(acc), params, bias, ctx.row_phase, ctx.seed, ctx.offset, ctx.components, None, None
                 )
-            from cycleisp_fast.ops.noise import _unclipped
-
             g = torch.where(_unclipped(y, ctx.clip_min, ctx.clip_max), g, 0.0)
         grad_params = grad_bias = None
         scale = params[:, reference.SCALE].view(-1, 1, 1, 1)
@@ -285,7 +284,7 @@ def physical_noise(
         return y
     scale_view = params[:, reference.SCALE].view(-1, 1, 1, 1)
     y = (y.to(params.dtype) + shading.to(params.dtype) / scale_view).to(x.dtype)
-    return reference.clip(y, *bounds)
+    return clip_noise(y, *bounds)
 
 
 def _check_dark_shading(dark_shading, x: torch.Tensor) -> Optional[torch.Tensor]:

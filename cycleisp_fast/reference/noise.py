@@ -206,8 +206,13 @@ def noise_sample(
             poissonian = (shot_e.to(torch.float64) * poisson(rate, seed, offset)).to(acc)
             value = torch.where((shot_e == 0) | flat.isnan(), flat + gaussian, poissonian + gaussian)
         y = _WithIdentityGradient.apply(value, flat)  # the value, with the gradient of the mean E[y] = x
+    return clip(y, clip_min, clip_max).to(x.dtype).view(x.shape)
+
+
+def clip(y: torch.Tensor, clip_min: float | None, clip_max: float | None) -> torch.Tensor:
+    """The noise ops' clip: ``y <= min`` becomes min, ``y >= max`` max (no gradient there); NaN passes."""
     if clip_min is not None:
         y = torch.where(y <= clip_min, torch.full_like(y, clip_min), y)
     if clip_max is not None:
         y = torch.where(y >= clip_max, torch.full_like(y, clip_max), y)
-    return y.to(x.dtype).view(x.shape)
+    return y

@@ -124,13 +124,4 @@ def physical_noise(
         quant = quant_step * (v - 0.5).to(acc).view(n, c, h, w)
     color = bias.to(acc).view(n, c, 1, 1) if components & COLOR_BIAS else zero
     y = ((((shot + read) + row) + quant) + color) / scale
-    return clip(y, clip_min, clip_max).to(x.dtype)
-
-
-def clip(y: torch.Tensor, clip_min: Optional[float], clip_max: Optional[float]) -> torch.Tensor:
-    """The ops' clip: ``y <= min`` becomes min, ``y >= max`` max (no gradient there); NaN passes."""
-    if clip_min is not None:
-        y = torch.where(y <= clip_min, torch.full_like(y, clip_min), y)
-    if clip_max is not None:
-        y = torch.where(y >= clip_max, torch.full_like(y, clip_max), y)
-    return y
+    return _noise.clip(y, clip_min, clip_max).to(x.dtype)

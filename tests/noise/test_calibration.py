@@ -414,3 +414,12 @@ def test_a_frame_of_another_iso_and_npy_without_levels(tmp_path, capsys):
     out = tmp_path / "out" / "p.json"
     code, stdout, stderr = calibrate([tmp_path / "root", "-o", out], capsys)
     assert code == 1 and "--black-level" in stderr and "d0.npy" in stderr and not out.exists()
+
+
+def test_a_frame_whose_header_claims_more_than_the_file_holds(tmp_path, capsys):
+    """A .npy header claiming a 10^6 x 10^6 mosaic over 64 bytes: refused naming the file, nothing allocated for it."""
+    folder = small_setting(tmp_path / "root")
+    with open(folder / "dark" / "d1.npy", "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<u2", "fortran_order": False, "shape": (10**6, 10**6)})
+        handle.write(bytes(64))
+    expect_error(tmp_path, capsys, "d1.npy", "cannot read the frame")
