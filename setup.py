@@ -5,6 +5,11 @@ torch are present (no GPU needed), and never when CYCLEISP_FAST_SKIP_CUDA=1. FOR
 missing toolkit an error instead of a silent CPU-only build. TORCH_CUDA_ARCH_LIST picks the GPU
 architectures; without it and without a visible GPU, the cuda_arch lines of csrc/build_flags.txt are used.
 Every compiler flag lives in csrc/build_flags.txt, which CMakeLists.txt reads too.
+
+The extension is built against the LibTorch stable ABI (csrc/ops/stable.h, TORCH_TARGET_VERSION in
+csrc/build_flags.txt) and Python's limited API, so the one wheel (tagged abi3) loads in every torch from
+MIN_TORCH on and every CPython from MIN_PYTHON on: install_requires asks for that range, never the torch it was
+built with, and pip leaves a supported torch alone.
 """
 
 import glob
@@ -13,6 +18,9 @@ import sys
 
 from setuptools import find_packages, setup
 
+MIN_TORCH = "2.10"  # TORCH_TARGET_VERSION of csrc/build_flags.txt
+MIN_PYTHON = (3, 10)  # requires-python of pyproject.toml
+LIMITED_API = [("Py_LIMITED_API", f"0x{MIN_PYTHON[0]:02X}{MIN_PYTHON[1]:02X}0000")]
 BUILD_FLAGS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "build_flags.txt")
 
 
@@ -59,8 +67,10 @@ def _extension():
             "cycleisp_fast._C",
             sources,
             include_dirs=include_dirs,
+            define_macros=LIMITED_API,
             extra_compile_args={"cxx": cxx_flags},
             extra_link_args=build_flags("link"),
+            py_limited_api=True,
         )
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(build_flags("cuda_arch"))
@@ -75,8 +85,10 @@ def _extension():
         "cycleisp_fast._C",
         sources,
         include_dirs=include_dirs,
+        define_macros=LIMITED_API,
         extra_compile_args={"cxx": cxx_flags, "nvcc": build_flags("nvcc")},
         extra_link_args=build_flags("link"),
+        py_limited_api=True,
     )
 
 
@@ -108,9 +120,10 @@ setup(
     package_data={"cycleisp_fast": ["configs/*.toml", "noise/profiles/*.json", "py.typed"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": _BuildExtension.with_options(use_ninja=True)},
-    # The extension is ABI-bound to the torch it was compiled against.
+    options={"bdist_wheel": {"py_limited_api": f"cp{MIN_PYTHON[0]}{MIN_PYTHON[1]}"}},
+    # The stable ABI: any torch from MIN_TORCH on (a newer one at build time is fine; the headers target MIN_TORCH).
     install_requires=[
-        f"torch=={torch.__version__.split('+')[0]}",
+        f"torch>={MIN_TORCH}",
         "numpy",
         "pillow",
         "tifffile",

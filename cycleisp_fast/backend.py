@@ -115,6 +115,28 @@ def resolve(op_name: str, device_type: str, backend: str | None = None) -> str:
     return name
 
 
+def backend_unavailable(name: str, device_type: str) -> str | None:
+    """Why the fused backend ``name`` (``native`` or ``triton``) runs no op at all on ``device_type`` tensors here,
+    or None when it may run some (:func:`resolve` says which). For messages that cover every op at once.
+
+    Example:
+        >>> backend_unavailable("native", "tpu")
+        'the extension has no tpu kernels'
+    """
+    if name == "triton":
+        if not triton_importable():
+            return "triton is not installed"
+        if device_type != "cuda" and not triton_interpreted():
+            return "Triton runs CPU tensors only under TRITON_INTERPRET=1"
+    elif name == "native" and not _extension.has_native_kernels(device_type):
+        return (
+            f"the compiled extension did not load ({_extension.LOAD_ERROR})"
+            if not _extension.LOADED
+            else (f"the extension has no {device_type} kernels")
+        )
+    return None
+
+
 def is_reference(device_type: str, backend: str | None = None) -> bool:
     """Whether the fused ops run their plain-PyTorch reference on ``device_type`` tensors: the backend in force
     (``backend`` overriding it) is ``"reference"``, or ``"auto"`` finds neither native kernels for the device nor

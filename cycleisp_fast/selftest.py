@@ -51,9 +51,7 @@ class Result:
 
     @property
     def status(self) -> str:
-        """The table's result: ``"skip"``, ``"PASS"``, or ``"FAIL (failures/checks)"``."""
-        if self.skipped is not None:
-            return "skip"
+        """The table's result of a checked (not skipped) backend: ``"PASS"`` or ``"FAIL (failures/checks)"``."""
         return "PASS" if self.failures == 0 else f"FAIL ({self.failures}/{self.checks})"
 
 
@@ -153,11 +151,16 @@ def check_case(case: Case, name: str, device: torch.device, dtype: torch.dtype) 
 def check_backend(name: str, device: torch.device) -> list[Result]:
     """Checks every case that backend ``name`` can run on ``device``; one skipped result for each other."""
     results = []
+    unavailable = backend.backend_unavailable(name, device.type)  # one reason for every op, said once
     for case in all_cases().values():
-        try:
-            backend.resolve(case.kernel, device.type, name)
-        except RuntimeError as error:
-            results.append(Result(device.type, name, case.name, skipped=str(error)))
+        reason = unavailable
+        if reason is None:
+            try:
+                backend.resolve(case.kernel, device.type, name)
+            except RuntimeError as error:
+                reason = str(error)
+        if reason is not None:
+            results.append(Result(device.type, name, case.name, skipped=reason))
             continue
         dtypes = (case.selftest_dtype,) if case.selftest_dtype is not None else case.dtypes(DTYPES[device.type])
         results += [check_case(case, name, device, dtype) for dtype in dtypes]
@@ -165,7 +168,9 @@ def check_backend(name: str, device: torch.device) -> list[Result]:
 
 
 def format_results(results: Sequence[Result]) -> str:
-    """A markdown table of ``results``, then why each skipped backend was skipped."""
+    """A markdown table of the checked ``results``, then one line per skipped backend, device and reason (with how
+    many ops it covers), e.g. ``triton on cpu skipped for 9 ops: Triton runs CPU tensors only ...``."""
+    checked = [r for r in results if r.skipped is None]
     cells = [("device", "backend", "op", "dtype", "checks", "max abs error", "result")] + [
         (
             r.device,
@@ -176,10 +181,18 @@ def format_results(results: Sequence[Result]) -> str:
             "-" if r.max_abs_error is None else f"{r.max_abs_error:.3g}",
             r.status,
         )
-        for r in results
+        for r in checked
     ]
-    reasons = dict.fromkeys(f"{r.backend} on {r.device} skipped: {r.skipped}" for r in results if r.skipped)
-    return "\n".join(markdown_table(cells) + [""] * bool(reasons) + list(reasons))
+    skipped: dict[tuple[str, str, str], list[str]] = {}
+    for r in results:
+        if r.skipped is not None:
+            skipped.setdefault((r.backend, r.device, r.skipped), []).append(r.case)
+    reasons = [
+        f"{backend} on {device} skipped for {len(cases)} op{'s' * (len(cases) > 1)}: {reason}"
+        for (backend, device, reason), cases in skipped.items()
+    ]
+    table = markdown_table(cells) if checked else []
+    return "\n".join(table + [""] * bool(table and reasons) + reasons)
 
 
 @contextlib.contextmanager

@@ -8,20 +8,13 @@
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${CYCLEISP_FAST_VENV:-$repo/.venv}"
-# Runs a command quietly; on failure shows its output (less pip's noise about local index paths) and fails.
-quietly() {
-  local log
-  log="$(mktemp)"
-  if ! "$@" > "$log" 2>&1; then
-    grep -v "is ignored: it is neither" "$log" >&2
-    return 1
-  fi
-}
+source "$repo/scripts/steps.sh"
 
 if [ ! -x "$venv/bin/python" ]; then
   "${PYTHON:-python3}" -m venv "$venv"
 fi
-quietly "$venv/bin/python" -m pip install -r "$repo/requirements-dev.txt"
+step install "Install the development requirements (first time: ~5 min)" \
+  "$venv/bin/python" -m pip install -r "$repo/requirements-dev.txt"
 
 # ccache in front of the host compiler and nvcc makes rebuilds cheap (masquerading links, so that torch
 # still sees g++ and nvcc by name).
@@ -35,4 +28,18 @@ if [ -x "$venv/bin/ccache" ]; then
 fi
 export PATH="$venv/bin:$PATH"
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
-(cd "$repo" && quietly python -m pip install --no-build-isolation .)
+# One wheel, built once (the LibTorch stable ABI and Python's limited API: it serves torch >= 2.10 and
+# CPython >= 3.10), installed here; scripts/test_torch_range.sh installs the same file beside another torch.
+# build/lib* would carry stale modules (an old _C of another ABI) into the wheel.
+rm -rf "$repo/build/wheels" "$repo"/build/lib.* "$repo"/build/bdist.*
+if [ "${CYCLEISP_FAST_SKIP_CUDA:-0}" = "1" ] || [ ! -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]; then
+  build_title="Build the C++ kernels (first time: ~3 min on 2 cores; ccache makes rebuilds seconds)"
+else
+  build_title="Build the C++ and CUDA kernels (first time: ~15 min on 2 cores; ccache makes rebuilds seconds)"
+fi
+step build "$build_title" \
+  bash -c 'cd "$1" && python -m pip wheel -v --no-build-isolation --no-deps -w build/wheels .' _ "$repo"
+CYCLEISP_FAST_WHEEL="$(ls "$repo"/build/wheels/cycleisp_fast-*.whl)"
+export CYCLEISP_FAST_WHEEL
+step install_wheel "Install the wheel ($(basename "$CYCLEISP_FAST_WHEEL"))" \
+  python -m pip install --force-reinstall --no-deps "$CYCLEISP_FAST_WHEEL"

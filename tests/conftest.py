@@ -11,7 +11,17 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from cycleisp_fast import _extension  # noqa: E402
 from cycleisp_fast import backend as backend_mod  # noqa: E402
+
+
+def pytest_sessionstart(session):
+    """With CYCLEISP_FAST_EXPECT_NATIVE=1 (scripts/test_torch_range.sh), a missing compiled extension stops the run
+    instead of skipping every native test."""
+    if os.environ.get("CYCLEISP_FAST_EXPECT_NATIVE") == "1" and not _extension.LOADED:
+        raise pytest.UsageError(
+            f"CYCLEISP_FAST_EXPECT_NATIVE=1 but cycleisp_fast._C did not load: {_extension.LOAD_ERROR}"
+        )
 
 
 def fused_backends(op_name: str, device_type: str = "cpu") -> list[str]:

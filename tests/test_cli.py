@@ -8,6 +8,7 @@ import pytest
 from cycleisp_fast import _extension, cli
 from cycleisp_fast.bench.measure import FUSED
 from cycleisp_fast.bench.report import COLUMNS
+from cycleisp_fast.selftest import Result, format_results
 
 QUICK_PACK = ["bench", "--quick", "--ops", "bayer_pack", "--min-run-time", "0.01"]
 
@@ -24,6 +25,17 @@ def test_selftest_passes_on_the_cpu_and_names_each_backend(capsys):
     assert "FAIL" not in out
     for name in FUSED:
         assert f"| {name} " in out, f"the selftest table does not name backend {name}:\n{out}"
+
+
+def test_selftest_says_a_skipped_backend_once_per_reason():
+    results = [Result("cpu", "triton", name, skipped="not a performance path") for name in ("a", "b", "c")]
+    results += [Result("cpu", "native", "a", "float32", checks=2), Result("cuda", "native", "d", skipped="no GPU")]
+    lines = format_results(results).splitlines()
+    assert lines[-2:] == [
+        "triton on cpu skipped for 3 ops: not a performance path",
+        "native on cuda skipped for 1 op: no GPU",
+    ]
+    assert sum("| native " in line for line in lines) == 1 and not any("| triton " in line for line in lines)
 
 
 def test_bench_quick_writes_a_csv_of_every_provider(tmp_path, capsys):
@@ -98,7 +110,7 @@ def test_optimized_is_a_provider_of_whole_networks_only(tmp_path, capsys):
         str(tmp_path / "b.png"),
     ]
     assert cli.main(argv) == 1  # nothing timed
-    assert "skipped optimized for bayer_pack on cpu: it times whole networks only" in capsys.readouterr().err
+    assert "skipped optimized on cpu for bayer_pack: it times whole networks only" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,8 @@
 // Host-side checks of cycleisp_fast::ain_forward / ain_backward, shared by the CPU and CUDA kernels.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-
 #include "ain_math.h"
+#include "stable.h"
 
 namespace cycleisp_fast {
 namespace ain {
@@ -18,19 +17,19 @@ struct PlaneShape {
 // float32, float64 for float64 input).
 struct ForwardTensors {
   PlaneShape shape;
-  at::Tensor x, gamma, beta;
-  at::Tensor out, mean, rstd;
+  Tensor x, gamma, beta;
+  Tensor out, mean, rstd;
 };
-ForwardTensors prepare_forward(const at::Tensor& x, const at::Tensor& gamma, const at::Tensor& beta);
+ForwardTensors prepare_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta);
 
 // The checked, contiguous inputs of ain_backward and its allocated outputs (each like x).
 struct BackwardTensors {
   PlaneShape shape;
-  at::Tensor grad, x, gamma, beta, mean, rstd;
-  at::Tensor grad_x, grad_gamma, grad_beta;
+  Tensor grad, x, gamma, beta, mean, rstd;
+  Tensor grad_x, grad_gamma, grad_beta;
 };
-BackwardTensors prepare_backward(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& gamma,
-                                 const at::Tensor& beta, const at::Tensor& mean, const at::Tensor& rstd);
+BackwardTensors prepare_backward(const Tensor& grad, const Tensor& x, const Tensor& gamma,
+                                 const Tensor& beta, const Tensor& mean, const Tensor& rstd);
 
 }  // namespace ain
 }  // namespace cycleisp_fast

@@ -1,8 +1,6 @@
 // Schema of cycleisp_fast::bayer_remap and its host-side argument checks.
 #include "bayer.h"
 
-#include <ATen/ATen.h>
-#include <torch/library.h>
 
 #include <string>
 
@@ -10,19 +8,19 @@ namespace cycleisp_fast {
 namespace bayer {
 namespace {
 
-Layout parse_layout(c10::string_view name, const char* arg) {
+Layout parse_layout(std::string_view name, const char* arg) {
   if (name == "rgb") return Layout::kRgb;
   if (name == "cfa") return Layout::kCfa;
   if (name == "packed") return Layout::kPacked;
-  TORCH_CHECK_VALUE(false, "bayer_remap: ", arg, " must be 'rgb', 'cfa' or 'packed', got '", std::string(name), "'");
+  CF_CHECK(false, "bayer_remap: ", arg, " must be 'rgb', 'cfa' or 'packed', got '", std::string(name), "'");
 }
 
-int parse_red_site(c10::string_view pattern) {
+int parse_red_site(std::string_view pattern) {
   if (pattern == "RGGB") return 0;
   if (pattern == "GRBG") return 1;
   if (pattern == "GBRG") return 2;
   if (pattern == "BGGR") return 3;
-  TORCH_CHECK_VALUE(false, "bayer_remap: pattern must be one of 'RGGB', 'BGGR', 'GRBG', 'GBRG', got '",
+  CF_CHECK(false, "bayer_remap: pattern must be one of 'RGGB', 'BGGR', 'GRBG', 'GBRG', got '",
                     std::string(pattern), "'");
 }
 
@@ -36,18 +34,18 @@ const char* name_of(Layout layout) {
 
 }  // namespace
 
-RemapPlan plan_remap(const at::Tensor& src, c10::string_view src_layout, c10::string_view dst_layout,
-                     c10::string_view pattern, std::optional<at::ArrayRef<double>> black,
-                     std::optional<at::ArrayRef<double>> white) {
+RemapPlan plan_remap(const Tensor& src, std::string_view src_layout, std::string_view dst_layout,
+                     std::string_view pattern, std::optional<DoubleArrayRef> black,
+                     std::optional<DoubleArrayRef> white) {
   RemapPlan plan;
   plan.src_layout = parse_layout(src_layout, "src_layout");
   plan.dst_layout = parse_layout(dst_layout, "dst_layout");
-  TORCH_CHECK_VALUE(plan.src_layout != plan.dst_layout, "bayer_remap: src_layout and dst_layout must differ, both are '",
+  CF_CHECK(plan.src_layout != plan.dst_layout, "bayer_remap: src_layout and dst_layout must differ, both are '",
                     std::string(src_layout), "'");
   plan.red_site = parse_red_site(pattern);
-  TORCH_CHECK_VALUE(src.dim() == 4, "bayer_remap: src must be 4-D (N, C, H, W), got ", src.dim(), "-D");
+  CF_CHECK(src.dim() == 4, "bayer_remap: src must be 4-D (N, C, H, W), got ", src.dim(), "-D");
   const int64_t channels = channels_of(plan.src_layout);
-  TORCH_CHECK_VALUE(src.size(1) == channels, "bayer_remap: src in layout '", name_of(plan.src_layout), "' must have ",
+  CF_CHECK(src.size(1) == channels, "bayer_remap: src in layout '", name_of(plan.src_layout), "' must have ",
                     channels, " channels, got ", src.size(1));
   plan.N = src.size(0);
   if (plan.src_layout == Layout::kPacked) {
@@ -56,42 +54,42 @@ RemapPlan plan_remap(const at::Tensor& src, c10::string_view src_layout, c10::st
   } else {
     plan.H = src.size(2);
     plan.W = src.size(3);
-    TORCH_CHECK_VALUE(plan.H % 2 == 0 && plan.W % 2 == 0, "bayer_remap: src height and width must be even, got ",
+    CF_CHECK(plan.H % 2 == 0 && plan.W % 2 == 0, "bayer_remap: src height and width must be even, got ",
                       plan.H, "x", plan.W);
   }
-  TORCH_CHECK_VALUE(black.has_value() == white.has_value(),
+  CF_CHECK(black.has_value() == white.has_value(),
                     "bayer_remap: black and white must be given together or not at all");
   plan.has_levels = black.has_value();
   plan.black = {0.0, 0.0, 0.0, 0.0};
   plan.white = {1.0, 1.0, 1.0, 1.0};
   if (plan.has_levels) {
-    TORCH_CHECK_VALUE(black->size() == 4 && white->size() == 4,
+    CF_CHECK(black->size() == 4 && white->size() == 4,
                       "bayer_remap: black and white must have 4 values (R, Gr, Gb, B), got ", black->size(), " and ",
                       white->size());
     for (int c = 0; c < 4; ++c) {
       plan.black[c] = (*black)[c];
       plan.white[c] = (*white)[c];
-      TORCH_CHECK_VALUE(plan.white[c] != plan.black[c], "bayer_remap: white must differ from black, channel ", c,
+      CF_CHECK(plan.white[c] != plan.black[c], "bayer_remap: white must differ from black, channel ", c,
                         " has both equal to ", plan.black[c]);
     }
   }
   const auto dtype = src.scalar_type();
-  TORCH_CHECK_TYPE(at::isFloatingType(dtype) || dtype == at::kByte || dtype == at::kShort ||
-                       dtype == at::kUInt16 || dtype == at::kInt,
+  CF_CHECK(is_floating(dtype) || dtype == ScalarType::Byte || dtype == ScalarType::Short ||
+                       dtype == ScalarType::UInt16 || dtype == ScalarType::Int,
                    "bayer_remap: src must be a floating tensor or uint8/int16/uint16/int32 RAW samples, got ", dtype);
-  const auto out_dtype = at::isFloatingType(dtype) ? dtype : at::kFloat;
+  const auto out_dtype = is_floating(dtype) ? dtype : ScalarType::Float;
   const int64_t out_channels = channels_of(plan.dst_layout);
   const bool packed_out = plan.dst_layout == Layout::kPacked;
-  plan.src = src.contiguous();
-  plan.dst = at::empty({plan.N, out_channels, packed_out ? plan.H / 2 : plan.H, packed_out ? plan.W / 2 : plan.W},
-                       src.options().dtype(out_dtype));
+  plan.src = contiguous(src);
+  plan.dst = empty_tensor({plan.N, out_channels, packed_out ? plan.H / 2 : plan.H, packed_out ? plan.W / 2 : plan.W},
+                          out_dtype, src.device());
   return plan;
 }
 
 }  // namespace bayer
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m) {
+STABLE_TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m) {
   m.def(
       "bayer_remap(Tensor src, str src_layout, str dst_layout, str pattern, float[]? black=None, "
       "float[]? white=None) -> Tensor");

@@ -2,14 +2,12 @@
 // contiguous source, the allocated destination, and the runtime-to-template dispatch of layouts.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-#include <c10/util/string_view.h>
-
 #include <array>
 #include <optional>
 #include <type_traits>
 
 #include "bayer_math.h"
+#include "stable.h"
 
 namespace cycleisp_fast {
 namespace bayer {
@@ -22,14 +20,14 @@ struct RemapPlan {
   std::array<double, 4> black;  // per canonical channel (R, Gr, Gb, B); 0 without levels
   std::array<double, 4> white;  // per canonical channel; 1 without levels
   int64_t N, H, W;              // batch and full-resolution grid
-  at::Tensor src;               // contiguous source
-  at::Tensor dst;               // allocated destination (contiguous)
+  Tensor src;               // contiguous source
+  Tensor dst;               // allocated destination (contiguous)
 };
 
 // Checks the arguments of cycleisp_fast::bayer_remap and allocates its output.
-RemapPlan plan_remap(const at::Tensor& src, c10::string_view src_layout, c10::string_view dst_layout,
-                     c10::string_view pattern, std::optional<at::ArrayRef<double>> black,
-                     std::optional<at::ArrayRef<double>> white);
+RemapPlan plan_remap(const Tensor& src, std::string_view src_layout, std::string_view dst_layout,
+                     std::string_view pattern, std::optional<DoubleArrayRef> black,
+                     std::optional<DoubleArrayRef> white);
 
 template <Layout L>
 using LayoutTag = std::integral_constant<Layout, L>;
@@ -54,6 +52,8 @@ using remap_out_t = std::conditional_t<std::is_integral<in_t>::value, float, in_
 }  // namespace cycleisp_fast
 
 // The dtypes bayer_remap accepts: floating types, and integer RAW samples.
-#define CYCLEISP_DISPATCH_BAYER_TYPES(TYPE, NAME, ...)                                                   \
-  AT_DISPATCH_V2(TYPE, NAME, AT_WRAP(__VA_ARGS__), AT_EXPAND(AT_FLOATING_TYPES), at::kHalf,              \
-                 at::kBFloat16, at::kByte, at::kShort, at::kUInt16, at::kInt)
+#define CYCLEISP_DISPATCH_BAYER_TYPES(DTYPE, NAME, ...)                                                      \
+  CF_DISPATCH_SWITCH(DTYPE, NAME,                                                                           \
+                     CF_FLOATING_CASES(__VA_ARGS__) CF_DISPATCH_CASE(Byte, uint8_t, __VA_ARGS__)             \
+                         CF_DISPATCH_CASE(Short, int16_t, __VA_ARGS__) CF_DISPATCH_CASE(UInt16, uint16_t, __VA_ARGS__) \
+                             CF_DISPATCH_CASE(Int, int32_t, __VA_ARGS__))

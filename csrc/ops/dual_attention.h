@@ -2,9 +2,8 @@
 // and CUDA kernels.
 #pragma once
 
-#include <ATen/core/Tensor.h>
-
 #include "dual_attention_math.h"
+#include "stable.h"
 
 namespace cycleisp_fast {
 namespace dual_attention {
@@ -17,13 +16,13 @@ struct Shape {
 
 // Whether a kernel that takes both layouts runs res in channels_last: when res is channels_last-contiguous and
 // not contiguous (cycleisp_fast/ops/dual_attention.py's fake implementations apply the same rule).
-bool prefers_channels_last(const at::Tensor& res);
+bool prefers_channels_last(const Tensor& res);
 
 // The DAB tail's weights, contiguous in the accumulation dtype (float32; float64 for float64 features),
 // whatever dtype the caller's parameters have: sa (18), w1 (R, C), b1 (R), w2 (C, R), b2 (C), proj (C, 2C),
 // proj_bias (C).
 struct Weights {
-  at::Tensor sa, w1, b1, w2, b2, proj, proj_bias;
+  Tensor sa, w1, b1, w2, b2, proj, proj_bias;
 };
 
 // Checked inputs of dual_attention_forward, dense in the layout asked for (NCHW, or channels_last where the
@@ -31,13 +30,13 @@ struct Weights {
 // pool (N, 2, H, W) and channel_mean (N, C) in the accumulation dtype, argmax (N, H, W) int32.
 struct ForwardTensors {
   Shape shape;
-  at::Tensor res, x;
+  Tensor res, x;
   Weights weights;
-  at::Tensor out, pool, argmax, channel_mean;
+  Tensor out, pool, argmax, channel_mean;
 };
-ForwardTensors prepare_forward(const at::Tensor& res, const at::Tensor& x, const at::Tensor& sa_weight,
-                               const at::Tensor& ca_w1, const at::Tensor& ca_b1, const at::Tensor& ca_w2,
-                               const at::Tensor& ca_b2, const at::Tensor& proj_w, const at::Tensor& proj_b,
+ForwardTensors prepare_forward(const Tensor& res, const Tensor& x, const Tensor& sa_weight,
+                               const Tensor& ca_w1, const Tensor& ca_b1, const Tensor& ca_w2,
+                               const Tensor& ca_b2, const Tensor& proj_w, const Tensor& proj_b,
                                bool allow_channels_last);
 
 // Checked inputs of dual_attention_backward, dense in the layout asked for (as the forward's). The kernels write grad_res (like res) and the
@@ -45,24 +44,24 @@ ForwardTensors prepare_forward(const at::Tensor& res, const at::Tensor& x, const
 // grad_b2, grad_proj (C, 2C), grad_proj_bias); finish_backward casts them to the weights' dtypes and shapes.
 struct BackwardTensors {
   Shape shape;
-  at::Tensor grad, res, pool, argmax, channel_mean;
+  Tensor grad, res, pool, argmax, channel_mean;
   Weights weights;
-  at::Tensor grad_res;
+  Tensor grad_res;
   Weights grads;
 };
-BackwardTensors prepare_backward(const at::Tensor& grad_out, const at::Tensor& res, const at::Tensor& pool,
-                                 const at::Tensor& argmax, const at::Tensor& channel_mean,
-                                 const at::Tensor& sa_weight, const at::Tensor& ca_w1, const at::Tensor& ca_b1,
-                                 const at::Tensor& ca_w2, const at::Tensor& ca_b2, const at::Tensor& proj_w,
+BackwardTensors prepare_backward(const Tensor& grad_out, const Tensor& res, const Tensor& pool,
+                                 const Tensor& argmax, const Tensor& channel_mean,
+                                 const Tensor& sa_weight, const Tensor& ca_w1, const Tensor& ca_b1,
+                                 const Tensor& ca_w2, const Tensor& ca_b2, const Tensor& proj_w,
                                  bool allow_channels_last);
 
-using BackwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-                                  at::Tensor>;
+using BackwardResult = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                                  Tensor>;
 // (grad_res, grad_sa_weight, grad_ca_w1, grad_ca_b1, grad_ca_w2, grad_ca_b2, grad_proj_w, grad_proj_b), each
 // weight gradient in its weight's dtype and shape.
-BackwardResult finish_backward(const BackwardTensors& t, const at::Tensor& sa_weight, const at::Tensor& ca_w1,
-                               const at::Tensor& ca_b1, const at::Tensor& ca_w2, const at::Tensor& ca_b2,
-                               const at::Tensor& proj_w);
+BackwardResult finish_backward(const BackwardTensors& t, const Tensor& sa_weight, const Tensor& ca_w1,
+                               const Tensor& ca_b1, const Tensor& ca_w2, const Tensor& ca_b2,
+                               const Tensor& proj_w);
 
 }  // namespace dual_attention
 }  // namespace cycleisp_fast

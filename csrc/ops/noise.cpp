@@ -1,41 +1,38 @@
 // Schema of cycleisp_fast::noise_sample and its host-side argument checks.
 #include "noise.h"
 
-#include <ATen/ATen.h>
-#include <torch/library.h>
-
 namespace cycleisp_fast {
 namespace noise {
 
-SampleTensors prepare_sample(const at::Tensor& x, const at::Tensor& shot, const at::Tensor& read, int64_t seed,
+SampleTensors prepare_sample(const Tensor& x, const Tensor& shot, const Tensor& read, int64_t seed,
                              int64_t offset, int64_t model, std::optional<double> clip_min,
                              std::optional<double> clip_max) {
   constexpr const char* op = "noise_sample";
-  TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), op, ": x must be floating, got ", x.scalar_type());
-  const auto compute = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  for (const auto& [name, t] : {std::pair<const char*, const at::Tensor&>{"shot", shot}, {"read", read}}) {
-    TORCH_CHECK_VALUE(t.dim() == 1 && t.numel() >= 1, op, ": ", name,
+  CF_CHECK(is_floating(x.scalar_type()), op, ": x must be floating, got ", x.scalar_type());
+  const ScalarType compute = accumulation_dtype(x.scalar_type());
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor&>{"shot", shot}, {"read", read}}) {
+    CF_CHECK(t.dim() == 1 && t.numel() >= 1, op, ": ", name,
                       " must be a 1-D tensor of per-plane values, got shape ", t.sizes());
-    TORCH_CHECK_TYPE(t.scalar_type() == compute, op, ": ", name, " must have dtype ", compute, " (x is ",
+    CF_CHECK(t.scalar_type() == compute, op, ": ", name, " must have dtype ", compute, " (x is ",
                      x.scalar_type(), "), got ", t.scalar_type());
-    TORCH_CHECK_VALUE(t.device() == x.device(), op, ": ", name, " must be on x's device ", x.device(), ", got ",
+    CF_CHECK(t.device() == x.device(), op, ": ", name, " must be on x's device ", x.device(), ", got ",
                       t.device());
   }
-  TORCH_CHECK_VALUE(shot.numel() == read.numel(), op, ": shot and read must hold as many values, got ", shot.numel(),
+  CF_CHECK(shot.numel() == read.numel(), op, ": shot and read must hold as many values, got ", shot.numel(),
                     " and ", read.numel());
-  TORCH_CHECK_VALUE(x.numel() % shot.numel() == 0, op, ": the number of (shot, read) values ", shot.numel(),
+  CF_CHECK(x.numel() % shot.numel() == 0, op, ": the number of (shot, read) values ", shot.numel(),
                     " must divide x.numel() = ", x.numel());
-  TORCH_CHECK_VALUE(seed >= 0, op, ": seed must be in [0, 2**63), got ", seed);
-  TORCH_CHECK_VALUE(offset >= 0 && offset <= 0xFFFFFFFFLL, op, ": offset must be in [0, 2**32), got ", offset);
-  TORCH_CHECK_VALUE(model >= 0 && model <= 2, op,
+  CF_CHECK(seed >= 0, op, ": seed must be in [0, 2**63), got ", seed);
+  CF_CHECK(offset >= 0 && offset <= 0xFFFFFFFFLL, op, ": offset must be in [0, 2**32), got ", offset);
+  CF_CHECK(model >= 0 && model <= 2, op,
                     ": model must be 0 (heteroscedastic Gaussian), 1 (Poisson-Gaussian) or 2 (the Gaussian model's "
                     "d y / d variance, for its backward), got ",
                     model);
   SampleTensors t;
-  t.x = x.contiguous();
-  t.shot = shot.contiguous();
-  t.read = read.contiguous();
-  t.out = at::empty_like(t.x, at::MemoryFormat::Contiguous);
+  t.x = contiguous(x);
+  t.shot = contiguous(shot);
+  t.read = contiguous(read);
+  t.out = empty_like(t.x);
   t.plane_size = x.numel() / shot.numel();
   t.stream = make_stream(seed, offset);
   t.model = static_cast<Model>(model);
@@ -49,7 +46,7 @@ SampleTensors prepare_sample(const at::Tensor& x, const at::Tensor& shot, const 
 }  // namespace noise
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m) {
+STABLE_TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m) {
   m.def(
       "noise_sample(Tensor x, Tensor shot, Tensor read, int seed, int offset, int model, float? clip_min, "
       "float? clip_max) -> Tensor");

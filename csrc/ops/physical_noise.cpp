@@ -1,47 +1,45 @@
 // Schema of cycleisp_fast::physical_noise and its host-side argument checks.
 #include "physical_noise.h"
 
-#include <ATen/ATen.h>
-#include <torch/library.h>
 
 namespace cycleisp_fast {
 namespace physical_noise {
 
-PhysicalTensors prepare_physical(const at::Tensor& x, const at::Tensor& params, const at::Tensor& bias,
-                                 at::IntArrayRef row_phase, int64_t seed, int64_t offset, int64_t components,
+PhysicalTensors prepare_physical(const Tensor& x, const Tensor& params, const Tensor& bias,
+                                 IntArrayRef row_phase, int64_t seed, int64_t offset, int64_t components,
                                  std::optional<double> clip_min, std::optional<double> clip_max) {
   constexpr const char* op = "physical_noise";
-  TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), op, ": x must be floating, got ", x.scalar_type());
-  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must have shape (N, C, H, W), got ", x.sizes());
-  const auto compute = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  CF_CHECK(is_floating(x.scalar_type()), op, ": x must be floating, got ", x.scalar_type());
+  CF_CHECK(x.dim() == 4, op, ": x must have shape (N, C, H, W), got ", x.sizes());
+  const auto compute = x.scalar_type() == ScalarType::Double ? ScalarType::Double : ScalarType::Float;
   const int64_t n = x.size(0), c = x.size(1);
-  TORCH_CHECK_VALUE(params.dim() == 2 && params.size(0) == n && params.size(1) == kParams, op,
+  CF_CHECK(params.dim() == 2 && params.size(0) == n && params.size(1) == kParams, op,
                     ": params must have shape (N, 6) = (", n, ", 6), got ", params.sizes());
-  TORCH_CHECK_VALUE(bias.dim() == 2 && bias.size(0) == n && bias.size(1) == c, op,
+  CF_CHECK(bias.dim() == 2 && bias.size(0) == n && bias.size(1) == c, op,
                     ": bias must have shape (N, C) = (", n, ", ", c, "), got ", bias.sizes());
-  for (const auto& [name, t] : {std::pair<const char*, const at::Tensor&>{"params", params}, {"bias", bias}}) {
-    TORCH_CHECK_TYPE(t.scalar_type() == compute, op, ": ", name, " must have dtype ", compute, " (x is ",
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor&>{"params", params}, {"bias", bias}}) {
+    CF_CHECK(t.scalar_type() == compute, op, ": ", name, " must have dtype ", compute, " (x is ",
                      x.scalar_type(), "), got ", t.scalar_type());
-    TORCH_CHECK_VALUE(t.device() == x.device(), op, ": ", name, " must be on x's device ", x.device(), ", got ",
+    CF_CHECK(t.device() == x.device(), op, ": ", name, " must be on x's device ", x.device(), ", got ",
                       t.device());
   }
-  TORCH_CHECK_VALUE(row_phase.empty() || (static_cast<int64_t>(row_phase.size()) == c && c <= 8), op,
+  CF_CHECK(row_phase.empty() || (static_cast<int64_t>(row_phase.size()) == c && c <= 8), op,
                     ": row_phase must be empty (rows shared by the channels) or hold one phase per channel (C <= 8), "
                     "got ", row_phase.size(), " phases for C = ", c);
   for (const int64_t phase : row_phase) {
-    TORCH_CHECK_VALUE(phase == 0 || phase == 1, op, ": row phases must be 0 or 1, got ", row_phase);
+    CF_CHECK(phase == 0 || phase == 1, op, ": row phases must be 0 or 1, got ", row_phase);
   }
-  TORCH_CHECK_VALUE(components >= 0 && components <= kAllComponents, op, ": components must be a mask of bits in [0, ",
+  CF_CHECK(components >= 0 && components <= kAllComponents, op, ": components must be a mask of bits in [0, ",
                     kAllComponents, "], got ", components);
-  TORCH_CHECK_VALUE(!((components & kGaussianRead) && (components & kTukeyRead)), op,
+  CF_CHECK(!((components & kGaussianRead) && (components & kTukeyRead)), op,
                     ": the read noise is Gaussian (g) or Tukey-lambda (t), not both");
-  TORCH_CHECK_VALUE(seed >= 0, op, ": seed must be in [0, 2**63), got ", seed);
-  TORCH_CHECK_VALUE(offset >= 0 && offset <= 0xFFFFFFFFLL, op, ": offset must be in [0, 2**32), got ", offset);
+  CF_CHECK(seed >= 0, op, ": seed must be in [0, 2**63), got ", seed);
+  CF_CHECK(offset >= 0 && offset <= 0xFFFFFFFFLL, op, ": offset must be in [0, 2**32), got ", offset);
   PhysicalTensors t;
-  t.x = x.contiguous();
-  t.params = params.contiguous();
-  t.bias = bias.contiguous();
-  t.out = at::empty_like(t.x, at::MemoryFormat::Contiguous);
+  t.x = contiguous(x);
+  t.params = contiguous(params);
+  t.bias = contiguous(bias);
+  t.out = empty_like(t.x);
   t.n = n;
   t.c = c;
   t.h = x.size(2);
@@ -61,7 +59,7 @@ PhysicalTensors prepare_physical(const at::Tensor& x, const at::Tensor& params, 
 }  // namespace physical_noise
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m) {
+STABLE_TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m) {
   m.def(
       "physical_noise(Tensor x, Tensor params, Tensor bias, int[] row_phase, int seed, int offset, int components, "
       "float? clip_min, float? clip_max) -> Tensor");

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 
 from cycleisp_fast.arguments import parse_device
-from cycleisp_fast.bench.measure import PROVIDERS, measure_case, measure_rates, note
+from cycleisp_fast.bench.measure import PROVIDERS, flush_unavailable, measure_case, measure_rates, note
 from cycleisp_fast.bench.networks import measure_network
 from cycleisp_fast.bench.report import dtype_name, format_size, format_table, make_rows, write_csv, write_plot
 from cycleisp_fast.cases import MODES, Case, Size, all_cases
@@ -145,6 +145,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         else:  # a training step at the case's training batch, unless the sizes were chosen (--sizes, --quick)
             train_size = size if args.quick or args.sizes else None
             timings += measure_network(case, size, dtype, device, *common, train_size=train_size)
+    flush_unavailable()
     if not timings:
         note("nothing was timed: every provider was skipped (see above)")
         return 1

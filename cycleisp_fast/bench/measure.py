@@ -64,6 +64,27 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+_UNAVAILABLE: dict[tuple[str, str, str], list[str]] = {}
+
+
+def note_unavailable(provider: str, case_name: str, device_type: str, reason: str) -> None:
+    """Records that ``provider`` cannot time ``case_name`` (:func:`unavailable_reason`); :func:`flush_unavailable`
+    says it once for all the cases that share the provider, device and reason."""
+    cases = _UNAVAILABLE.setdefault((provider, device_type, reason), [])
+    if case_name not in cases:
+        cases.append(case_name)
+
+
+def flush_unavailable() -> None:
+    """One line per (provider, device, reason) recorded by :func:`note_unavailable`, e.g. ``skipped triton on cpu
+    for 9 cases (ain, ... and 5 more): Triton runs CPU tensors only in its interpreter ...``."""
+    for (provider, device_type, reason), cases in _UNAVAILABLE.items():
+        shown = ", ".join(cases[:4]) + (f" and {len(cases) - 4} more" if len(cases) > 4 else "")
+        count = f"{len(cases)} cases ({shown})" if len(cases) > 1 else shown
+        note(f"skipped {provider} on {device_type} for {count}: {reason}")
+    _UNAVAILABLE.clear()
+
+
 def median_seconds(fn: Callable[[], object], min_run_time: float) -> float:
     """Median seconds of ``fn()`` over blocks of calls lasting ``min_run_time`` in all, on every CPU thread."""
     from torch.utils import benchmark  # here: importing it warns on a CUDA build of torch without a GPU
@@ -160,7 +181,7 @@ def provider_callables(case: Case, providers: Sequence[str], device: torch.devic
     for provider in providers:
         reason = unavailable_reason(case, provider, device)
         if reason is not None:
-            note(f"skipped {provider} for {case.name} on {device.type}: {reason}")
+            note_unavailable(provider, case.name, device.type, reason)
         elif provider == "eager":
             callables[provider] = reference
         elif provider == "compile":

@@ -30,6 +30,7 @@ from cycleisp_fast.bench.measure import (
     copy_seconds,
     median_seconds,
     note,
+    note_unavailable,
     peak_memory_bytes,
     unavailable_reason,
 )
@@ -133,7 +134,7 @@ def measure_network(
         for provider in providers:
             reason = unavailable_reason(case, provider, device)
             if reason is not None:
-                note(f"skipped {provider} for {case.name} on {device.type}: {reason}")
+                note_unavailable(provider, case.name, device.type, reason)
                 continue
             note(f"  {provider} {mode} {'x'.join(map(str, shape))}")
             model = _provider_model(case, provider, reference, inference)

@@ -1,11 +1,6 @@
 // CPU kernels of cycleisp_fast::ain_forward / ain_backward: one task per (plane, chunk), two phases each
 // (partial reductions, then the element-wise pass), over the shared math of ain_math.h. Chunk sums use
 // independent lanes so the compiler vectorises them without reassociating a single accumulator.
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <tuple>
@@ -103,18 +98,18 @@ Chunk chunk_of(int64_t task, const PlaneShape& shape) {
 // Runs fn(chunk) for every (plane, chunk) task in parallel.
 template <typename Fn>
 void for_each_chunk(const PlaneShape& shape, const Fn& fn) {
-  at::parallel_for(0, shape.planes * shape.chunks, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, shape.planes * shape.chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) fn(task, chunk_of(task, shape));
   });
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_forward_cpu(const at::Tensor& x, const at::Tensor& gamma,
-                                                               const at::Tensor& beta, double eps,
+std::tuple<Tensor, Tensor, Tensor> ain_forward_cpu(const Tensor& x, const Tensor& gamma,
+                                                               const Tensor& beta, double eps,
                                                                std::optional<double> negative_slope) {
   const ForwardTensors t = prepare_forward(x, gamma, beta);
   const PlaneShape& shape = t.shape;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "ain_forward_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
+  CF_DISPATCH_FLOATING(t.x.scalar_type(), "ain_forward_cpu", [&] {
+    using acc_t = opmath_t<scalar_t>;
     const scalar_t* xp = t.x.const_data_ptr<scalar_t>();
     const scalar_t* gp = t.gamma.const_data_ptr<scalar_t>();
     const scalar_t* bp = t.beta.const_data_ptr<scalar_t>();
@@ -141,14 +136,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_forward_cpu(const at::Tensor&
   return {t.out, t.mean, t.rstd};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
-                                                                const at::Tensor& gamma, const at::Tensor& beta,
-                                                                const at::Tensor& mean, const at::Tensor& rstd,
+std::tuple<Tensor, Tensor, Tensor> ain_backward_cpu(const Tensor& grad, const Tensor& x,
+                                                                const Tensor& gamma, const Tensor& beta,
+                                                                const Tensor& mean, const Tensor& rstd,
                                                                 std::optional<double> negative_slope) {
   const BackwardTensors t = prepare_backward(grad, x, gamma, beta, mean, rstd);
   const PlaneShape& shape = t.shape;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "ain_backward_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
+  CF_DISPATCH_FLOATING(t.x.scalar_type(), "ain_backward_cpu", [&] {
+    using acc_t = opmath_t<scalar_t>;
     const scalar_t* dyp = t.grad.const_data_ptr<scalar_t>();
     const scalar_t* xp = t.x.const_data_ptr<scalar_t>();
     const scalar_t* gp = t.gamma.const_data_ptr<scalar_t>();
@@ -188,7 +183,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_backward_cpu(const at::Tensor
 }  // namespace ain
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_IMPL(cycleisp_fast, CPU, m) {
-  m.impl("ain_forward", &cycleisp_fast::ain::ain_forward_cpu);
-  m.impl("ain_backward", &cycleisp_fast::ain::ain_backward_cpu);
+STABLE_TORCH_LIBRARY_IMPL(cycleisp_fast, CPU, m) {
+  m.impl("ain_forward", TORCH_BOX(&cycleisp_fast::ain::ain_forward_cpu));
+  m.impl("ain_backward", TORCH_BOX(&cycleisp_fast::ain::ain_backward_cpu));
 }

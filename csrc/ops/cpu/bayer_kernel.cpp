@@ -1,10 +1,5 @@
 // CPU kernel of cycleisp_fast::bayer_remap: rows in parallel, block columns in a vectorisable loop over
 // the shared per-element math of bayer_math.h.
-#include <ATen/ATen.h>
-#include <ATen/Dispatch_v2.h>
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include "../bayer.h"
 
@@ -18,7 +13,7 @@ void remap_rows(const RemapPlan& plan, const acc_t* black, const acc_t* white) {
   out_t* dst = plan.dst.mutable_data_ptr<out_t>();
   const int64_t H = plan.H, W = plan.W, block_columns = W / 2;
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(W, 1));
-  at::parallel_for(0, plan.N * H, grain, [&](int64_t begin, int64_t end) {
+  parallel_for(0, plan.N * H, grain, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const auto job = make_row_job<S, D>(src, dst, black, white, row / H, row % H, H, W, plan.red_site);
       for (int64_t bx = 0; bx < block_columns; ++bx) {
@@ -28,15 +23,15 @@ void remap_rows(const RemapPlan& plan, const acc_t* black, const acc_t* white) {
   });
 }
 
-at::Tensor bayer_remap_cpu(const at::Tensor& src, c10::string_view src_layout, c10::string_view dst_layout,
-                           c10::string_view pattern, std::optional<at::ArrayRef<double>> black,
-                           std::optional<at::ArrayRef<double>> white) {
+Tensor bayer_remap_cpu(const Tensor& src, std::string_view src_layout, std::string_view dst_layout,
+                           std::string_view pattern, std::optional<DoubleArrayRef> black,
+                           std::optional<DoubleArrayRef> white) {
   RemapPlan plan = plan_remap(src, src_layout, dst_layout, pattern, black, white);
   if (plan.dst.numel() == 0) return plan.dst;
   CYCLEISP_DISPATCH_BAYER_TYPES(plan.src.scalar_type(), "bayer_remap_cpu", [&] {
     using in_t = scalar_t;
     using out_t = remap_out_t<in_t>;
-    using acc_t = at::opmath_type<out_t>;
+    using acc_t = opmath_t<out_t>;
     acc_t black_acc[4], white_acc[4];
     for (int c = 0; c < 4; ++c) {
       black_acc[c] = static_cast<acc_t>(plan.black[c]);
@@ -57,4 +52,4 @@ at::Tensor bayer_remap_cpu(const at::Tensor& src, c10::string_view src_layout, c
 }  // namespace bayer
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_IMPL(cycleisp_fast, CPU, m) { m.impl("bayer_remap", &cycleisp_fast::bayer::bayer_remap_cpu); }
+STABLE_TORCH_LIBRARY_IMPL(cycleisp_fast, CPU, m) { m.impl("bayer_remap", TORCH_BOX(&cycleisp_fast::bayer::bayer_remap_cpu)); }

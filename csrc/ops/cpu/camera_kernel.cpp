@@ -1,9 +1,4 @@
 // CPU kernels of the camera ops: one image row per task, the per-site math of camera_math.h.
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include "../camera.h"
 #include "../camera_math.h"
@@ -104,10 +99,10 @@ std::vector<acc_t> image_params(const CameraPlan& plan, int64_t n, int64_t gain_
 }
 
 template <bool kMosaic>
-at::Tensor run(CameraPlan plan) {
+Tensor run(CameraPlan plan) {
   if (plan.dst.numel() == 0) return plan.dst;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, plan.src.scalar_type(), "camera_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
+  CF_DISPATCH_FLOATING(plan.src.scalar_type(), "camera_cpu", [&] {
+    using acc_t = opmath_t<scalar_t>;
     const int64_t gain_count = kMosaic ? 3 : 4;
     std::vector<std::vector<acc_t>> params;
     for (int64_t n = 0; n < plan.N; ++n) params.push_back(image_params<scalar_t, acc_t>(plan, n, gain_count));
@@ -115,7 +110,7 @@ at::Tensor run(CameraPlan plan) {
     scalar_t* dst = plan.dst.mutable_data_ptr<scalar_t>();
     const int64_t H = plan.H, W = plan.W, image = 3 * H * W;  // elements per image, both layouts
     const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(W, 1));
-    at::parallel_for(0, plan.N * H, grain, [&](int64_t begin, int64_t end) {
+    parallel_for(0, plan.N * H, grain, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         const int64_t n = row / H, y = row % H;
         const acc_t* p = params[n].data();
@@ -130,11 +125,11 @@ at::Tensor run(CameraPlan plan) {
   return plan.dst;
 }
 
-at::Tensor camera_mosaic_cpu(const at::Tensor& linear, const at::Tensor& rgb2cam, const at::Tensor& gains) {
+Tensor camera_mosaic_cpu(const Tensor& linear, const Tensor& rgb2cam, const Tensor& gains) {
   return run<true>(plan_mosaic(linear, rgb2cam, gains));
 }
 
-at::Tensor camera_demosaic_cpu(const at::Tensor& packed, const at::Tensor& gains, const at::Tensor& cam2rgb) {
+Tensor camera_demosaic_cpu(const Tensor& packed, const Tensor& gains, const Tensor& cam2rgb) {
   return run<false>(plan_demosaic(packed, gains, cam2rgb));
 }
 
@@ -142,7 +137,7 @@ at::Tensor camera_demosaic_cpu(const at::Tensor& packed, const at::Tensor& gains
 }  // namespace camera
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_IMPL(cycleisp_fast, CPU, m) {
-  m.impl("camera_mosaic", &cycleisp_fast::camera::camera_mosaic_cpu);
-  m.impl("camera_demosaic", &cycleisp_fast::camera::camera_demosaic_cpu);
+STABLE_TORCH_LIBRARY_IMPL(cycleisp_fast, CPU, m) {
+  m.impl("camera_mosaic", TORCH_BOX(&cycleisp_fast::camera::camera_mosaic_cpu));
+  m.impl("camera_demosaic", TORCH_BOX(&cycleisp_fast::camera::camera_demosaic_cpu));
 }

@@ -13,9 +13,6 @@
 //
 // The BLAS is column-major: a row-major (rows x cols) block with leading dimension ld is, to it, the
 // transposed matrix with the same ld. Half and bfloat16 are computed in float32 (converted on entry).
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <limits>
@@ -82,8 +79,8 @@ struct Tile {
 template <typename Body>
 void for_each_tile(const Shape& shape, const Body& body) {
   const int64_t tiles = (shape.plane() + kTile - 1) / kTile;
-  at::parallel_for(0, shape.batch * tiles, 1, [&](int64_t first, int64_t last) {
-    const int thread = at::get_thread_num();
+  parallel_for(0, shape.batch * tiles, 1, [&](int64_t first, int64_t last) {
+    const int thread = thread_index();
     for (int64_t task = first; task < last; ++task) {
       const int64_t begin = (task % tiles) * kTile;
       body(Tile{task / tiles, begin, std::min(kTile, shape.plane() - begin)}, thread);
@@ -264,7 +261,7 @@ void forward_kernel(const ForwardTensors& t) {
   const T* sa = t.weights.sa.const_data_ptr<T>();
   const T* bias = t.weights.proj_bias.const_data_ptr<T>();
   T* out = t.out.mutable_data_ptr<T>();
-  std::vector<std::vector<T>> scratch(at::get_num_threads());
+  std::vector<std::vector<T>> scratch(num_threads());
   for_each_tile(s, [&](const Tile& tile, int thread) {
     std::vector<T>& buffer = scratch[thread];
     buffer.resize(kTile + C * kTile);
@@ -334,7 +331,7 @@ void backward_kernel(BackwardTensors& t) {
   const T* proj = t.weights.proj.const_data_ptr<T>();
   const T* sa = t.weights.sa.const_data_ptr<T>();
   const ChannelAttention<T> ca = channel_attention<T>(s, t.weights, channel_mean);
-  std::vector<Partials<T>> partials(at::get_num_threads());
+  std::vector<Partials<T>> partials(num_threads());
   for (Partials<T>& p : partials) {
     p.scaled_outer.assign(C * C, T(0));
     p.outer.assign(s.batch * C * C, T(0));
@@ -436,58 +433,58 @@ void backward_kernel(BackwardTensors& t) {
   }
 }
 
-bool computed_in_float(const at::Tensor& res) {
-  return res.scalar_type() == at::kHalf || res.scalar_type() == at::kBFloat16;
+bool computed_in_float(const Tensor& res) {
+  return res.scalar_type() == ScalarType::Half || res.scalar_type() == ScalarType::BFloat16;
 }
 
 void check_blas_sizes(const Shape& s) {
   constexpr int64_t limit = std::numeric_limits<int>::max();
-  TORCH_CHECK_VALUE(s.plane() <= limit && 2 * s.channels <= limit,
+  CF_CHECK(s.plane() <= limit && 2 * s.channels <= limit,
                     "dual_attention (CPU): H*W and 2C must fit a 32-bit BLAS index, got H*W = ", s.plane(), ", C = ",
                     s.channels);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dual_attention_forward_cpu(
-    const at::Tensor& res, const at::Tensor& x, const at::Tensor& sa_weight, const at::Tensor& ca_w1,
-    const at::Tensor& ca_b1, const at::Tensor& ca_w2, const at::Tensor& ca_b2, const at::Tensor& proj_w,
-    const at::Tensor& proj_b) {
+std::tuple<Tensor, Tensor, Tensor, Tensor> dual_attention_forward_cpu(
+    const Tensor& res, const Tensor& x, const Tensor& sa_weight, const Tensor& ca_w1,
+    const Tensor& ca_b1, const Tensor& ca_w2, const Tensor& ca_b2, const Tensor& proj_w,
+    const Tensor& proj_b) {
   if (computed_in_float(res)) {
     prepare_forward(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b, true);  // checks, in res's dtype
-    auto [out, pool, argmax, mean] = dual_attention_forward_cpu(res.to(at::kFloat), x.to(at::kFloat), sa_weight, ca_w1,
+    auto [out, pool, argmax, mean] = dual_attention_forward_cpu(cast(res, ScalarType::Float), cast(x, ScalarType::Float), sa_weight, ca_w1,
                                                                 ca_b1, ca_w2, ca_b2, proj_w, proj_b);
-    return {out.to(res.scalar_type()), pool, argmax, mean};
+    return {cast(out, res.scalar_type()), pool, argmax, mean};
   }
   const ForwardTensors t = prepare_forward(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b, true);
   check_blas_sizes(t.shape);
   if (t.res.numel() > 0) {
-    AT_DISPATCH_FLOATING_TYPES(t.res.scalar_type(), "dual_attention_forward_cpu", [&] {
+    CF_DISPATCH_FLOAT_DOUBLE(t.res.scalar_type(), "dual_attention_forward_cpu", [&] {
       t.shape.channels_last ? forward_kernel<scalar_t, true>(t) : forward_kernel<scalar_t, false>(t);
     });
   }
   return {t.out, t.pool, t.argmax, t.channel_mean};
 }
 
-BackwardResult dual_attention_backward_cpu(const at::Tensor& grad_out, const at::Tensor& res, const at::Tensor& pool,
-                                           const at::Tensor& argmax, const at::Tensor& channel_mean,
-                                           const at::Tensor& sa_weight, const at::Tensor& ca_w1,
-                                           const at::Tensor& ca_b1, const at::Tensor& ca_w2, const at::Tensor& ca_b2,
-                                           const at::Tensor& proj_w) {
+BackwardResult dual_attention_backward_cpu(const Tensor& grad_out, const Tensor& res, const Tensor& pool,
+                                           const Tensor& argmax, const Tensor& channel_mean,
+                                           const Tensor& sa_weight, const Tensor& ca_w1,
+                                           const Tensor& ca_b1, const Tensor& ca_w2, const Tensor& ca_b2,
+                                           const Tensor& proj_w) {
   if (computed_in_float(res)) {
     prepare_backward(grad_out, res, pool, argmax, channel_mean, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, true);
-    BackwardResult grads = dual_attention_backward_cpu(grad_out.to(at::kFloat), res.to(at::kFloat), pool, argmax,
+    BackwardResult grads = dual_attention_backward_cpu(cast(grad_out, ScalarType::Float), cast(res, ScalarType::Float), pool, argmax,
                                                        channel_mean, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w);
-    std::get<0>(grads) = std::get<0>(grads).to(res.scalar_type());
+    std::get<0>(grads) = cast(std::get<0>(grads), res.scalar_type());
     return grads;
   }
   BackwardTensors t =
       prepare_backward(grad_out, res, pool, argmax, channel_mean, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, true);
   check_blas_sizes(t.shape);
   if (t.res.numel() > 0) {
-    AT_DISPATCH_FLOATING_TYPES(t.res.scalar_type(), "dual_attention_backward_cpu", [&] {
+    CF_DISPATCH_FLOAT_DOUBLE(t.res.scalar_type(), "dual_attention_backward_cpu", [&] {
       t.shape.channels_last ? backward_kernel<scalar_t, true>(t) : backward_kernel<scalar_t, false>(t);
     });
   } else {
-    t.grad_res.zero_();
+    zero_(t.grad_res);
   }
   return finish_backward(t, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w);
 }
@@ -496,7 +493,7 @@ BackwardResult dual_attention_backward_cpu(const at::Tensor& grad_out, const at:
 }  // namespace dual_attention
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_IMPL(cycleisp_fast, CPU, m) {
-  m.impl("dual_attention_forward", &cycleisp_fast::dual_attention::dual_attention_forward_cpu);
-  m.impl("dual_attention_backward", &cycleisp_fast::dual_attention::dual_attention_backward_cpu);
+STABLE_TORCH_LIBRARY_IMPL(cycleisp_fast, CPU, m) {
+  m.impl("dual_attention_forward", TORCH_BOX(&cycleisp_fast::dual_attention::dual_attention_forward_cpu));
+  m.impl("dual_attention_backward", TORCH_BOX(&cycleisp_fast::dual_attention::dual_attention_backward_cpu));
 }

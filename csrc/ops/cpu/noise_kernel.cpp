@@ -3,11 +3,6 @@
 // Poisson-Gaussian model then computes every element's first PTRS attempt in a vectorised float64 pass,
 // and only the elements it does not accept (small rates, rejected squeezes) take the scalar path of
 // noise_math.h, which restarts from the same words and so gives the same draws as the CUDA kernel.
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <optional>
@@ -80,7 +75,7 @@ void sample_cpu_typed(const SampleTensors& t) {
   const acc_t* read = t.read.const_data_ptr<acc_t>();
   const int64_t numel = t.x.numel();
   const int64_t tiles = (numel + kTile - 1) / kTile;
-  at::parallel_for(0, tiles, 16, [&](int64_t begin, int64_t end) {
+  parallel_for(0, tiles, 16, [&](int64_t begin, int64_t end) {
     uint32_t w[4][kTileCounters];
     acc_t z[kTile];
     for (int64_t tile = begin; tile < end; ++tile) {
@@ -106,13 +101,12 @@ void sample_cpu_typed(const SampleTensors& t) {
   });
 }
 
-at::Tensor noise_sample_cpu(const at::Tensor& x, const at::Tensor& shot, const at::Tensor& read, int64_t seed,
+Tensor noise_sample_cpu(const Tensor& x, const Tensor& shot, const Tensor& read, int64_t seed,
                             int64_t offset, int64_t model, std::optional<double> clip_min,
                             std::optional<double> clip_max) {
   const SampleTensors t = prepare_sample(x, shot, read, seed, offset, model, clip_min, clip_max);
   if (t.x.numel() == 0) return t.out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "noise_sample_cpu",
-                                  [&] { sample_cpu_typed<scalar_t>(t); });
+  CF_DISPATCH_FLOATING(t.x.scalar_type(), "noise_sample_cpu", [&] { sample_cpu_typed<scalar_t>(t); });
   return t.out;
 }
 
@@ -120,4 +114,4 @@ at::Tensor noise_sample_cpu(const at::Tensor& x, const at::Tensor& shot, const a
 }  // namespace noise
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_IMPL(cycleisp_fast, CPU, m) { m.impl("noise_sample", &cycleisp_fast::noise::noise_sample_cpu); }
+STABLE_TORCH_LIBRARY_IMPL(cycleisp_fast, CPU, m) { m.impl("noise_sample", TORCH_BOX(&cycleisp_fast::noise::noise_sample_cpu)); }

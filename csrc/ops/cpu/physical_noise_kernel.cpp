@@ -4,10 +4,6 @@
 // tile's normals or Tukey-lambda quantiles, the quantisation noise, then their sum per row segment, where a
 // segment is the part of the tile in one row of one (image, channel) plane and shares its parameters and row
 // offset.
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -92,7 +88,7 @@ void physical_cpu_typed(const PhysicalTensors& t) {
   const int64_t numel = t.x.numel();
   const int64_t tiles = (numel + kTile - 1) / kTile;
   const int64_t comp = t.components;
-  at::parallel_for(0, tiles, 16, [&](int64_t begin, int64_t end) {
+  parallel_for(0, tiles, 16, [&](int64_t begin, int64_t end) {
     uint32_t w[4][kTileCounters];
     uint32_t tukey_words[kTile], quant_words[kTile];  // the tile layout: word-major runs of 256 = element order
     acc_t z[kTile], shot[kTile], read[kTile], quant[kTile];
@@ -155,12 +151,12 @@ void physical_cpu_typed(const PhysicalTensors& t) {
   });
 }
 
-at::Tensor physical_noise_cpu(const at::Tensor& x, const at::Tensor& params, const at::Tensor& bias,
-                              at::IntArrayRef row_phase, int64_t seed, int64_t offset, int64_t components,
+Tensor physical_noise_cpu(const Tensor& x, const Tensor& params, const Tensor& bias,
+                              IntArrayRef row_phase, int64_t seed, int64_t offset, int64_t components,
                               std::optional<double> clip_min, std::optional<double> clip_max) {
   const PhysicalTensors t = prepare_physical(x, params, bias, row_phase, seed, offset, components, clip_min, clip_max);
   if (t.x.numel() == 0) return t.out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "physical_noise_cpu",
+  CF_DISPATCH_FLOATING(t.x.scalar_type(), "physical_noise_cpu",
                                   [&] { physical_cpu_typed<scalar_t>(t); });
   return t.out;
 }
@@ -169,6 +165,6 @@ at::Tensor physical_noise_cpu(const at::Tensor& x, const at::Tensor& params, con
 }  // namespace physical_noise
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_IMPL(cycleisp_fast, CPU, m) {
-  m.impl("physical_noise", &cycleisp_fast::physical_noise::physical_noise_cpu);
+STABLE_TORCH_LIBRARY_IMPL(cycleisp_fast, CPU, m) {
+  m.impl("physical_noise", TORCH_BOX(&cycleisp_fast::physical_noise::physical_noise_cpu));
 }

@@ -1,17 +1,12 @@
 // CUDA kernels of cycleisp_fast::ain_forward / ain_backward: one thread block per (plane, chunk), two
 // kernels per direction (partial reductions with CUB, then the element-wise pass), over the same
 // per-element math (ain_math.h) that the CPU kernels run and the CPU tests exercise.
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
 #include <cub/block/block_reduce.cuh>
 #include <tuple>
 
 #include "../ain.h"
+#include "launch.cuh"
 
 namespace cycleisp_fast {
 namespace ain {
@@ -119,49 +114,49 @@ __global__ void __launch_bounds__(kThreads) ain_input_grad_kernel(
 
 // A scratch buffer of `count` values of T, a struct of acc_t fields.
 template <typename T, typename acc_t>
-at::Tensor scratch(int64_t count, const at::Tensor& like) {
+Tensor scratch(int64_t count, const Tensor& like) {
   static_assert(sizeof(T) % sizeof(acc_t) == 0, "scratch: T must be made of acc_t fields");
-  return at::empty({count * static_cast<int64_t>(sizeof(T) / sizeof(acc_t))},
-                   like.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+  return empty_tensor({count * static_cast<int64_t>(sizeof(T) / sizeof(acc_t))},
+                      std::is_same_v<acc_t, double> ? ScalarType::Double : ScalarType::Float, like.device());
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_forward_cuda(const at::Tensor& x, const at::Tensor& gamma,
-                                                                const at::Tensor& beta, double eps,
+std::tuple<Tensor, Tensor, Tensor> ain_forward_cuda(const Tensor& x, const Tensor& gamma,
+                                                                const Tensor& beta, double eps,
                                                                 std::optional<double> negative_slope) {
-  const c10::cuda::OptionalCUDAGuard guard(x.device());
+  const CudaDeviceGuard guard(x);
   const ForwardTensors t = prepare_forward(x, gamma, beta);
   const int64_t tasks = t.shape.planes * t.shape.chunks;
   if (tasks == 0) return {t.out, t.mean, t.rstd};
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "ain_forward_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    at::Tensor partial = scratch<Moments<acc_t>, acc_t>(tasks, t.x);
+  const cudaStream_t stream = current_cuda_stream();
+  CF_DISPATCH_FLOATING(t.x.scalar_type(), "ain_forward_cuda", [&] {
+    using acc_t = opmath_t<scalar_t>;
+    Tensor partial = scratch<Moments<acc_t>, acc_t>(tasks, t.x);
     auto* partial_p = reinterpret_cast<Moments<acc_t>*>(partial.mutable_data_ptr<acc_t>());
     ain_stats_kernel<scalar_t, acc_t><<<tasks, kThreads, 0, stream>>>(t.x.const_data_ptr<scalar_t>(), partial_p,
                                                                       t.shape.plane_size, t.shape.chunks);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CF_CUDA_LAUNCH_CHECK();
     ain_modulate_kernel<scalar_t, acc_t><<<tasks, kThreads, 0, stream>>>(
         t.x.const_data_ptr<scalar_t>(), t.gamma.const_data_ptr<scalar_t>(), t.beta.const_data_ptr<scalar_t>(),
         t.out.mutable_data_ptr<scalar_t>(), partial_p, t.mean.mutable_data_ptr<acc_t>(),
         t.rstd.mutable_data_ptr<acc_t>(), t.shape.plane_size, t.shape.chunks, static_cast<acc_t>(eps),
         negative_slope.has_value(), static_cast<acc_t>(negative_slope.value_or(0.0)));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CF_CUDA_LAUNCH_CHECK();
   });
   return {t.out, t.mean, t.rstd};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_backward_cuda(const at::Tensor& grad, const at::Tensor& x,
-                                                                 const at::Tensor& gamma, const at::Tensor& beta,
-                                                                 const at::Tensor& mean, const at::Tensor& rstd,
+std::tuple<Tensor, Tensor, Tensor> ain_backward_cuda(const Tensor& grad, const Tensor& x,
+                                                                 const Tensor& gamma, const Tensor& beta,
+                                                                 const Tensor& mean, const Tensor& rstd,
                                                                  std::optional<double> negative_slope) {
-  const c10::cuda::OptionalCUDAGuard guard(x.device());
+  const CudaDeviceGuard guard(x);
   const BackwardTensors t = prepare_backward(grad, x, gamma, beta, mean, rstd);
   const int64_t tasks = t.shape.planes * t.shape.chunks;
   if (tasks == 0) return {t.grad_x, t.grad_gamma, t.grad_beta};
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "ain_backward_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    at::Tensor partial = scratch<GradSums<acc_t>, acc_t>(tasks, t.x);
+  const cudaStream_t stream = current_cuda_stream();
+  CF_DISPATCH_FLOATING(t.x.scalar_type(), "ain_backward_cuda", [&] {
+    using acc_t = opmath_t<scalar_t>;
+    Tensor partial = scratch<GradSums<acc_t>, acc_t>(tasks, t.x);
     auto* partial_p = reinterpret_cast<GradSums<acc_t>*>(partial.mutable_data_ptr<acc_t>());
     const bool leaky = negative_slope.has_value();
     const acc_t slope = static_cast<acc_t>(negative_slope.value_or(0.0));
@@ -170,12 +165,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_backward_cuda(const at::Tenso
         t.beta.const_data_ptr<scalar_t>(), t.mean.const_data_ptr<acc_t>(), t.rstd.const_data_ptr<acc_t>(),
         t.grad_gamma.mutable_data_ptr<scalar_t>(), t.grad_beta.mutable_data_ptr<scalar_t>(), partial_p,
         t.shape.plane_size, t.shape.chunks, leaky, slope);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CF_CUDA_LAUNCH_CHECK();
     ain_input_grad_kernel<scalar_t, acc_t><<<tasks, kThreads, 0, stream>>>(
         t.grad.const_data_ptr<scalar_t>(), t.x.const_data_ptr<scalar_t>(), t.gamma.const_data_ptr<scalar_t>(),
         t.beta.const_data_ptr<scalar_t>(), t.mean.const_data_ptr<acc_t>(), t.rstd.const_data_ptr<acc_t>(), partial_p,
         t.grad_x.mutable_data_ptr<scalar_t>(), t.shape.plane_size, t.shape.chunks, leaky, slope);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CF_CUDA_LAUNCH_CHECK();
   });
   return {t.grad_x, t.grad_gamma, t.grad_beta};
 }
@@ -184,7 +179,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ain_backward_cuda(const at::Tenso
 }  // namespace ain
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_IMPL(cycleisp_fast, CUDA, m) {
-  m.impl("ain_forward", &cycleisp_fast::ain::ain_forward_cuda);
-  m.impl("ain_backward", &cycleisp_fast::ain::ain_backward_cuda);
+STABLE_TORCH_LIBRARY_IMPL(cycleisp_fast, CUDA, m) {
+  m.impl("ain_forward", TORCH_BOX(&cycleisp_fast::ain::ain_forward_cuda));
+  m.impl("ain_backward", TORCH_BOX(&cycleisp_fast::ain::ain_backward_cuda));
 }

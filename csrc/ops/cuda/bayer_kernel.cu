@@ -1,11 +1,5 @@
 // CUDA kernel of cycleisp_fast::bayer_remap: one thread per (row, block column), running the same
 // per-element math (bayer_math.h) that the CPU kernel runs and the CPU tests exercise.
-#include <ATen/ATen.h>
-#include <ATen/Dispatch_v2.h>
-#include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
 #include "../bayer.h"
 #include "launch.cuh"
@@ -33,19 +27,19 @@ __global__ void bayer_remap_kernel(const in_t* __restrict__ src, out_t* __restri
   }
 }
 
-at::Tensor bayer_remap_cuda(const at::Tensor& src, c10::string_view src_layout, c10::string_view dst_layout,
-                            c10::string_view pattern, std::optional<at::ArrayRef<double>> black,
-                            std::optional<at::ArrayRef<double>> white) {
-  const c10::cuda::OptionalCUDAGuard guard(src.device());
+Tensor bayer_remap_cuda(const Tensor& src, std::string_view src_layout, std::string_view dst_layout,
+                            std::string_view pattern, std::optional<DoubleArrayRef> black,
+                            std::optional<DoubleArrayRef> white) {
+  const CudaDeviceGuard guard(src);
   RemapPlan plan = plan_remap(src, src_layout, dst_layout, pattern, black, white);
   const int64_t total = plan.N * plan.H * (plan.W / 2);
   if (total == 0) return plan.dst;
-  const auto stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = current_cuda_stream();
   const LaunchConfig config = elementwise_launch_config(total);
   CYCLEISP_DISPATCH_BAYER_TYPES(plan.src.scalar_type(), "bayer_remap_cuda", [&] {
     using in_t = scalar_t;
     using out_t = remap_out_t<in_t>;
-    using acc_t = at::opmath_type<out_t>;
+    using acc_t = opmath_t<out_t>;
     Levels<acc_t> levels;
     for (int c = 0; c < 4; ++c) {
       levels.black[c] = static_cast<acc_t>(plan.black[c]);
@@ -63,7 +57,7 @@ at::Tensor bayer_remap_cuda(const at::Tensor& src, c10::string_view src_layout, 
         bayer_remap_kernel<S, D, false, in_t, out_t, acc_t><<<config.blocks, config.threads, 0, stream>>>(
             src_ptr, dst_ptr, levels, plan.N, plan.H, plan.W, plan.red_site);
       }
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      CF_CUDA_LAUNCH_CHECK();
     });
   });
   return plan.dst;
@@ -73,4 +67,4 @@ at::Tensor bayer_remap_cuda(const at::Tensor& src, c10::string_view src_layout, 
 }  // namespace bayer
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_IMPL(cycleisp_fast, CUDA, m) { m.impl("bayer_remap", &cycleisp_fast::bayer::bayer_remap_cuda); }
+STABLE_TORCH_LIBRARY_IMPL(cycleisp_fast, CUDA, m) { m.impl("bayer_remap", TORCH_BOX(&cycleisp_fast::bayer::bayer_remap_cuda)); }

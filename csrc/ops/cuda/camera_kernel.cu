@@ -1,11 +1,5 @@
 // CUDA kernels of the camera ops: one thread per site (mosaic) or output pixel (demosaic), running the same
 // per-site math (camera_math.h) that the CPU kernels run and the CPU tests exercise.
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
 #include "../camera.h"
 #include "../camera_math.h"
@@ -49,12 +43,12 @@ __global__ void demosaic_kernel(const scalar_t* __restrict__ packed, const scala
 }
 
 template <bool kMosaic>
-at::Tensor run(CameraPlan plan) {
+Tensor run(CameraPlan plan) {
   if (plan.dst.numel() == 0) return plan.dst;
   const auto config = elementwise_launch_config(plan.N * plan.H * plan.W);
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, plan.src.scalar_type(), "camera_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
+  const cudaStream_t stream = current_cuda_stream();
+  CF_DISPATCH_FLOATING(plan.src.scalar_type(), "camera_cuda", [&] {
+    using acc_t = opmath_t<scalar_t>;
     if (kMosaic) {
       mosaic_kernel<scalar_t, acc_t><<<config.blocks, config.threads, 0, stream>>>(
           plan.src.const_data_ptr<scalar_t>(), plan.matrix.const_data_ptr<scalar_t>(),
@@ -64,18 +58,18 @@ at::Tensor run(CameraPlan plan) {
           plan.src.const_data_ptr<scalar_t>(), plan.gains.const_data_ptr<scalar_t>(),
           plan.matrix.const_data_ptr<scalar_t>(), plan.dst.mutable_data_ptr<scalar_t>(), plan.N, plan.H, plan.W);
     }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CF_CUDA_LAUNCH_CHECK();
   });
   return plan.dst;
 }
 
-at::Tensor camera_mosaic_cuda(const at::Tensor& linear, const at::Tensor& rgb2cam, const at::Tensor& gains) {
-  const c10::cuda::OptionalCUDAGuard guard(linear.device());
+Tensor camera_mosaic_cuda(const Tensor& linear, const Tensor& rgb2cam, const Tensor& gains) {
+  const CudaDeviceGuard guard(linear);
   return run<true>(plan_mosaic(linear, rgb2cam, gains));
 }
 
-at::Tensor camera_demosaic_cuda(const at::Tensor& packed, const at::Tensor& gains, const at::Tensor& cam2rgb) {
-  const c10::cuda::OptionalCUDAGuard guard(packed.device());
+Tensor camera_demosaic_cuda(const Tensor& packed, const Tensor& gains, const Tensor& cam2rgb) {
+  const CudaDeviceGuard guard(packed);
   return run<false>(plan_demosaic(packed, gains, cam2rgb));
 }
 
@@ -83,7 +77,7 @@ at::Tensor camera_demosaic_cuda(const at::Tensor& packed, const at::Tensor& gain
 }  // namespace camera
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_IMPL(cycleisp_fast, CUDA, m) {
-  m.impl("camera_mosaic", &cycleisp_fast::camera::camera_mosaic_cuda);
-  m.impl("camera_demosaic", &cycleisp_fast::camera::camera_demosaic_cuda);
+STABLE_TORCH_LIBRARY_IMPL(cycleisp_fast, CUDA, m) {
+  m.impl("camera_mosaic", TORCH_BOX(&cycleisp_fast::camera::camera_mosaic_cuda));
+  m.impl("camera_demosaic", TORCH_BOX(&cycleisp_fast::camera::camera_demosaic_cuda));
 }

@@ -32,12 +32,6 @@
 // a fixed order by a later kernel, never atomics. Half and bfloat16 are read and written as such and
 // computed in float32. The features are taken in NCHW only (prepare_forward / prepare_backward are asked for
 // no channels_last), as cycleisp_fast/ops/dual_attention.py's fake implementations expect of CUDA.
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <limits>
@@ -82,7 +76,7 @@ static_assert(kGradThreads % kGradChunk == 0 && kGradTile % (kGradThreads / kGra
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 unsigned int grid_size(int64_t blocks) {
-  TORCH_CHECK(blocks <= std::numeric_limits<int>::max(), "dual_attention (CUDA): the input is too large (",
+  CF_CHECK(blocks <= std::numeric_limits<int>::max(), "dual_attention (CUDA): the input is too large (",
               blocks, " thread blocks)");
   return static_cast<unsigned int>(blocks);
 }
@@ -586,47 +580,47 @@ void sum_rows(const acc_t* part, int64_t batches, int64_t rows, int64_t row_stri
   const LaunchConfig config = elementwise_launch_config(batches * count);
   sum_rows_kernel<acc_t><<<config.blocks, config.threads, 0, stream>>>(part, batches, rows, row_stride, count,
                                                                        divisor, out);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  CF_CUDA_LAUNCH_CHECK();
 }
 
 struct ChannelAttention {
-  at::Tensor hidden, scale;  // (N, R), (N, C)
+  Tensor hidden, scale;  // (N, R), (N, C)
 };
 
 template <typename acc_t>
-ChannelAttention channel_attention(const Shape& s, const Weights& w, const at::Tensor& channel_mean,
+ChannelAttention channel_attention(const Shape& s, const Weights& w, const Tensor& channel_mean,
                                    cudaStream_t stream) {
-  ChannelAttention ca{at::empty({s.batch, s.reduced}, channel_mean.options()),
-                      at::empty({s.batch, s.channels}, channel_mean.options())};
+  ChannelAttention ca{empty_tensor({s.batch, s.reduced}, channel_mean.scalar_type(), channel_mean.device()),
+                      empty_tensor({s.batch, s.channels}, channel_mean.scalar_type(), channel_mean.device())};
   const LaunchConfig config = elementwise_launch_config(s.batch);
   channel_attention_kernel<acc_t><<<config.blocks, config.threads, 0, stream>>>(
       channel_mean.const_data_ptr<acc_t>(), w.w1.const_data_ptr<acc_t>(), w.b1.const_data_ptr<acc_t>(),
       w.w2.const_data_ptr<acc_t>(), w.b2.const_data_ptr<acc_t>(), ca.hidden.mutable_data_ptr<acc_t>(),
       ca.scale.mutable_data_ptr<acc_t>(), s.batch, s.channels, s.reduced);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  CF_CUDA_LAUNCH_CHECK();
   return ca;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dual_attention_forward_cuda(
-    const at::Tensor& res, const at::Tensor& x, const at::Tensor& sa_weight, const at::Tensor& ca_w1,
-    const at::Tensor& ca_b1, const at::Tensor& ca_w2, const at::Tensor& ca_b2, const at::Tensor& proj_w,
-    const at::Tensor& proj_b) {
-  const c10::cuda::OptionalCUDAGuard guard(res.device());
+std::tuple<Tensor, Tensor, Tensor, Tensor> dual_attention_forward_cuda(
+    const Tensor& res, const Tensor& x, const Tensor& sa_weight, const Tensor& ca_w1,
+    const Tensor& ca_b1, const Tensor& ca_w2, const Tensor& ca_b2, const Tensor& proj_w,
+    const Tensor& proj_b) {
+  const CudaDeviceGuard guard(res);
   const ForwardTensors t = prepare_forward(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b,
                                              /*allow_channels_last=*/false);
   if (t.res.numel() == 0) return {t.out, t.pool, t.argmax, t.channel_mean};
   const Shape& s = t.shape;
   const int64_t C = s.channels, P = s.plane();
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.res.scalar_type(), "dual_attention_forward_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
+  const cudaStream_t stream = current_cuda_stream();
+  CF_DISPATCH_FLOATING(t.res.scalar_type(), "dual_attention_forward_cuda", [&] {
+    using acc_t = opmath_t<scalar_t>;
     const Weights& w = t.weights;
     const int64_t pool_tiles = ceil_div(P, kPoolTile);
-    at::Tensor tile_sums = at::empty({s.batch * pool_tiles * C}, t.pool.options());
+    Tensor tile_sums = empty_tensor({s.batch * pool_tiles * C}, t.pool.scalar_type(), t.pool.device());
     channel_pool_kernel<scalar_t, acc_t><<<grid_size(s.batch * pool_tiles), kThreads, 0, stream>>>(
         t.res.const_data_ptr<scalar_t>(), t.pool.mutable_data_ptr<acc_t>(), t.argmax.mutable_data_ptr<int32_t>(),
         tile_sums.mutable_data_ptr<acc_t>(), C, P, pool_tiles);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CF_CUDA_LAUNCH_CHECK();
     sum_rows<acc_t>(tile_sums.const_data_ptr<acc_t>(), s.batch, pool_tiles, C, C, static_cast<acc_t>(P),
                     t.channel_mean.mutable_data_ptr<acc_t>(), stream);
     const ChannelAttention ca = channel_attention<acc_t>(s, w, t.channel_mean, stream);
@@ -636,71 +630,71 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dual_attention_forwar
         w.sa.const_data_ptr<acc_t>(), w.proj.const_data_ptr<acc_t>(), w.proj_bias.const_data_ptr<acc_t>(),
         ca.scale.const_data_ptr<acc_t>(), t.out.mutable_data_ptr<scalar_t>(), C, s.height, s.width, row_tiles,
         pixel_tiles);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CF_CUDA_LAUNCH_CHECK();
   });
   return {t.out, t.pool, t.argmax, t.channel_mean};
 }
 
 template <typename scalar_t>
 void backward_kernels(BackwardTensors& t, cudaStream_t stream) {
-  using acc_t = at::opmath_type<scalar_t>;
+  using acc_t = opmath_t<scalar_t>;
   const Shape& s = t.shape;
   const int64_t N = s.batch, C = s.channels, R = s.reduced, P = s.plane();
   const Weights& w = t.weights;
   Weights& grads = t.grads;
-  const auto acc = t.pool.options();
+  const auto acc = [&](int64_t count) { return empty_tensor({count}, t.pool.scalar_type(), t.pool.device()); };
   const ChannelAttention ca = channel_attention<acc_t>(s, w, t.channel_mean, stream);
 
   // dL/dlogit and the SA weight's partials.
   const int64_t pixel_tiles = ceil_div(P, kTilePixels);
-  at::Tensor spatial = at::empty({N * P}, acc);  // s, recomputed from the pool once
-  at::Tensor grad_logit = at::empty({N * P}, acc);
-  at::Tensor sa_partial = at::empty({N * pixel_tiles * kSpatialTaps}, acc);
+  Tensor spatial = acc(N * P);  // s, recomputed from the pool once
+  Tensor grad_logit = acc(N * P);
+  Tensor sa_partial = acc(N * pixel_tiles * kSpatialTaps);
   logit_grad_kernel<scalar_t, acc_t><<<grid_size(N * pixel_tiles), kThreads, 0, stream>>>(
       t.grad.const_data_ptr<scalar_t>(), t.res.const_data_ptr<scalar_t>(), t.pool.const_data_ptr<acc_t>(),
       w.sa.const_data_ptr<acc_t>(), w.proj.const_data_ptr<acc_t>(), spatial.mutable_data_ptr<acc_t>(),
       grad_logit.mutable_data_ptr<acc_t>(), sa_partial.mutable_data_ptr<acc_t>(), C, s.height, s.width, pixel_tiles);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  CF_CUDA_LAUNCH_CHECK();
 
   // The projection's gradients: per (image, split) partials, then their fixed-order sums.
   const int64_t side_tiles = ceil_div(C, kGradTile);
   // Splits of each image's pixels: kGradBlocksPerSm blocks per SM, unless that leaves a split fewer than
   // kMinSplitPixels pixels; whole kGradChunk runs.
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int64_t sms = sm_count();
   const int64_t wanted = ceil_div(sms * kGradBlocksPerSm, N * side_tiles * side_tiles);
   const int64_t split_count = std::clamp<int64_t>(wanted, 1, ceil_div(P, kMinSplitPixels));
   const int64_t split_pixels = ceil_div(ceil_div(P, split_count), kGradChunk) * kGradChunk;
   const int64_t splits = ceil_div(P, split_pixels);
   const PartialLayout layout{C};
-  at::Tensor partial = at::empty({N * splits * layout.stride()}, acc);
+  Tensor partial = acc(N * splits * layout.stride());
   weight_grad_partials_kernel<scalar_t, acc_t>
       <<<grid_size(N * splits * side_tiles * side_tiles), kGradThreads, 0, stream>>>(
           t.grad.const_data_ptr<scalar_t>(), t.res.const_data_ptr<scalar_t>(), spatial.const_data_ptr<acc_t>(),
           partial.mutable_data_ptr<acc_t>(), C, P, side_tiles, splits, split_pixels);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  at::Tensor outer = at::empty({N * C * C}, acc);
+  CF_CUDA_LAUNCH_CHECK();
+  Tensor outer = acc(N * C * C);
   const LaunchConfig squared = elementwise_launch_config(C * C);
   projection_grads_kernel<acc_t><<<squared.blocks, squared.threads, 0, stream>>>(
       partial.const_data_ptr<acc_t>(), ca.scale.const_data_ptr<acc_t>(), outer.mutable_data_ptr<acc_t>(),
       grads.proj.mutable_data_ptr<acc_t>(), N, splits, C);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  CF_CUDA_LAUNCH_CHECK();
   sum_rows<acc_t>(partial.const_data_ptr<acc_t>() + layout.bias(), 1, N * splits, layout.stride(), C, acc_t(1),
                   grads.proj_bias.mutable_data_ptr<acc_t>(), stream);
 
   // The CA MLP's backward, per image, then summed over the images.
   const MlpLayout mlp{C, R};
-  at::Tensor mlp_partial = at::zeros({N * mlp.stride()}, acc);
-  at::Tensor channel_grad = at::empty({N * C}, acc);
+  Tensor mlp_partial = zeros_tensor({N * mlp.stride()}, t.pool.scalar_type(), t.pool.device());
+  Tensor channel_grad = acc(N * C);
   const size_t shared_bytes = static_cast<size_t>(2 * C + R) * sizeof(acc_t);
-  TORCH_CHECK(shared_bytes <= 48 * 1024, "dual_attention_backward (CUDA): C = ", C, " and C/r = ", R,
+  CF_CHECK(shared_bytes <= 48 * 1024, "dual_attention_backward (CUDA): C = ", C, " and C/r = ", R,
               " need more than 48 KiB of shared memory in the channel attention's backward");
   channel_attention_grad_kernel<acc_t><<<grid_size(N), kThreads, shared_bytes, stream>>>(
       outer.const_data_ptr<acc_t>(), w.proj.const_data_ptr<acc_t>(), ca.scale.const_data_ptr<acc_t>(),
       ca.hidden.const_data_ptr<acc_t>(), t.channel_mean.const_data_ptr<acc_t>(), w.w1.const_data_ptr<acc_t>(),
       w.w2.const_data_ptr<acc_t>(), mlp_partial.mutable_data_ptr<acc_t>(), channel_grad.mutable_data_ptr<acc_t>(), C,
       R, acc_t(1) / static_cast<acc_t>(P));
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const auto sum_images = [&](int64_t offset, int64_t count, at::Tensor& out) {
+  CF_CUDA_LAUNCH_CHECK();
+  const auto sum_images = [&](int64_t offset, int64_t count, Tensor& out) {
     sum_rows<acc_t>(mlp_partial.const_data_ptr<acc_t>() + offset, 1, N, mlp.stride(), count, acc_t(1),
                     out.mutable_data_ptr<acc_t>(), stream);
   };
@@ -718,21 +712,21 @@ void backward_kernels(BackwardTensors& t, cudaStream_t stream) {
       grad_logit.const_data_ptr<acc_t>(), w.sa.const_data_ptr<acc_t>(), w.proj.const_data_ptr<acc_t>(),
       ca.scale.const_data_ptr<acc_t>(), channel_grad.const_data_ptr<acc_t>(), t.grad_res.mutable_data_ptr<scalar_t>(),
       C, s.height, s.width, row_tiles, pixel_tiles);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  CF_CUDA_LAUNCH_CHECK();
 }
 
-BackwardResult dual_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& res, const at::Tensor& pool,
-                                            const at::Tensor& argmax, const at::Tensor& channel_mean,
-                                            const at::Tensor& sa_weight, const at::Tensor& ca_w1,
-                                            const at::Tensor& ca_b1, const at::Tensor& ca_w2, const at::Tensor& ca_b2,
-                                            const at::Tensor& proj_w) {
-  const c10::cuda::OptionalCUDAGuard guard(res.device());
+BackwardResult dual_attention_backward_cuda(const Tensor& grad_out, const Tensor& res, const Tensor& pool,
+                                            const Tensor& argmax, const Tensor& channel_mean,
+                                            const Tensor& sa_weight, const Tensor& ca_w1,
+                                            const Tensor& ca_b1, const Tensor& ca_w2, const Tensor& ca_b2,
+                                            const Tensor& proj_w) {
+  const CudaDeviceGuard guard(res);
   BackwardTensors t =
       prepare_backward(grad_out, res, pool, argmax, channel_mean, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w,
                        /*allow_channels_last=*/false);
   if (t.res.numel() > 0) {
-    const auto stream = at::cuda::getCurrentCUDAStream();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.res.scalar_type(), "dual_attention_backward_cuda",
+    const cudaStream_t stream = current_cuda_stream();
+    CF_DISPATCH_FLOATING(t.res.scalar_type(), "dual_attention_backward_cuda",
                                     [&] { backward_kernels<scalar_t>(t, stream); });
   }
   return finish_backward(t, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w);
@@ -742,7 +736,7 @@ BackwardResult dual_attention_backward_cuda(const at::Tensor& grad_out, const at
 }  // namespace dual_attention
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_IMPL(cycleisp_fast, CUDA, m) {
-  m.impl("dual_attention_forward", &cycleisp_fast::dual_attention::dual_attention_forward_cuda);
-  m.impl("dual_attention_backward", &cycleisp_fast::dual_attention::dual_attention_backward_cuda);
+STABLE_TORCH_LIBRARY_IMPL(cycleisp_fast, CUDA, m) {
+  m.impl("dual_attention_forward", TORCH_BOX(&cycleisp_fast::dual_attention::dual_attention_forward_cuda));
+  m.impl("dual_attention_backward", TORCH_BOX(&cycleisp_fast::dual_attention::dual_attention_backward_cuda));
 }

@@ -1,11 +1,6 @@
 // CUDA kernel of cycleisp_fast::noise_sample: one thread per Philox counter of the Gaussian stream, i.e.
 // four elements (lane l of the four 256-element runs of a tile, so a warp's stores are coalesced), over
 // the same per-element math (noise_math.h) that the CPU kernel runs and the CPU tests exercise.
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
 #include <optional>
 #include <type_traits>
@@ -60,16 +55,16 @@ __global__ void noise_sample_kernel(const scalar_t* __restrict__ x, scalar_t* __
   }
 }
 
-at::Tensor noise_sample_cuda(const at::Tensor& x, const at::Tensor& shot, const at::Tensor& read, int64_t seed,
+Tensor noise_sample_cuda(const Tensor& x, const Tensor& shot, const Tensor& read, int64_t seed,
                              int64_t offset, int64_t model, std::optional<double> clip_min,
                              std::optional<double> clip_max) {
-  const c10::cuda::OptionalCUDAGuard guard(x.device());
+  const CudaDeviceGuard guard(x);
   const SampleTensors t = prepare_sample(x, shot, read, seed, offset, model, clip_min, clip_max);
   const int64_t numel = t.x.numel();
   if (numel == 0) return t.out;
-  const auto stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = current_cuda_stream();
   const LaunchConfig config = elementwise_launch_config((numel + kTile - 1) / kTile * kTileCounters);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "noise_sample_cuda", [&] {
+  CF_DISPATCH_FLOATING(t.x.scalar_type(), "noise_sample_cuda", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     const Params<acc_t> p{t.shot.const_data_ptr<acc_t>(), t.read.const_data_ptr<acc_t>(), t.plane_size, t.stream,
                           t.has_min, t.has_max, static_cast<acc_t>(t.clip_min), static_cast<acc_t>(t.clip_max)};
@@ -84,7 +79,7 @@ at::Tensor noise_sample_cuda(const at::Tensor& x, const at::Tensor& shot, const 
     } else {
       noise_sample_kernel<Model::kPoissonGaussian><<<config.blocks, config.threads, 0, stream>>>(in, out, numel, p);
     }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CF_CUDA_LAUNCH_CHECK();
   });
   return t.out;
 }
@@ -93,4 +88,4 @@ at::Tensor noise_sample_cuda(const at::Tensor& x, const at::Tensor& shot, const 
 }  // namespace noise
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_IMPL(cycleisp_fast, CUDA, m) { m.impl("noise_sample", &cycleisp_fast::noise::noise_sample_cuda); }
+STABLE_TORCH_LIBRARY_IMPL(cycleisp_fast, CUDA, m) { m.impl("noise_sample", TORCH_BOX(&cycleisp_fast::noise::noise_sample_cuda)); }

@@ -2,11 +2,6 @@
 // elements (lane l of the four 256-element runs of a tile, so a warp's stores are coalesced), over the
 // per-element math of physical_noise_math.h that the CPU kernel runs and the CPU tests exercise. Each element
 // draws its own uniform words and its row's normal (one Philox call each).
-#include <ATen/ATen.h>
-#include <ATen/Dispatch.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
 
 #include <optional>
 #include <type_traits>
@@ -88,16 +83,16 @@ __global__ void physical_noise_kernel(const scalar_t* __restrict__ x, scalar_t* 
   }
 }
 
-at::Tensor physical_noise_cuda(const at::Tensor& x, const at::Tensor& params, const at::Tensor& bias,
-                               at::IntArrayRef row_phase, int64_t seed, int64_t offset, int64_t components,
+Tensor physical_noise_cuda(const Tensor& x, const Tensor& params, const Tensor& bias,
+                               IntArrayRef row_phase, int64_t seed, int64_t offset, int64_t components,
                                std::optional<double> clip_min, std::optional<double> clip_max) {
-  const c10::cuda::OptionalCUDAGuard guard(x.device());
+  const CudaDeviceGuard guard(x);
   const PhysicalTensors t = prepare_physical(x, params, bias, row_phase, seed, offset, components, clip_min, clip_max);
   const int64_t numel = t.x.numel();
   if (numel == 0) return t.out;
-  const auto stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = current_cuda_stream();
   const LaunchConfig config = elementwise_launch_config((numel + kTile - 1) / kTile * kTileCounters);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.x.scalar_type(), "physical_noise_cuda", [&] {
+  CF_DISPATCH_FLOATING(t.x.scalar_type(), "physical_noise_cuda", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     Args<acc_t> a{t.params.const_data_ptr<acc_t>(), t.bias.const_data_ptr<acc_t>(), t.c, t.h, t.w, t.rows, {},
                   t.packed_rows, t.stream, t.components, t.has_min, t.has_max, static_cast<acc_t>(t.clip_min),
@@ -105,7 +100,7 @@ at::Tensor physical_noise_cuda(const at::Tensor& x, const at::Tensor& params, co
     for (int k = 0; k < 8; ++k) a.row_phase[k] = t.row_phase[k];
     physical_noise_kernel<scalar_t, acc_t><<<config.blocks, config.threads, 0, stream>>>(
         t.x.const_data_ptr<scalar_t>(), t.out.mutable_data_ptr<scalar_t>(), numel, a);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    CF_CUDA_LAUNCH_CHECK();
   });
   return t.out;
 }
@@ -114,6 +109,6 @@ at::Tensor physical_noise_cuda(const at::Tensor& x, const at::Tensor& params, co
 }  // namespace physical_noise
 }  // namespace cycleisp_fast
 
-TORCH_LIBRARY_IMPL(cycleisp_fast, CUDA, m) {
-  m.impl("physical_noise", &cycleisp_fast::physical_noise::physical_noise_cuda);
+STABLE_TORCH_LIBRARY_IMPL(cycleisp_fast, CUDA, m) {
+  m.impl("physical_noise", TORCH_BOX(&cycleisp_fast::physical_noise::physical_noise_cuda));
 }
