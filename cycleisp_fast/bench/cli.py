@@ -21,7 +21,7 @@ from cycleisp_fast.arguments import parse_device
 from cycleisp_fast.bench.measure import PROVIDERS, flush_unavailable, measure_case, measure_rates, note
 from cycleisp_fast.bench.networks import measure_network
 from cycleisp_fast.bench.report import dtype_name, format_size, format_table, make_rows, write_csv, write_plot
-from cycleisp_fast.cases import MODES, Case, Size, all_cases
+from cycleisp_fast.cases import MODES, Case, Size, all_cases, case_families
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEFAULT_MIN_RUN_TIME = 1.0
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     csv_path, plot_path = args.csv or stem + ".csv", args.plot or stem + ".png"
     write_csv(rows, csv_path)
     print(f"\nwrote {csv_path}")
-    if write_plot(rows, plot_path):
+    if write_plot(rows, plot_path, case_families()):
         print(f"wrote {plot_path}")
     return 0
 

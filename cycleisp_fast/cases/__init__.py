@@ -121,6 +121,12 @@ def family_cases(module_name: str) -> tuple[Case, ...]:
     return tuple(importlib.import_module(f"cycleisp_fast.cases.{module_name}").CASES)
 
 
+def case_families() -> dict[str, str]:
+    """Each registered case's family, the module that registers it (``bayer_pack`` -> ``bayer``; whole networks
+    -> ``models``): how the benchmark plot groups its panels."""
+    return {case.name: module_name for module_name in OP_MODULES for case in family_cases(module_name)}
+
+
 def all_cases() -> dict[str, Case]:
     """Every registered case by name, in registration order."""
     cases: dict[str, Case] = {}

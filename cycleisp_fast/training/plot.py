@@ -1,6 +1,6 @@
 """The curves of a run, from its ``log.jsonl``, as one PNG (``cycleisp-fast train --plot RUN``), for people
-without TensorBoard: the training loss (log scale), the learning rate and every validation metric, against the
-step.
+without TensorBoard: the training loss (log scale), the learning rate and one panel per validation metric (the
+model's output beside the noisy input's), against the step.
 
 Example:
     >>> plot_run("runs/demo")  # doctest: +SKIP
@@ -40,20 +40,26 @@ def plot_run(run_dir: str | os.PathLike, output: str | os.PathLike | None = None
         raise ValueError(f"{run_dir / LOG_NAME} holds no training record yet")
     validation = [record for record in records if any(key.startswith("val_") for key in record)]
     metrics = sorted({key for record in validation for key in record if key.startswith("val_")})
-    figure = Figure(figsize=(12, 3.6), dpi=110, layout="constrained")
-    loss, lr, val = figure.subplots(1, 3)
+    # one panel per validation metric, beside its value on the noisy input (val_psnr with val_psnr_input): dB and
+    # SSIM have their own scales
+    kinds = list(dict.fromkeys(name.removeprefix("val_").removesuffix("_input") for name in metrics)) or ["none"]
+    figure = Figure(figsize=(4 * (2 + len(kinds)), 3.6), dpi=110, layout="constrained")
+    loss, lr, *panels = figure.subplots(1, 2 + len(kinds))
     steps = [record["step"] for record in training]
     loss.plot(steps, [record["loss"] for record in training], color="tab:blue")
     loss.set(title="training loss", xlabel="step", yscale="log")
     lr.plot(steps, [record["lr"] for record in training], color="tab:orange")
     lr.set(title="learning rate", xlabel="step")
-    for name in metrics:
-        points = [(record["step"], record[name]) for record in validation if name in record]
-        val.plot(*zip(*points), marker="o", label=name.removeprefix("val_"))
-    val.set(title="validation" if metrics else "validation (none logged)", xlabel="step")
-    if metrics:
-        val.legend()
-    for axes in (loss, lr, val):
+    for kind, panel in zip(kinds, panels):
+        for name, label in ((f"val_{kind}", "output"), (f"val_{kind}_input", "noisy input")):
+            points = [(record["step"], record[name]) for record in validation if name in record]
+            if points:
+                panel.plot(*zip(*points), marker="o", label=label)
+        unit = " (dB)" if kind == "psnr" else ""
+        panel.set(title=f"validation {kind}{unit}" if metrics else "validation (none logged)", xlabel="step")
+        if metrics:
+            panel.legend()
+    for axes in (loss, lr, *panels):
         axes.grid(alpha=0.3)
     figure.suptitle(f"{run_dir} ({len(training)} log records, last step {steps[-1]})")
     output = run_dir / PLOT_NAME if output is None else Path(output)

@@ -125,7 +125,7 @@ def test_plot_draws_the_curves_of_a_run(tmp_path, capsys):
     from PIL import Image
 
     with Image.open(out / "curves.png") as image:
-        assert image.format == "PNG" and image.size == (1320, 396)
+        assert image.format == "PNG" and image.size == (1760, 396)  # loss, lr, validation psnr and ssim
         pixels = image.convert("L").getextrema()
     assert pixels[0] < 100 < pixels[1]  # lines and text on a light background, not a blank image
 
