@@ -20,6 +20,7 @@ from setuptools import find_packages, setup
 
 MIN_TORCH = "2.10"  # TORCH_TARGET_VERSION of csrc/build_flags.txt
 MIN_PYTHON = (3, 10)  # requires-python of pyproject.toml
+CUDA_MODULE = "cycleisp_fast._C_cuda"
 LIMITED_API = [("Py_LIMITED_API", f"0x{MIN_PYTHON[0]:02X}{MIN_PYTHON[1]:02X}0000")]
 BUILD_FLAGS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "build_flags.txt")
 
@@ -57,45 +58,63 @@ def _want_cuda():
     return have_toolkit
 
 
-def _extension():
-    with_cuda = _want_cuda()
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/ops/cpu/*.cpp"))
+def _extensions():
+    """The CPU module ``_C`` (every op's schema and CPU kernels) and, when CUDA is built, the CUDA module
+    ``_C_cuda`` (the same host code and the CUDA kernels; linked to libtorch_cuda and cudart, so
+    cycleisp_fast/_extension.py imports it only beside a CUDA build of torch)."""
+    host = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp"))
     cxx_flags = build_flags("cxx")
     include_dirs = [os.path.abspath("csrc")]
-    if not with_cuda:
-        return cpp_extension.CppExtension(
+    extensions = [
+        cpp_extension.CppExtension(
             "cycleisp_fast._C",
-            sources,
+            host + sorted(glob.glob("csrc/ops/cpu/*.cpp")),
             include_dirs=include_dirs,
             define_macros=LIMITED_API,
             extra_compile_args={"cxx": cxx_flags},
             extra_link_args=build_flags("link"),
             py_limited_api=True,
         )
+    ]
+    if not _want_cuda():
+        return extensions
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(build_flags("cuda_arch"))
     # Some headers that torch's CUDA headers include (cusparse.h, ...) ship only in the pip NVIDIA packages.
     for site in sys.path:
         pip_cuda = os.path.join(site, "nvidia", "cu13", "include")
         if os.path.isdir(pip_cuda):
-            include_dirs.append(pip_cuda)
+            include_dirs = include_dirs + [pip_cuda]
             break
-    sources += sorted(glob.glob("csrc/ops/cuda/*.cu"))
-    return cpp_extension.CUDAExtension(
-        "cycleisp_fast._C",
-        sources,
-        include_dirs=include_dirs,
-        define_macros=LIMITED_API,
-        extra_compile_args={"cxx": cxx_flags, "nvcc": build_flags("nvcc")},
-        extra_link_args=build_flags("link"),
-        py_limited_api=True,
+    extensions.append(
+        cpp_extension.CUDAExtension(
+            CUDA_MODULE,
+            host + sorted(glob.glob("csrc/ops/cuda/*.cu")),
+            include_dirs=include_dirs,
+            define_macros=LIMITED_API + [("CYCLEISP_FAST_CUDA_MODULE", None)],
+            extra_compile_args={"cxx": cxx_flags, "nvcc": build_flags("nvcc")},
+            extra_link_args=build_flags("link"),
+            py_limited_api=True,
+        )
     )
+    return extensions
 
 
 class _BuildExtension(cpp_extension.BuildExtension):
-    """torch's BuildExtension, compiling the bitexact_cuda sources with the nvcc_bitexact flags too."""
+    """torch's BuildExtension, compiling the bitexact_cuda sources with the nvcc_bitexact flags too, and the CUDA
+    module's objects in a folder of their own (it compiles the host sources again, with other macros)."""
 
     def build_extension(self, ext):
+        if ext.name == CUDA_MODULE:
+            build_temp = self.build_temp
+            self.build_temp = os.path.join(build_temp, "cuda_module")
+            try:
+                return self._build_extension(ext)
+            finally:
+                self.build_temp = build_temp
+        return self._build_extension(ext)
+
+    def _build_extension(self, ext):
         exact = [source for source in ext.sources if source in build_flags("bitexact_cuda")]
         if exact:
             ext.sources = [source for source in ext.sources if source not in exact]
@@ -118,7 +137,7 @@ setup(
     packages=find_packages(include=["cycleisp_fast", "cycleisp_fast.*"]) + ["cycleisp_fast.triton_kernels"],
     package_dir={"cycleisp_fast.triton_kernels": "triton_kernels"},
     package_data={"cycleisp_fast": ["configs/*.toml", "noise/profiles/*.json", "py.typed"]},
-    ext_modules=[_extension()],
+    ext_modules=_extensions(),
     cmdclass={"build_ext": _BuildExtension.with_options(use_ninja=True)},
     options={"bdist_wheel": {"py_limited_api": f"cp{MIN_PYTHON[0]}{MIN_PYTHON[1]}"}},
     # The stable ABI: any torch from MIN_TORCH on (a newer one at build time is fine; the headers target MIN_TORCH).

@@ -1,8 +1,11 @@
-"""Loads the compiled extension cycleisp_fast._C, once, and says what it provides.
+"""Loads the compiled extension, once, and says what it provides.
 
-Importing _C runs the C++ TORCH_LIBRARY registrations (CPU and, when built with CUDA, CUDA kernels of
-every op). If it is missing or fails to load, the package still works through Triton (GPU) or the
-reference (CPU), and one warning says why.
+``cycleisp_fast._C`` holds every op's schema and CPU kernels; ``cycleisp_fast._C_cuda`` (in builds with CUDA) the
+CUDA kernels. Importing them runs their C++ STABLE_TORCH_LIBRARY registrations. ``_C_cuda`` links libtorch_cuda
+and the CUDA runtime, so it is imported only beside a CUDA build of torch: the one wheel also loads in a CPU-only
+torch, with its CPU kernels. If ``_C`` is missing or fails to load, the package still works through Triton (GPU) or
+the reference (CPU), and one warning says why; if only ``_C_cuda`` fails, the warning says so and the CPU kernels
+stay.
 """
 
 from __future__ import annotations
@@ -11,19 +14,39 @@ import warnings
 
 import torch
 
+REBUILD = "Rebuild with `pip install --no-build-isolation .` (torch >= 2.10)."
+
 try:
     from cycleisp_fast import _C  # noqa: F401
-except (ImportError, OSError) as error:  # not built, or built against another torch
+except (ImportError, OSError) as error:  # not built, or built for another platform
     LOAD_ERROR: str | None = f"{type(error).__name__}: {error}"
     warnings.warn(
         "cycleisp_fast: the compiled extension cycleisp_fast._C is not available "
         f"({LOAD_ERROR}); the 'native' backend is off and 'auto' uses Triton on GPU and the plain-PyTorch "
-        "reference on CPU. Rebuild with `pip install --no-build-isolation .` against the installed torch.",
+        f"reference on CPU. {REBUILD}",
         RuntimeWarning,
         stacklevel=2,
     )
 else:
     LOAD_ERROR = None
+
+CUDA_LOAD_ERROR: str | None = None
+"""Why the CUDA kernels of a build with CUDA did not load (None when they did, or when there are none)."""
+if LOAD_ERROR is None and torch.version.cuda is not None:
+    try:
+        from cycleisp_fast import _C_cuda  # noqa: F401
+    except ModuleNotFoundError as error:
+        if error.name != "cycleisp_fast._C_cuda":  # a build without CUDA has no _C_cuda: nothing to say
+            CUDA_LOAD_ERROR = f"{type(error).__name__}: {error}"
+    except (ImportError, OSError) as error:  # e.g. torch's CUDA is another major version than the build's
+        CUDA_LOAD_ERROR = f"{type(error).__name__}: {error}"
+    if CUDA_LOAD_ERROR is not None:
+        warnings.warn(
+            f"cycleisp_fast: the CUDA kernels (cycleisp_fast._C_cuda) did not load ({CUDA_LOAD_ERROR}); the CPU "
+            f"kernels work, and CUDA tensors use Triton or the reference. {REBUILD}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 LOADED = LOAD_ERROR is None
 

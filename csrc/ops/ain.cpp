@@ -64,7 +64,7 @@ BackwardTensors prepare_backward(const Tensor& grad, const Tensor& x, const Tens
 }  // namespace ain
 }  // namespace cycleisp_fast
 
-STABLE_TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m) {
+CF_OP_SCHEMAS(m) {
   m.def("ain_forward(Tensor x, Tensor gamma, Tensor beta, float eps, float? negative_slope) -> (Tensor, Tensor, Tensor)");
   m.def(
       "ain_backward(Tensor grad_out, Tensor x, Tensor gamma, Tensor beta, Tensor mean, Tensor rstd, "

@@ -89,7 +89,7 @@ RemapPlan plan_remap(const Tensor& src, std::string_view src_layout, std::string
 }  // namespace bayer
 }  // namespace cycleisp_fast
 
-STABLE_TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m) {
+CF_OP_SCHEMAS(m) {
   m.def(
       "bayer_remap(Tensor src, str src_layout, str dst_layout, str pattern, float[]? black=None, "
       "float[]? white=None) -> Tensor");

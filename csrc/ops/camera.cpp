@@ -54,7 +54,7 @@ CameraPlan plan_demosaic(const Tensor& packed, const Tensor& gains, const Tensor
 }  // namespace camera
 }  // namespace cycleisp_fast
 
-STABLE_TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m) {
+CF_OP_SCHEMAS(m) {
   m.def("camera_mosaic(Tensor linear, Tensor rgb2cam, Tensor gains) -> Tensor");
   m.def("camera_demosaic(Tensor packed, Tensor gains, Tensor cam2rgb) -> Tensor");
 }

@@ -141,7 +141,7 @@ BackwardResult finish_backward(const BackwardTensors& t, const Tensor& sa_weight
 }  // namespace dual_attention
 }  // namespace cycleisp_fast
 
-STABLE_TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m) {
+CF_OP_SCHEMAS(m) {
   m.def(
       "dual_attention_forward(Tensor res, Tensor x, Tensor sa_weight, Tensor ca_w1, Tensor ca_b1, Tensor ca_w2, "
       "Tensor ca_b2, Tensor proj_w, Tensor proj_b) -> (Tensor out, Tensor pool, Tensor argmax, Tensor channel_mean)");

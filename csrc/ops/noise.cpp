@@ -46,7 +46,7 @@ SampleTensors prepare_sample(const Tensor& x, const Tensor& shot, const Tensor& 
 }  // namespace noise
 }  // namespace cycleisp_fast
 
-STABLE_TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m) {
+CF_OP_SCHEMAS(m) {
   m.def(
       "noise_sample(Tensor x, Tensor shot, Tensor read, int seed, int offset, int model, float? clip_min, "
       "float? clip_max) -> Tensor");

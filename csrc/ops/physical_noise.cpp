@@ -59,7 +59,7 @@ PhysicalTensors prepare_physical(const Tensor& x, const Tensor& params, const Te
 }  // namespace physical_noise
 }  // namespace cycleisp_fast
 
-STABLE_TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m) {
+CF_OP_SCHEMAS(m) {
   m.def(
       "physical_noise(Tensor x, Tensor params, Tensor bias, int[] row_phase, int seed, int offset, int components, "
       "float? clip_min, float? clip_max) -> Tensor");

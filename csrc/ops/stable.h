@@ -54,6 +54,18 @@ using DoubleArrayRef = torch::headeronly::HeaderOnlyArrayRef<double>;
 using Half = c10::Half;
 using BFloat16 = c10::BFloat16;
 
+// ---- Schemas -------------------------------------------------------------------------------------------------
+
+// The schemas of an op's operators: `CF_OP_SCHEMAS(m) { m.def("..."); }`. Registered by the CPU module
+// cycleisp_fast._C; the CUDA module cycleisp_fast._C_cuda (compiled with CYCLEISP_FAST_CUDA_MODULE, loaded only
+// beside a CUDA build of torch) compiles the same host code for its kernels but must not register them twice.
+#ifdef CYCLEISP_FAST_CUDA_MODULE
+#define CF_OP_SCHEMAS(m) \
+  [[maybe_unused]] static void C10_CONCATENATE(cf_schemas_of_the_cpu_module_, C10_UID)(torch::stable::detail::StableLibrary & m)
+#else
+#define CF_OP_SCHEMAS(m) STABLE_TORCH_LIBRARY_FRAGMENT(cycleisp_fast, m)
+#endif
+
 // ---- Messages and checks -----------------------------------------------------------------------------------
 
 inline std::string device_name(const Device& device) {

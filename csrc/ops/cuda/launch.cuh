@@ -7,6 +7,7 @@
 #include <torch/csrc/stable/macros.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "../stable.h"
@@ -38,11 +39,17 @@ inline cudaStream_t current_cuda_stream() {
   return static_cast<cudaStream_t>(stream);
 }
 
-// The number of multiprocessors of the current device.
+// The number of multiprocessors of the current device (asked once per device).
 inline int64_t sm_count() {
-  int device = 0, sms = 0;
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cached[kMaxDevices] = {};
+  int device = 0;
   STD_CUDA_CHECK(cudaGetDevice(&device));
-  STD_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  int sms = device < kMaxDevices ? cached[device].load(std::memory_order_relaxed) : 0;
+  if (sms == 0) {
+    STD_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    if (device < kMaxDevices) cached[device].store(sms, std::memory_order_relaxed);
+  }
   return sms;
 }
 
