@@ -10,6 +10,8 @@ stay.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import warnings
 
 import torch
@@ -32,12 +34,9 @@ else:
 
 CUDA_LOAD_ERROR: str | None = None
 """Why the CUDA kernels of a build with CUDA did not load (None when they did, or when there are none)."""
-if LOAD_ERROR is None and torch.version.cuda is not None:
-    try:
-        from cycleisp_fast import _C_cuda  # noqa: F401
-    except ModuleNotFoundError as error:
-        if error.name != "cycleisp_fast._C_cuda":  # a build without CUDA has no _C_cuda: nothing to say
-            CUDA_LOAD_ERROR = f"{type(error).__name__}: {error}"
+if LOAD_ERROR is None and torch.version.cuda is not None and importlib.util.find_spec("cycleisp_fast._C_cuda"):
+    try:  # a build without CUDA has no _C_cuda: nothing to load, nothing to say
+        importlib.import_module("cycleisp_fast._C_cuda")
     except (ImportError, OSError) as error:  # e.g. torch's CUDA is another major version than the build's
         CUDA_LOAD_ERROR = f"{type(error).__name__}: {error}"
     if CUDA_LOAD_ERROR is not None:

@@ -58,3 +58,9 @@ def test_the_cuda_module_loads_beside_a_cuda_torch():
         pytest.skip("a build without CUDA")
     assert _extension.CUDA_LOAD_ERROR is None
     assert _extension.has_native_kernels("cuda") and _extension.has_native_kernels("cpu")
+
+
+def test_a_build_without_cuda_says_nothing_of_cuda_kernels():
+    if (_package() / "_C_cuda.abi3.so").exists():
+        pytest.skip("a build with CUDA")
+    assert _extension.CUDA_LOAD_ERROR is None

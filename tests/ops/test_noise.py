@@ -748,7 +748,7 @@ def test_poisson_with_zero_shot_is_the_gaussian_limit(backend):
     assert bool((y[~zero] != limit[~zero]).all())
 
 
-@pytest.mark.parametrize("backend", ["native", "triton"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_backward_sensitivity_model(backend, dtype):
     """Model 2 (what the Gaussian model's backward runs): z / (2 sqrt(shot x + read)), 0 where the variance is
