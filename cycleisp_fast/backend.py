@@ -104,11 +104,7 @@ def resolve(op_name: str, device_type: str, backend: str | None = None) -> str:
         return "triton" if triton_ok and device_type == "cuda" else "reference"
     if name == "native" and not native_ok or name == "triton" and not triton_ok:
         can = ["reference"] + (["native"] if native_ok else []) + (["triton"] if triton_ok else [])
-        why = (
-            "the extension was built without kernels for it"
-            if name == "native"
-            else "Triton runs CPU tensors only under TRITON_INTERPRET=1"
-        )
+        why = backend_unavailable(name, device_type) or "the extension was built without kernels for it"
         raise RuntimeError(
             f"backend {name!r} cannot run {op_name} on {device_type} tensors ({why}); available there: {can}"
         )
@@ -129,11 +125,9 @@ def backend_unavailable(name: str, device_type: str) -> str | None:
         if device_type != "cuda" and not triton_interpreted():
             return "Triton runs CPU tensors only under TRITON_INTERPRET=1"
     elif name == "native" and not _extension.has_native_kernels(device_type):
-        return (
-            f"the compiled extension did not load ({_extension.LOAD_ERROR})"
-            if not _extension.LOADED
-            else (f"the extension has no {device_type} kernels")
-        )
+        if not _extension.LOADED:
+            return f"the compiled extension did not load ({_extension.LOAD_ERROR})"
+        return f"the extension has no {device_type} kernels"
     return None
 
 
