@@ -5,8 +5,12 @@ keys, built from the levers that were measured to pay on the device (``cycleisp-
 denoisenet_raw aindnet``; README, "Model speed"):
 
 - every fused op on its fastest backend (``backend="auto"`` in every module that has a ``backend``);
-- ``channels_last`` for the CycleISP networks on the CPU (the fused dual-attention tail reads it natively, and
-  oneDNN's 3x3 convolutions run 1.3-2x faster in it); AINDNet stays NCHW on the CPU, where it is faster;
+- for float32 inference on the CPU, the 3x3 convolutions of 16 or more channels by Winograd F(4x4, 3x3)
+  (:class:`cycleisp_fast.nn.WinogradConv2d`: 2.25 multiplies per output instead of 9, 2-2.6x faster than
+  oneDNN's direct convolution; float rounding about 5x direct convolution's, see :mod:`cycleisp_fast.ops.winograd`);
+- ``channels_last`` on the CPU for the CycleISP networks (the fused dual-attention tail reads it natively, and
+  oneDNN's 3x3 convolutions run 1.3-2x faster in it) and for every network with Winograd (which reads and writes
+  it, as the CPU AIN kernel does);
 - ``torch.compile`` where it pays (AINDNet's inference on the CPU; everything on a GPU), for inference with
   inductor's freezing (the weights become constants: oneDNN prepacks them and fuses the activations and adds
   that follow the convolutions; our ops stay opaque registered ops), under ``torch.no_grad``; on a GPU also CUDA
@@ -37,6 +41,8 @@ import torch
 from torch import Tensor, nn
 
 from cycleisp_fast.checks import check_choice
+from cycleisp_fast.nn.winograd import use_winograd
+from cycleisp_fast.ops import winograd as winograd_op
 
 PRECISIONS = ("float32", "bfloat16", "float16")
 
@@ -109,6 +115,7 @@ class OptimizedModel(nn.Module):
         *,
         inference: bool,
         channels_last: bool,
+        winograd: bool = False,
         compile_options: Mapping[str, Any] | None,
         run_dtype: torch.dtype | None,
         autocast_dtype: torch.dtype | None,
@@ -117,6 +124,7 @@ class OptimizedModel(nn.Module):
         self.module = module
         self.inference = inference
         self.channels_last = channels_last
+        self.winograd = winograd
         self.compile_options = dict(compile_options) if compile_options is not None else None
         self.run_dtype = run_dtype
         self.autocast_dtype = autocast_dtype
@@ -190,7 +198,7 @@ class OptimizedModel(nn.Module):
         """The levers in use, shown by ``repr``."""
         dtype = self.run_dtype or self.autocast_dtype
         return (
-            f"inference={self.inference}, channels_last={self.channels_last}, "
+            f"inference={self.inference}, channels_last={self.channels_last}, winograd={self.winograd}, "
             f"compile={self.compile_options}, precision={str(dtype or torch.float32).removeprefix('torch.')}"
         )
 
@@ -212,6 +220,7 @@ def optimize(
     precision: str = "float32",
     compile: bool | None = None,
     channels_last: bool | None = None,
+    winograd: bool | None = None,
 ) -> OptimizedModel:
     """The fastest way to run ``model``: a module to call in place of it (see the module docstring).
 
@@ -226,7 +235,11 @@ def optimize(
             CPU for AINDNet's inference (inductor's freezing fuses the many small ops around its convolutions), not
             for the CycleISP networks (their fused model runs as fast eagerly) nor for training (no gain, minutes of
             compiling).
-        channels_last: None (default) where it was measured to pay: the CycleISP networks on the CPU.
+        channels_last: None (default) where it was measured to pay: on the CPU, the CycleISP networks and any
+            network with Winograd convolutions.
+        winograd: 3x3 convolutions by Winograd F(4x4, 3x3) where they have 16 or more channels; None (default):
+            for float32 inference on the CPU (where it pays: 1.5-1.8x on whole networks), when the compiled
+            extension is there. False keeps oneDNN's direct convolution (the reference's rounding).
 
     Returns:
         An :class:`OptimizedModel`.
@@ -259,14 +272,25 @@ def optimize(
             RuntimeWarning,
             stacklevel=2,
         )
+    if winograd is None:
+        winograd = inference and device.type == "cpu" and precision == "float32" and winograd_op.available()
+    elif winograd and not (inference and device.type == "cpu" and precision == "float32"):
+        raise ValueError(
+            "winograd=True applies to float32 inference on the CPU (inference=True, precision='float32', the model "
+            f"on the CPU); got inference={inference}, precision={precision!r}, device {device}"
+        )
+    elif winograd and not winograd_op.available():
+        raise RuntimeError("winograd=True needs the compiled extension (cycleisp_fast._C), which did not load")
     if channels_last is None:
-        channels_last = device.type == "cpu" and _uses_dual_attention(model)
+        channels_last = device.type == "cpu" and (_uses_dual_attention(model) or winograd)
 
     if inference:
         module = copy.deepcopy(model).eval().requires_grad_(False)
     else:
         module = _shared_copy(model)
     _use_fused_backends(module)
+    if winograd:
+        use_winograd(module)
     if channels_last:
         module.to(memory_format=torch.channels_last)
 
@@ -282,6 +306,7 @@ def optimize(
         module,
         inference=inference,
         channels_last=channels_last,
+        winograd=winograd,
         compile_options=compile_settings(inference, device) if compile else None,
         run_dtype=run_dtype,
         autocast_dtype=autocast_dtype,

@@ -13,6 +13,7 @@ import torch
 import cycleisp_fast
 from cycleisp_fast import optimize
 from cycleisp_fast.models import AINDNet, DenoiseNet
+from cycleisp_fast.nn.winograd import WinogradConv2d
 from cycleisp_fast.optimization import OptimizedModel
 
 FP32 = {"rtol": 1e-5, "atol": 1e-5}
@@ -59,9 +60,15 @@ def test_aindnet_inference_equals_the_official_computation():
     model = AINDNet(backend="reference").eval()
     noisy = torch.rand(1, 3, 20, 28, generator=torch.Generator().manual_seed(2))
     fast = optimize(model, compile=False)
-    assert not fast.channels_last  # measured slower for AINDNet on the CPU
+    assert fast.winograd and fast.channels_last  # Winograd and the CPU AIN kernel read channels_last
+    assert any(isinstance(m, WinogradConv2d) for m in fast.module.modules())
     with torch.no_grad():
         torch.testing.assert_close(fast(noisy), model(noisy), **FP32)
+    direct = optimize(model, compile=False, winograd=False)
+    assert not direct.channels_last  # without Winograd, NCHW measured faster for AINDNet on the CPU
+    assert not any(isinstance(m, WinogradConv2d) for m in direct.module.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(direct(noisy), model(noisy), **FP32)
 
 
 @pytest.mark.parametrize("raw", [False, True], ids=["srgb", "raw"])
@@ -117,16 +124,42 @@ def test_bfloat16_stays_within_its_bound_and_returns_float32(inference):
 
 
 def test_the_default_levers_are_the_measured_ones():
-    """On the CPU: compile for AINDNet's inference only; channels_last for the CycleISP networks only."""
+    """On the CPU: compile for AINDNet's inference only; Winograd for float32 inference; channels_last for the
+    CycleISP networks and wherever Winograd runs."""
     denoisenet = _small_denoisenet(False)
     torch.manual_seed(0)
     aindnet = AINDNet()
     assert optimize(denoisenet).compile_options is None and optimize(denoisenet).channels_last
+    assert optimize(denoisenet).winograd and optimize(aindnet).winograd
     assert optimize(aindnet).compile_options == {
         "dynamic": False,
         "options": {"freezing": True, "triton.cudagraphs": False},
     }
-    assert optimize(aindnet, inference=False).compile_options is None and not optimize(aindnet).channels_last
+    assert optimize(aindnet).channels_last
+    training = optimize(aindnet, inference=False)
+    assert training.compile_options is None and not training.channels_last and not training.winograd
+    assert not optimize(denoisenet, precision="bfloat16").winograd
+
+
+def test_winograd_convolutions_share_the_weights_and_follow_loading():
+    model = _small_denoisenet(False)
+    fast = optimize(model, compile=False)
+    winograd = [m for m in fast.module.modules() if isinstance(m, WinogradConv2d)]
+    assert winograd and all(m.in_channels >= 16 and m.out_channels >= 16 for m in winograd)
+    assert list(fast.state_dict()) == list(model.state_dict())
+    other = DenoiseNet(raw=False, n_feats=16, num_rrg=1, num_dab=2, reduction=4).eval()
+    fast.load_state_dict(other.state_dict())
+    inputs = _inputs(False)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(*inputs), other(*inputs), **FP32)
+
+
+def test_winograd_is_refused_where_it_does_not_apply():
+    model = _small_denoisenet(False)
+    with pytest.raises(ValueError, match="winograd=True applies to float32 inference on the CPU"):
+        optimize(model, inference=False, winograd=True)
+    with pytest.raises(ValueError, match="winograd=True applies to float32 inference on the CPU"):
+        optimize(model, precision="bfloat16", winograd=True)
 
 
 def test_bfloat16_on_a_cpu_without_it_warns(monkeypatch):

@@ -27,12 +27,14 @@ PlaneShape check_inputs(const char* op, const Tensor& x, const Tensor& gamma, co
 
 }  // namespace
 
-ForwardTensors prepare_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta) {
+ForwardTensors prepare_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, bool allow_channels_last) {
   ForwardTensors t;
   t.shape = check_inputs("ain_forward", x, gamma, beta);
-  t.x = contiguous(x);
-  t.gamma = contiguous(gamma);
-  t.beta = contiguous(beta);
+  t.channels_last = allow_channels_last && prefers_channels_last(x);
+  const MemoryFormat format = t.channels_last ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+  t.x = contiguous(x, format);
+  t.gamma = contiguous(gamma, format);
+  t.beta = contiguous(beta, format);
   t.out = empty_like(t.x);
   t.mean = empty_tensor({x.size(0), x.size(1)}, accumulation_dtype(x.scalar_type()), x.device());
   t.rstd = empty_tensor({x.size(0), x.size(1)}, accumulation_dtype(x.scalar_type()), x.device());

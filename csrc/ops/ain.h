@@ -13,14 +13,17 @@ struct PlaneShape {
   int64_t chunks;      // chunks per plane
 };
 
-// The checked, contiguous inputs of ain_forward and its allocated outputs (out like x; mean, rstd (N, C) in
-// float32, float64 for float64 input).
+// The checked inputs of ain_forward, dense in one layout, and its allocated outputs (out like x; mean, rstd (N, C)
+// in float32, float64 for float64 input). The layout is NCHW, or channels_last where the kernel reads it
+// (allow_channels_last: the CPU kernel) and prefers_channels_last(x) (cycleisp_fast/ops/ain.py's fake kernel
+// applies the same rule).
 struct ForwardTensors {
   PlaneShape shape;
+  bool channels_last;
   Tensor x, gamma, beta;
   Tensor out, mean, rstd;
 };
-ForwardTensors prepare_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta);
+ForwardTensors prepare_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, bool allow_channels_last);
 
 // The checked, contiguous inputs of ain_backward and its allocated outputs (each like x).
 struct BackwardTensors {

@@ -62,10 +62,6 @@ Weights accumulation_weights(const Tensor& res, const Tensor& sa_weight, const T
 
 }  // namespace
 
-bool prefers_channels_last(const Tensor& res) {
-  return is_channels_last(res) && !res.is_contiguous();
-}
-
 ForwardTensors prepare_forward(const Tensor& res, const Tensor& x, const Tensor& sa_weight,
                                const Tensor& ca_w1, const Tensor& ca_b1, const Tensor& ca_w2,
                                const Tensor& ca_b2, const Tensor& proj_w, const Tensor& proj_b,

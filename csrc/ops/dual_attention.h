@@ -14,9 +14,8 @@ struct Shape {
   int64_t plane() const { return height * width; }
 };
 
-// Whether a kernel that takes both layouts runs res in channels_last: when res is channels_last-contiguous and
-// not contiguous (cycleisp_fast/ops/dual_attention.py's fake implementations apply the same rule).
-bool prefers_channels_last(const Tensor& res);
+// A kernel that takes both layouts runs res in channels_last when stable.h's prefers_channels_last(res) holds
+// (cycleisp_fast/ops/dual_attention.py's fake implementations apply the same rule).
 
 // The DAB tail's weights, contiguous in the accumulation dtype (float32; float64 for float64 features),
 // whatever dtype the caller's parameters have: sa (18), w1 (R, C), b1 (R), w2 (C, R), b2 (C), proj (C, 2C),

@@ -179,6 +179,10 @@ inline bool is_channels_last(const Tensor& t) {
   return true;
 }
 
+// Whether a kernel that reads both layouts should take t as channels_last: dense in that order and not also
+// contiguous (shapes where both hold, such as C = 1 or H = W = 1, go the NCHW way).
+inline bool prefers_channels_last(const Tensor& t) { return is_channels_last(t) && !t.is_contiguous(); }
+
 // ---- CPU threads ---------------------------------------------------------------------------------------------
 
 // f(begin, end) over [begin, end) in chunks of at least `grain` on torch's intra-op thread pool.

@@ -17,7 +17,7 @@ import torch
 
 from cycleisp_fast._dtypes import accumulation_dtype
 from cycleisp_fast.checks import check_tensor
-from cycleisp_fast.ops.registration import FusedOp, Kernels
+from cycleisp_fast.ops.registration import FusedOp, Kernels, features_format, on_native
 from cycleisp_fast.reference import ain as reference
 
 OP_NAME = "ain_forward"
@@ -55,9 +55,9 @@ def _ain_backward_triton(
     )
 
 
-def _fake_forward(x, gamma, beta, eps, negative_slope):
+def _fake_forward(x, gamma, beta, eps, negative_slope, *, layouts=False):
     stats = x.new_empty(x.shape[:2], dtype=accumulation_dtype(x.dtype))
-    return torch.empty_like(x, memory_format=torch.contiguous_format), stats, torch.empty_like(stats)
+    return torch.empty_like(x, memory_format=features_format(x, layouts)), stats, torch.empty_like(stats)
 
 
 def _fake_backward(grad_out, x, gamma, beta, mean, rstd, negative_slope):
@@ -84,7 +84,7 @@ def _make_backward(kernels: Kernels):
 
 AIN = FusedOp(
     OP_NAME,
-    fake=_fake_forward,
+    fake={"triton": _fake_forward, "native": on_native(_fake_forward)},
     setup_context=_setup_context,
     make_backward=_make_backward,
     backward="ain_backward",

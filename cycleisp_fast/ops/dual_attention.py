@@ -15,7 +15,7 @@ import torch
 
 from cycleisp_fast._dtypes import accumulation_dtype
 from cycleisp_fast.checks import check_tensor
-from cycleisp_fast.ops.registration import FusedOp, Kernels
+from cycleisp_fast.ops.registration import FusedOp, Kernels, features_format, on_native
 from cycleisp_fast.reference import dual_attention as reference
 
 OP_NAME = "dual_attention_forward"
@@ -65,19 +65,11 @@ def _backward_triton(
     )
 
 
-def _features_format(res: torch.Tensor, layouts: bool) -> torch.memory_format:
-    """The layout of out and grad_res: channels_last where the kernel takes both layouts (``layouts``: the
-    native CPU kernel) and res is channels_last and not contiguous, as ``prefers_channels_last`` in
-    csrc/ops/dual_attention.cpp decides; else contiguous."""
-    channels_last = layouts and res.is_contiguous(memory_format=torch.channels_last) and not res.is_contiguous()
-    return torch.channels_last if channels_last else torch.contiguous_format
-
-
 def _fake_forward(res, x, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, proj_b, *, layouts=False):
     n, c, h, w = res.shape
     acc = accumulation_dtype(res.dtype)
     return (
-        torch.empty_like(res, memory_format=_features_format(res, layouts)),
+        torch.empty_like(res, memory_format=features_format(res, layouts)),
         res.new_empty((n, 2, h, w), dtype=acc),
         res.new_empty((n, h, w), dtype=torch.int32),
         res.new_empty((n, c), dtype=acc),
@@ -88,7 +80,7 @@ def _fake_backward(
     grad_out, res, pool, argmax, channel_mean, sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w, *, layouts=False
 ):
     return (
-        torch.empty_like(res, memory_format=_features_format(res, layouts)),
+        torch.empty_like(res, memory_format=features_format(res, layouts)),
         *(
             torch.empty_like(w, memory_format=torch.contiguous_format)
             for w in (sa_weight, ca_w1, ca_b1, ca_w2, ca_b2, proj_w)
@@ -114,19 +106,13 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(pool, argmax, channel_mean)
 
 
-def _on_native(fake):
-    """The native twin of a fake kernel: its CPU kernel keeps channels_last features (``layouts``). All tensor
-    arguments share one device (checked before the call), the first one's says which kernel runs."""
-    return lambda *args: fake(*args, layouts=args[0].device.type == "cpu")
-
-
 DUAL_ATTENTION = FusedOp(
     OP_NAME,
-    fake={"triton": _fake_forward, "native": _on_native(_fake_forward)},
+    fake={"triton": _fake_forward, "native": on_native(_fake_forward)},
     setup_context=_setup_context,
     make_backward=_make_backward,
     backward="dual_attention_backward",
-    backward_fake={"triton": _fake_backward, "native": _on_native(_fake_backward)},
+    backward_fake={"triton": _fake_backward, "native": on_native(_fake_backward)},
 )
 
 

@@ -105,6 +105,20 @@ class FusedOp:
         return self.backends[impl].forward
 
 
+def features_format(t: torch.Tensor, layouts: bool) -> torch.memory_format:
+    """The layout of the outputs like ``t`` of a kernel: channels_last where the kernel takes both layouts
+    (``layouts``: the native CPU kernels of AIN and dual attention) and ``t`` is channels_last and not also
+    contiguous, as ``prefers_channels_last`` in csrc/ops/stable.h decides; else contiguous."""
+    channels_last = layouts and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def on_native(fake: Fake) -> Fake:
+    """The native twin of a fake kernel ``fake(*args, layouts=...)`` whose CPU kernel keeps channels_last features:
+    all tensor arguments share one device (checked before the call), the first one's says which kernel runs."""
+    return lambda *args: fake(*args, layouts=args[0].device.type == "cpu")
+
+
 def reference_autograd(reference_fn: Callable[..., torch.Tensor]) -> dict[str, Callable]:
     """``setup_context`` and ``make_backward`` of an op whose backward is its reference's: the inputs are saved and
     the gradient is autograd through ``reference_fn``, recomputed from them (for ops trained rarely, whose fused

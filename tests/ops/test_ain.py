@@ -138,3 +138,19 @@ def test_bad_input_names_the_argument(backend):
     for call, error, message in cases:
         with pytest.raises(error, match=message):
             call()
+
+
+@pytest.mark.skipif("native" not in BACKENDS, reason="needs the compiled extension")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(2, 64, 9, 7), (1, 3, 130, 130)], ids=str)  # the second: several pixel runs
+def test_channels_last_stays_channels_last_on_the_cpu(dtype, shape):
+    """The CPU kernel reads and writes channels_last features (what Winograd convolutions give) without a copy;
+    results as the reference's, and the fake kernel says the same layout (opcheck)."""
+    x, gamma, beta = (t.contiguous(memory_format=torch.channels_last) for t in make_inputs(shape, dtype))
+    for slope in (None, 0.02):
+        out = ops.adaptive_instance_norm(x, gamma, beta, 1e-5, slope, backend="native")
+        assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+        expected = reference(x.double(), gamma.double(), beta.double(), 1e-5, slope).to(dtype)
+        tolerance = {"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {}
+        torch.testing.assert_close(out, expected, **tolerance)
+    torch.library.opcheck(torch.ops.cycleisp_fast.ain_forward.default, (x, gamma, beta, 1e-5, 0.02))

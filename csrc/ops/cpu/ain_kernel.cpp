@@ -103,19 +103,130 @@ void for_each_chunk(const PlaneShape& shape, const Fn& fn) {
   });
 }
 
+// The data of a forward call's tensors.
+template <typename scalar_t, typename acc_t>
+struct ForwardData {
+  const scalar_t *x, *gamma, *beta;
+  scalar_t* out;
+  acc_t *mean, *rstd;
+  explicit ForwardData(const ForwardTensors& t)
+      : x(t.x.const_data_ptr<scalar_t>()),
+        gamma(t.gamma.const_data_ptr<scalar_t>()),
+        beta(t.beta.const_data_ptr<scalar_t>()),
+        out(t.out.mutable_data_ptr<scalar_t>()),
+        mean(t.mean.mutable_data_ptr<acc_t>()),
+        rstd(t.rstd.mutable_data_ptr<acc_t>()) {}
+};
+
+// ---- channels_last (N, H, W, C): the statistics and the modulation vectorised over the contiguous channels ----
+
+// The pixels of one task: a run of about kChunk values of one image.
+struct PixelRun {
+  int64_t image, begin, size;
+};
+
+// Statistics per channel of the `pixels` pixels at x (C values each), two passes as chunk_moments: the sums of
+// x - (the run's first pixel), then of squared deviations from the mean. `work` holds 2 * C values.
+template <typename scalar_t, typename acc_t>
+CYCLEISP_CPU_CLONES void pixel_run_moments(const scalar_t* __restrict__ x, int64_t pixels, int64_t C,
+                                           Moments<acc_t>* __restrict__ out, acc_t* __restrict__ work) {
+  acc_t* __restrict__ sum = work;
+  acc_t* __restrict__ mean = work + C;
+  for (int64_t c = 0; c < C; ++c) sum[c] = acc_t(0);
+  for (int64_t p = 0; p < pixels; ++p) {
+    const scalar_t* row = x + p * C;
+    for (int64_t c = 0; c < C; ++c) sum[c] += static_cast<acc_t>(row[c]) - static_cast<acc_t>(x[c]);
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    mean[c] = static_cast<acc_t>(x[c]) + sum[c] / acc_t(pixels);
+    sum[c] = acc_t(0);
+  }
+  for (int64_t p = 0; p < pixels; ++p) {
+    const scalar_t* row = x + p * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const acc_t d = static_cast<acc_t>(row[c]) - mean[c];
+      sum[c] += d * d;
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) out[c] = {acc_t(pixels), mean[c], sum[c]};
+}
+
+template <bool kLeaky, typename scalar_t, typename acc_t>
+CYCLEISP_CPU_CLONES void modulate_pixels(const scalar_t* __restrict__ x, const scalar_t* __restrict__ gamma,
+                                         const scalar_t* __restrict__ beta, scalar_t* __restrict__ out,
+                                         int64_t pixels, int64_t C, const acc_t* __restrict__ mean,
+                                         const acc_t* __restrict__ rstd, acc_t slope) {
+  for (int64_t p = 0; p < pixels; ++p) {
+    const int64_t o = p * C;
+    for (int64_t c = 0; c < C; ++c) {
+      out[o + c] = static_cast<scalar_t>(
+          modulate<acc_t>(x[o + c], mean[c], rstd[c], gamma[o + c], beta[o + c], kLeaky, slope));
+    }
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+void ain_forward_channels_last(const ForwardTensors& t, double eps, std::optional<double> negative_slope) {
+  const int64_t N = t.x.size(0), C = t.x.size(1), pixels = t.shape.plane_size;
+  const int64_t run = std::max<int64_t>(1, kChunk / std::max<int64_t>(C, 1));
+  const int64_t runs = (pixels + run - 1) / run;
+  const auto run_of = [&](int64_t task) {
+    const int64_t begin = (task % runs) * run;
+    return PixelRun{task / runs, begin, std::min(run, pixels - begin)};
+  };
+  const ForwardData<scalar_t, acc_t> d(t);
+  const scalar_t *xp = d.x, *gp = d.gamma, *bp = d.beta;
+  scalar_t* yp = d.out;
+  acc_t *mean_p = d.mean, *rstd_p = d.rstd;
+  std::vector<Moments<acc_t>> partial(N * runs * C);
+  parallel_for(0, N * runs, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> work(2 * C);
+    for (int64_t task = begin; task < end; ++task) {
+      const PixelRun r = run_of(task);
+      pixel_run_moments<scalar_t, acc_t>(xp + (r.image * pixels + r.begin) * C, r.size, C, &partial[task * C],
+                                         work.data());
+    }
+  });
+  parallel_for(0, N * C, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t n = plane / C, c = plane % C;
+      Moments<acc_t> total = partial[(n * runs) * C + c];
+      for (int64_t k = 1; k < runs; ++k) total = combine(total, partial[(n * runs + k) * C + c]);
+      mean_p[plane] = total.mean;
+      rstd_p[plane] = inverse_std(total, static_cast<acc_t>(eps));
+    }
+  });
+  const acc_t slope = static_cast<acc_t>(negative_slope.value_or(0.0));
+  parallel_for(0, N * runs, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const PixelRun r = run_of(task);
+      const int64_t offset = (r.image * pixels + r.begin) * C;
+      const acc_t* m = mean_p + r.image * C;
+      const acc_t* s = rstd_p + r.image * C;
+      if (negative_slope.has_value()) {
+        modulate_pixels<true>(xp + offset, gp + offset, bp + offset, yp + offset, r.size, C, m, s, slope);
+      } else {
+        modulate_pixels<false>(xp + offset, gp + offset, bp + offset, yp + offset, r.size, C, m, s, slope);
+      }
+    }
+  });
+}
+
 std::tuple<Tensor, Tensor, Tensor> ain_forward_cpu(const Tensor& x, const Tensor& gamma,
                                                                const Tensor& beta, double eps,
                                                                std::optional<double> negative_slope) {
-  const ForwardTensors t = prepare_forward(x, gamma, beta);
+  const ForwardTensors t = prepare_forward(x, gamma, beta, /*allow_channels_last=*/true);
   const PlaneShape& shape = t.shape;
   CF_DISPATCH_FLOATING(t.x.scalar_type(), "ain_forward_cpu", [&] {
     using acc_t = opmath_t<scalar_t>;
-    const scalar_t* xp = t.x.const_data_ptr<scalar_t>();
-    const scalar_t* gp = t.gamma.const_data_ptr<scalar_t>();
-    const scalar_t* bp = t.beta.const_data_ptr<scalar_t>();
-    scalar_t* yp = t.out.mutable_data_ptr<scalar_t>();
-    acc_t* mean_p = t.mean.mutable_data_ptr<acc_t>();
-    acc_t* rstd_p = t.rstd.mutable_data_ptr<acc_t>();
+    if (t.channels_last) {
+      ain_forward_channels_last<scalar_t, acc_t>(t, eps, negative_slope);
+      return;
+    }
+    const ForwardData<scalar_t, acc_t> d(t);
+    const scalar_t *xp = d.x, *gp = d.gamma, *bp = d.beta;
+    scalar_t* yp = d.out;
+    acc_t *mean_p = d.mean, *rstd_p = d.rstd;
     const bool leaky = negative_slope.has_value();
     const acc_t slope = static_cast<acc_t>(negative_slope.value_or(0.0));
     std::vector<Moments<acc_t>> partial(shape.planes * shape.chunks);

@@ -124,7 +124,7 @@ std::tuple<Tensor, Tensor, Tensor> ain_forward_cuda(const Tensor& x, const Tenso
                                                                 const Tensor& beta, double eps,
                                                                 std::optional<double> negative_slope) {
   const CudaDeviceGuard guard(x);
-  const ForwardTensors t = prepare_forward(x, gamma, beta);
+  const ForwardTensors t = prepare_forward(x, gamma, beta, /*allow_channels_last=*/false);
   const int64_t tasks = t.shape.planes * t.shape.chunks;
   if (tasks == 0) return {t.out, t.mean, t.rstd};
   const cudaStream_t stream = current_cuda_stream();

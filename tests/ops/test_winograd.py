@@ -1,0 +1,205 @@
+"""Winograd F(4x4, 3x3) convolution (``cycleisp_fast::winograd_conv3x3``, ``WinogradConv2d``, ``use_winograd``)
+against ``F.conv2d`` in float64, the independent reference: accuracy within the stated bound over shapes that
+exercise the tile edges, partial channel blocks and several bands; layouts; degenerate sizes; non-finite input;
+the fake kernel (opcheck, torch.compile); the module's fallbacks and weight tracking; clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cycleisp_fast.nn.winograd import MIN_CHANNELS, WinogradConv2d, use_winograd, winograd_applies
+from cycleisp_fast.ops import winograd as op
+
+pytestmark = pytest.mark.skipif(not op.available(), reason="needs the compiled extension")
+
+RELATIVE_RMS_BOUND = 3e-6
+"""Relative RMS error of the float32 result against the exact convolution (measured 0.5-1.1e-6; direct float32
+convolution: 1-4e-7)."""
+RELATIVE_MAX_BOUND = 5e-5
+"""Largest error relative to the output's RMS (measured up to 1.5e-5)."""
+
+
+def _case(n, c, k, h, w, *, bias=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=g)
+    weight = torch.randn(k, c, 3, 3, generator=g) / (3 * max(c, 1) ** 0.5)
+    b = torch.randn(k, generator=g) if bias else None
+    return x, weight, b
+
+
+def _relative_errors(y, x, weight, bias):
+    exact = F.conv2d(x.double(), weight.double(), None if bias is None else bias.double(), padding=1)
+    rms = exact.square().mean().sqrt().clamp_min(1e-30)
+    error = y.double() - exact
+    return (error.square().mean().sqrt() / rms).item(), (error.abs().max() / rms).item()
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 16, 16, 9, 11), (2, 20, 33, 13, 7), (1, 64, 64, 33, 29), (3, 17, 16, 4, 8), (1, 32, 48, 1, 1)],
+    ids=str,
+)
+@pytest.mark.parametrize("band_tiles", [0, 1, 3])
+def test_matches_the_exact_convolution_within_the_stated_bound(shape, band_tiles):
+    x, weight, bias = _case(*shape)
+    y = op.winograd_conv3x3(x, op.transform_weight(weight), bias, band_tiles=band_tiles)
+    assert y.shape == (shape[0], shape[2], shape[3], shape[4]) and y.dtype == torch.float32
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    rms, largest = _relative_errors(y, x, weight, bias)
+    assert rms < RELATIVE_RMS_BOUND and largest < RELATIVE_MAX_BOUND, (rms, largest)
+
+
+def test_no_bias_and_either_input_layout():
+    x, weight, _ = _case(2, 24, 16, 10, 12, bias=False)
+    u = op.transform_weight(weight)
+    from_nchw = op.winograd_conv3x3(x, u)
+    from_channels_last = op.winograd_conv3x3(x.contiguous(memory_format=torch.channels_last), u)
+    torch.testing.assert_close(from_nchw, from_channels_last, rtol=0, atol=0)
+    assert _relative_errors(from_nchw, x, weight, None)[0] < RELATIVE_RMS_BOUND
+
+
+def test_strided_views_are_read_as_their_values():
+    x, weight, bias = _case(1, 16, 16, 20, 20)
+    view = x[:, :, 2:15, 1:19:2]  # not dense in any layout
+    y = op.winograd_conv3x3(view, op.transform_weight(weight), bias)
+    assert _relative_errors(y, view, weight, bias)[0] < RELATIVE_RMS_BOUND
+
+
+def test_degenerate_sizes():
+    _, weight, bias = _case(1, 16, 16, 4, 4)
+    u = op.transform_weight(weight)
+    assert op.winograd_conv3x3(torch.zeros(0, 16, 5, 5), u, bias).shape == (0, 16, 5, 5)
+    assert op.winograd_conv3x3(torch.zeros(2, 16, 0, 5), u, bias).shape == (2, 16, 0, 5)
+    # No input channels: the output is the bias.
+    empty = op.transform_weight(torch.zeros(16, 0, 3, 3))
+    y = op.winograd_conv3x3(torch.zeros(1, 0, 3, 2), empty, bias)
+    torch.testing.assert_close(y, bias.view(1, -1, 1, 1).expand(1, 16, 3, 2), rtol=0, atol=0)
+
+
+def test_a_nan_stays_within_the_tiles_that_read_it():
+    x, weight, bias = _case(1, 16, 16, 16, 16)
+    x[0, 3, 9, 9] = float("nan")  # input row/col 9 is read by the tile of output rows/cols 8-11 (inputs 7-12) only
+    y = op.winograd_conv3x3(x, op.transform_weight(weight), bias)
+    nan = torch.isnan(y[0]).any(0)
+    assert nan[8:11, 8:11].all()  # the 3x3 neighbourhood, as direct convolution
+    outside = torch.ones_like(nan)
+    outside[8:12, 8:12] = False
+    assert not nan[outside].any()
+
+
+def test_opcheck_and_compile():
+    x, weight, bias = _case(1, 16, 16, 6, 7)
+    u = op.transform_weight(weight)
+    torch.library.opcheck(torch.ops.cycleisp_fast.winograd_conv3x3.default, (x, u, bias, 0))
+    compiled = torch.compile(lambda t: op.winograd_conv3x3(t, u, bias) * 2, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x), op.winograd_conv3x3(x, u, bias) * 2)
+
+
+def test_transform_weight_is_computed_in_float64_and_rounded_once():
+    weight = torch.randn(16, 16, 3, 3, dtype=torch.float64)
+    u = op.transform_weight(weight)
+    assert u.shape == (36, 16, 16) and u.dtype == torch.float32 and u.is_contiguous()
+    torch.testing.assert_close(u, op.transform_weight(weight.float()), rtol=2e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda x, u, b: op.winograd_conv3x3(x.double(), u, b), "x must be float32 on the CPU"),
+        (lambda x, u, b: op.winograd_conv3x3(x[0], u, b), r"x must have shape \(N, C, H, W\)"),
+        (lambda x, u, b: op.winograd_conv3x3(x, u[:, :8], b), r"weight must be transform_weight\(kernels\)"),
+        (lambda x, u, b: op.winograd_conv3x3(x, u.double(), b), "weight must be float32"),
+        (lambda x, u, b: op.winograd_conv3x3(x, u, b[:3]), r"bias must be None or \(16,\) float32"),
+        (lambda x, u, b: op.winograd_conv3x3(x, u, b, band_tiles=-1), "band_tiles must be >= 0"),
+        (lambda x, u, b: op.transform_weight(torch.zeros(4, 4, 5, 5)), r"weight must be the \(K, C, 3, 3\)"),
+        (lambda x, u, b: op.transform_weight(torch.zeros(4, 4, 3, 3, dtype=torch.int32)), "floating dtype"),
+    ],
+)
+def test_bad_arguments_name_what_was_expected(call, match):
+    x, weight, bias = _case(1, 16, 16, 5, 5)
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(x, op.transform_weight(weight), bias)
+
+
+def test_the_registered_operator_checks_its_arguments_too():
+    x, weight, bias = _case(1, 16, 16, 5, 5)
+    with pytest.raises(RuntimeError, match="weight must be the transformed weight"):
+        torch.ops.cycleisp_fast.winograd_conv3x3(x, op.transform_weight(weight)[:35], bias, 0)
+
+
+# ---- the module --------------------------------------------------------------------------------------------
+
+
+def test_module_matches_its_convolution_and_keeps_its_keys():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 32, 3, padding=1)
+    fast = WinogradConv2d.from_conv(conv)
+    assert fast.weight is conv.weight and fast.bias is conv.bias
+    assert list(fast.state_dict()) == ["weight", "bias"]
+    x = torch.randn(2, 16, 11, 6)
+    with torch.no_grad():
+        rms, _ = _relative_errors(fast(x), x, conv.weight, conv.bias)
+    assert rms < RELATIVE_RMS_BOUND
+
+
+def test_module_falls_back_to_direct_convolution_where_winograd_does_not_apply():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 16, 3, padding=1)
+    fast = WinogradConv2d.from_conv(conv)
+    x = torch.randn(1, 16, 8, 8)
+    torch.testing.assert_close(fast(x), conv(x), rtol=0, atol=0)  # gradients wanted: F.conv2d, same graph
+    assert fast(x).requires_grad
+    with torch.no_grad():
+        half = fast.to(torch.bfloat16)(x.bfloat16())
+    assert half.dtype == torch.bfloat16
+
+
+def test_module_follows_changes_of_its_weight():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 16, 3, padding=1)
+    fast = WinogradConv2d.from_conv(conv)
+    x = torch.randn(1, 16, 8, 8)
+    with torch.no_grad():
+        fast(x)
+        conv.weight.mul_(-2)  # in place, as an optimizer step
+        rms, _ = _relative_errors(fast(x), x, conv.weight, conv.bias)
+        assert rms < RELATIVE_RMS_BOUND
+        other = nn.Conv2d(16, 16, 3, padding=1)
+        fast.load_state_dict(other.state_dict())
+        rms, _ = _relative_errors(fast(x), x, other.weight, other.bias)
+        assert rms < RELATIVE_RMS_BOUND
+
+
+def test_where_winograd_applies():
+    assert winograd_applies(nn.Conv2d(MIN_CHANNELS, MIN_CHANNELS, 3, padding=1))
+    for conv in (
+        nn.Conv2d(8, 64, 3, padding=1),
+        nn.Conv2d(64, 8, 3, padding=1),
+        nn.Conv2d(64, 64, 3, padding=1, stride=2),
+        nn.Conv2d(64, 64, 3, padding=2, dilation=2),
+        nn.Conv2d(64, 64, 3, padding=1, groups=2),
+        nn.Conv2d(64, 64, 3, padding=1, padding_mode="reflect"),
+        nn.Conv2d(64, 64, 5, padding=2),
+        nn.ConvTranspose2d(64, 64, 3, padding=1),
+    ):
+        assert not winograd_applies(conv), conv
+    with pytest.raises(ValueError, match="WinogradConv2d is a 3x3 convolution with stride 1"):
+        WinogradConv2d(8, 64)
+    with pytest.raises(ValueError, match="Winograd does not apply"):
+        WinogradConv2d.from_conv(nn.Conv2d(64, 64, 3, padding=1, stride=2))
+
+
+def test_use_winograd_swaps_in_place_and_keeps_the_state_dict():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Sequential(nn.Conv2d(16, 16, 3, padding=1)))
+    keys = list(model.state_dict())
+    x = torch.randn(1, 3, 9, 9)
+    with torch.no_grad():
+        expected = model(x)
+        assert use_winograd(model) == 1
+        assert isinstance(model[2][0], WinogradConv2d) and type(model[0]) is nn.Conv2d
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+    assert list(model.state_dict()) == keys
