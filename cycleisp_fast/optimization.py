@@ -5,9 +5,11 @@ keys, built from the levers that were measured to pay on the device (``cycleisp-
 denoisenet_raw aindnet``; README, "Model speed"):
 
 - every fused op on its fastest backend (``backend="auto"`` in every module that has a ``backend``);
-- for float32 inference on the CPU, the 3x3 convolutions of 16 or more channels by Winograd F(4x4, 3x3)
+- in float32 on the CPU, the 3x3 convolutions of 16 or more channels by Winograd F(4x4, 3x3)
   (:class:`cycleisp_fast.nn.WinogradConv2d`: 2.25 multiplies per output instead of 9, 2-2.6x faster than
-  oneDNN's direct convolution; float rounding about 5x direct convolution's, see :mod:`cycleisp_fast.ops.winograd`);
+  oneDNN's direct convolution; float rounding 2.5-5x direct convolution's, see :mod:`cycleisp_fast.ops.winograd`)
+  for every network's inference and for the training step of the CycleISP networks (forward and input
+  gradient; the weight gradient stays oneDNN's);
 - ``channels_last`` on the CPU for the CycleISP networks (the fused dual-attention tail reads it natively, and
   oneDNN's 3x3 convolutions run 1.3-2x faster in it) and for every network with Winograd (which reads and writes
   it, as the CPU AIN kernel does);
@@ -237,9 +239,10 @@ def optimize(
             compiling).
         channels_last: None (default) where it was measured to pay: on the CPU, the CycleISP networks and any
             network with Winograd convolutions.
-        winograd: 3x3 convolutions by Winograd F(4x4, 3x3) where they have 16 or more channels; None (default):
-            for float32 inference on the CPU (where it pays: 1.5-1.8x on whole networks), when the compiled
-            extension is there. False keeps oneDNN's direct convolution (the reference's rounding).
+        winograd: 3x3 convolutions by Winograd F(4x4, 3x3) where they have 16 or more channels, in float32 on the
+            CPU; None (default): where measured to pay (every network's inference, the CycleISP networks'
+            training), when the compiled extension is there. False keeps oneDNN's direct convolution (the
+            reference's rounding).
 
     Returns:
         An :class:`OptimizedModel`.
@@ -272,12 +275,14 @@ def optimize(
             RuntimeWarning,
             stacklevel=2,
         )
+    winograd_fits = device.type == "cpu" and precision == "float32"
     if winograd is None:
-        winograd = inference and device.type == "cpu" and precision == "float32" and winograd_op.available()
-    elif winograd and not (inference and device.type == "cpu" and precision == "float32"):
+        # Measured to pay: every network's inference; the training step of the CycleISP networks (AINDNet's
+        # AIN backward reads NCHW, and the layout copies cost more than Winograd saves).
+        winograd = winograd_fits and winograd_op.available() and (inference or _uses_dual_attention(model))
+    elif winograd and not winograd_fits:
         raise ValueError(
-            "winograd=True applies to float32 inference on the CPU (inference=True, precision='float32', the model "
-            f"on the CPU); got inference={inference}, precision={precision!r}, device {device}"
+            f"winograd=True applies to float32 on the CPU; got precision={precision!r} with the model on {device}"
         )
     elif winograd and not winograd_op.available():
         raise RuntimeError("winograd=True needs the compiled extension (cycleisp_fast._C), which did not load")

@@ -2,8 +2,9 @@
 F(4x4, 3x3) (:mod:`cycleisp_fast.ops.winograd`), and :func:`use_winograd`, which puts it in a model where it pays.
 
 It is a ``Conv2d``: same parameters, same state-dict keys, same result within float rounding (see the op's
-accuracy note). It computes with ``F.conv2d`` wherever the fast path does not apply: with gradients, on other
-devices or dtypes, or without the compiled extension. The transformed weight is recomputed when the weight
+accuracy note), in inference and in training (:func:`cycleisp_fast.ops.winograd.conv3x3`: forward and input
+gradient by Winograd). It computes with ``F.conv2d`` wherever Winograd does not apply: on other devices or
+dtypes, or without the compiled extension. The transformed weight is recomputed when the weight
 changes (loading, an optimizer step), detected by the weight's version counter.
 """
 
@@ -69,7 +70,7 @@ class WinogradConv2d(nn.Conv2d):
                 f"kernel_size={kernel_size}, stride={stride}, padding={padding}, {kwargs}"
             )
         self.register_buffer("winograd_weight", torch.empty(0), persistent=False)
-        self._transformed: tuple[int, int] | None = None
+        self._transformed: tuple[int, int, int] | None = None
         self.register_load_state_dict_post_hook(lambda module, _incompatible: module.refresh())
 
     @classmethod
@@ -85,23 +86,22 @@ class WinogradConv2d(nn.Conv2d):
         return fast
 
     def _fast_path(self, x: Tensor) -> bool:
-        weight = self.weight
-        grads = torch.is_grad_enabled() and (
-            x.requires_grad or weight.requires_grad or (self.bias is not None and self.bias.requires_grad)
-        )
         return (
-            not grads
-            and x.dim() == 4
+            x.dim() == 4
             and x.device.type == "cpu"
-            and x.dtype == weight.dtype == torch.float32
+            and x.dtype == self.weight.dtype == torch.float32
             and winograd.available()
         )
+
+    def _wants_gradients(self, x: Tensor) -> bool:
+        parameters = (self.weight,) if self.bias is None else (self.weight, self.bias)
+        return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in parameters))
 
     def refresh(self) -> None:
         """Transforms the weight again if it changed since the last transform (or was never transformed). Called
         by every eager call, after ``load_state_dict``, and needed only after changing the weight in place
         while a ``torch.compile``-d caller runs (a compiled graph does not look)."""
-        stamp = (id(self.weight), self.weight._version)
+        stamp = (id(self.weight), self.weight.data_ptr(), self.weight._version)  # data_ptr: after .to(...)
         if self._transformed != stamp:
             self.winograd_weight = winograd.transform_weight(self.weight)
             self._transformed = stamp
@@ -112,6 +112,8 @@ class WinogradConv2d(nn.Conv2d):
             return super().forward(x)
         if not torch.compiler.is_compiling():
             self.refresh()
+        if self._wants_gradients(x):
+            return winograd.conv3x3(x, self.weight, self.bias, self.winograd_weight)
         return winograd.winograd_conv3x3(x, self.winograd_weight, self.bias)
 
 

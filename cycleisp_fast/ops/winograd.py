@@ -16,8 +16,10 @@ channels; ``tests/ops/test_winograd.py`` holds it to a bound): float rounding, b
 infinity in the input spreads over the 4x4 output tiles whose 6x6 input tile holds it (as in every Winograd
 convolution, cuDNN's and oneDNN's included), not only over the 3x3 neighbourhood of direct convolution.
 
-No autograd: the transformed weight is a constant (inference). :class:`cycleisp_fast.nn.WinogradConv2d` runs it
-where it applies and falls back to ``F.conv2d`` where it does not (gradients, other devices or dtypes).
+:func:`winograd_conv3x3` takes the transformed weight as a constant (inference); :func:`conv3x3` is the
+differentiable convolution for training: its forward and its input gradient (a convolution by the flipped
+kernels) by Winograd, the weight and bias gradients by torch (oneDNN). :class:`cycleisp_fast.nn.WinogradConv2d`
+runs them where they apply and falls back to ``F.conv2d`` where they do not (other devices or dtypes).
 
 Example:
     >>> import torch.nn.functional as F
@@ -58,6 +60,8 @@ def _kernel_transform() -> torch.Tensor:
 
 
 KERNEL_TRANSFORM = _kernel_transform()
+_KERNEL_TRANSFORM_2D = torch.kron(KERNEL_TRANSFORM, KERNEL_TRANSFORM)
+"""(36, 9): row 6a + b, column 3i + j holds G[a, i] G[b, j], so that U = G g G^T is one matrix product."""
 
 
 def transform_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -74,9 +78,9 @@ def transform_weight(weight: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"weight must be the (K, C, 3, 3) kernels of a 3x3 convolution, got {shape}")
     if not weight.is_floating_point():
         raise TypeError(f"weight must have a floating dtype, got {weight.dtype}")
-    g = KERNEL_TRANSFORM.to(weight.device)
-    u = torch.einsum("ai,kcij,bj->abck", g, weight.detach().double(), g)
-    return u.reshape(POINTS, weight.shape[1], weight.shape[0]).float().contiguous()
+    k, c = weight.shape[:2]
+    u = weight.detach().double().reshape(k * c, 9) @ _KERNEL_TRANSFORM_2D.to(weight.device).T  # (K * C, 36)
+    return u.T.reshape(POINTS, k, c).transpose(1, 2).float().contiguous()
 
 
 def available() -> bool:
@@ -125,6 +129,64 @@ def winograd_conv3x3(
             f"winograd_conv3x3 needs the compiled extension: {_extension.LOAD_ERROR}. {_extension.REBUILD}"
         )
     return torch.ops.cycleisp_fast.winograd_conv3x3(x, weight, bias, band_tiles)
+
+
+class _Conv3x3(torch.autograd.Function):
+    """y = conv(x, weight) + bias by Winograd; dx by Winograd with the flipped kernels; dweight, dbias by torch."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, transformed):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return winograd_conv3x3(x, transformed, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            # The input gradient of a stride-1, padding-1 correlation is the correlation of the output gradient
+            # with the kernels flipped in space and transposed in channels.
+            grad_x = winograd_conv3x3(grad, transform_weight(weight.flip(2, 3).transpose(0, 1)))
+        if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
+            _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+                grad,
+                x,
+                weight,
+                [weight.shape[0]] if ctx.has_bias else None,
+                [1, 1],
+                [1, 1],
+                [1, 1],
+                False,
+                [0, 0],
+                1,
+                [False, ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]],
+            )
+        return grad_x, grad_weight, grad_bias, None
+
+
+def conv3x3(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    transformed: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=1)`` by Winograd, differentiable in ``x``, ``weight`` and ``bias``
+    (the forward and the input gradient by Winograd, the weight and bias gradients by torch).
+
+    Args:
+        x: (N, C, H, W) float32 on the CPU.
+        weight: (K, C, 3, 3) float32 kernels.
+        bias: (K,) float32, or None.
+        transformed: ``transform_weight(weight)`` if already at hand (it is recomputed otherwise).
+
+    Returns:
+        (N, K, H, W) float32 in channels_last.
+    """
+    if transformed is None:
+        transformed = transform_weight(weight)
+    return _Conv3x3.apply(x, weight, bias, transformed)
 
 
 if _extension.LOADED:

@@ -154,6 +154,26 @@ def test_saved_tensors(backend):
     torch.testing.assert_close(channel_mean, res.mean((2, 3)))
 
 
+@pytest.mark.skipif("native" not in BACKENDS, reason="native kernels are not built")
+def test_channels_last_pool_keeps_the_first_max_and_the_first_nan():
+    """The CPU kernel pools a channels_last pixel 16 channels at a time and merges the lanes: ties within a lane,
+    across lanes and in the channels past the last whole block, and NaNs, resolve as torch.max does."""
+    forward = torch.ops.cycleisp_fast.dual_attention_forward
+    res, x, *weights = make_inputs((1, 40, 2, 3), 4)  # 40 channels: two blocks of 16 and 8 more
+    pixel = res[0, :, 0, 0]
+    pixel[4] = pixel[20] = 9  # one lane (4 = 20 mod 16): channel 4
+    res[0, 3, 0, 1] = res[0, 17, 0, 1] = 9  # two lanes: channel 3
+    res[0, 37, 0, 2] = res[0, 5, 0, 2] = 9  # a lane and the remainder: channel 5
+    res[0, 30, 1, 0] = res[0, 12, 1, 0] = float("nan")  # the first NaN: channel 12
+    res[0, 36, 1, 1] = float("nan")  # a NaN among the remainder only: channel 36
+    res[0, 33, 1, 2] = 9  # the largest in the remainder
+    _, pool, argmax, _ = forward(res.contiguous(memory_format=torch.channels_last), x, *weights)
+    assert argmax[0].tolist() == [[4, 3, 5], [12, 36, 33]]
+    expected_max = res.amax(1)
+    torch.testing.assert_close(pool[:, 0], expected_max, equal_nan=True)
+    torch.testing.assert_close(pool[:, 1], res.mean(1), equal_nan=True)
+
+
 @pytest.mark.parametrize("backend", ["reference", *BACKENDS])
 def test_gradcheck_float64(backend):
     inputs = [t.requires_grad_(True) for t in make_inputs((2, 4, 3, 4), 2, torch.float64)]

@@ -150,11 +150,32 @@ def test_module_falls_back_to_direct_convolution_where_winograd_does_not_apply()
     conv = nn.Conv2d(16, 16, 3, padding=1)
     fast = WinogradConv2d.from_conv(conv)
     x = torch.randn(1, 16, 8, 8)
-    torch.testing.assert_close(fast(x), conv(x), rtol=0, atol=0)  # gradients wanted: F.conv2d, same graph
-    assert fast(x).requires_grad
     with torch.no_grad():
         half = fast.to(torch.bfloat16)(x.bfloat16())
-    assert half.dtype == torch.bfloat16
+        torch.testing.assert_close(half, conv.to(torch.bfloat16)(x.bfloat16()), rtol=0, atol=0)
+        double = fast.to(torch.float64)(x.double())
+        torch.testing.assert_close(double, conv.to(torch.float64)(x.double()), rtol=0, atol=0)
+        back = fast.float()(x)  # back in float32: Winograd again, with the weight transformed anew
+        assert back.is_contiguous(memory_format=torch.channels_last)
+        assert _relative_errors(back, x, conv.weight, conv.bias)[0] < RELATIVE_RMS_BOUND
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_training_gradients_match_the_exact_convolution(bias):
+    """conv3x3 (what the module runs with gradients): forward and input gradient by Winograd, weight and bias
+    gradients by torch; all within the stated bound of float64 F.conv2d's."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 24, 3, padding=1, bias=bias)
+    fast = WinogradConv2d.from_conv(conv)
+    x = torch.randn(2, 16, 9, 13, requires_grad=True)
+    grad_out = torch.randn(2, 24, 9, 13)
+    fast(x).backward(grad_out)
+    exact = [t.detach().double().requires_grad_() for t in (x, conv.weight, *([conv.bias] if bias else []))]
+    F.conv2d(exact[0], exact[1], exact[2] if bias else None, padding=1).backward(grad_out.double())
+    for actual, expected in zip((x.grad, conv.weight.grad, conv.bias.grad if bias else None), exact):
+        error = (actual.double() - expected.grad).square().mean().sqrt() / expected.grad.square().mean().sqrt()
+        assert error < RELATIVE_RMS_BOUND, error
+    assert conv.bias is None or conv.bias.grad is not None
 
 
 def test_module_follows_changes_of_its_weight():

@@ -151,31 +151,100 @@ void add_outer_products(int64_t channels, int64_t size, Block<const T> a, Block<
   }
 }
 
+// Whether value v at a later channel replaces the running max m: the first NaN wins, as in torch.max, else the
+// first largest.
+template <typename T>
+__attribute__((always_inline)) inline bool replaces_max(T v, T m) {
+  return v > m || (v != v && m == m);
+}
+
+// The channel max, its first argmax and the channel sum of one channels_last pixel, kLanes channels at a time:
+// lane l keeps the first max of the channels l, l + kLanes, ... (visited in order), then the lanes are merged
+// by (NaN first, larger, smaller channel) and the channels past the last whole block follow one by one.
+template <typename T>
+__attribute__((always_inline)) inline void pool_pixel(const T* __restrict__ px, int64_t channels, T& max,
+                                                      int32_t& argmax, T& sum) {
+  const int64_t whole = channels / kLanes * kLanes;
+  T m = px[0], total = T(0);
+  int32_t a = 0;
+  int64_t c = 0;
+  if (whole > 0) {
+    T best[kLanes], sums[kLanes];
+    int32_t where[kLanes];
+    for (int l = 0; l < kLanes; ++l) {
+      best[l] = sums[l] = px[l];
+      where[l] = l;
+    }
+    for (c = kLanes; c < whole; c += kLanes) {
+      for (int l = 0; l < kLanes; ++l) {
+        const T v = px[c + l];
+        const bool greater = replaces_max(v, best[l]);
+        best[l] = greater ? v : best[l];
+        where[l] = greater ? static_cast<int32_t>(c + l) : where[l];
+        sums[l] += v;
+      }
+    }
+    m = best[0];
+    a = where[0];
+    for (int l = 1; l < kLanes; ++l) {
+      const T v = best[l];
+      const bool m_nan = m != m, v_nan = v != v;
+      const bool earlier = where[l] < a;
+      const bool take = m_nan ? (v_nan && earlier) : (v_nan || v > m || (v == m && earlier));
+      m = take ? v : m;
+      a = take ? where[l] : a;
+    }
+    for (int l = 0; l < kLanes; ++l) total += sums[l];
+  }
+  for (; c < channels; ++c) {
+    const T v = px[c];
+    const bool greater = c > 0 && replaces_max(v, m);
+    m = greater ? v : m;
+    a = greater ? static_cast<int32_t>(c) : a;
+    total += v;
+  }
+  max = m;
+  argmax = a;
+  sum = total;
+}
+
 // Channel max, its first argmax and the channel mean of every pixel of a tile, and each channel's sum over the
 // tile (channel_sums, C values). NCHW runs along the pixels of each channel (vectorised, the channel sum in
-// independent lanes); channels_last along the channels of each pixel.
+// independent lanes); channels_last a pixel at a time, vectorised over its channels (pool_pixel).
 template <bool kNHWC, typename T>
 CYCLEISP_CPU_CLONES void pool_tile(Block<const T> res, int64_t channels, int64_t size, T* __restrict__ max,
                                    T* __restrict__ mean, int32_t* __restrict__ argmax, T* __restrict__ channel_sums) {
   const T* __restrict__ data = res.data;
+  const T inverse = T(1) / static_cast<T>(channels);
+  if constexpr (kNHWC) {
+    for (int64_t c = 0; c < channels; ++c) channel_sums[c] = T(0);
+    for (int64_t t = 0; t < size; ++t) {
+      const T* __restrict__ px = data + t * res.ld;
+      T sum;
+      pool_pixel(px, channels, max[t], argmax[t], sum);
+      mean[t] = sum * inverse;
+      for (int64_t c = 0; c < channels; ++c) channel_sums[c] += px[c];
+    }
+    return;
+  }
   for (int64_t t = 0; t < size; ++t) {
-    max[t] = data[element<kNHWC>(0, t, res.ld)];
+    max[t] = data[t];
     mean[t] = T(0);
     argmax[t] = 0;
   }
   for (int64_t c = 0; c < channels; ++c) {
-    const T* __restrict__ row = data + c * res.ld;
-    channel_sums[c] = kNHWC ? T(0) : lane_sum<T>(size, [&](int64_t t) { return row[t]; });
+    channel_sums[c] = lane_sum<T>(size, [&](int64_t t) { return data[c * res.ld + t]; });
   }
-  for_each_element<kNHWC>(channels, size, [&](int64_t c, int64_t t) {
-    const T v = data[element<kNHWC>(c, t, res.ld)];
-    const bool greater = v > max[t] || (v != v && max[t] == max[t]);  // the first NaN wins, as in torch.max
-    max[t] = greater ? v : max[t];
-    argmax[t] = greater ? static_cast<int32_t>(c) : argmax[t];
-    mean[t] += v;
-    if constexpr (kNHWC) channel_sums[c] += v;
-  });
-  const T inverse = T(1) / static_cast<T>(channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    const T* __restrict__ row = data + c * res.ld;
+    for (int64_t t = 0; t < size; ++t) {
+      const T v = row[t];
+      const bool greater = replaces_max(v, max[t]);
+      max[t] = greater ? v : max[t];
+      argmax[t] = greater ? static_cast<int32_t>(c) : argmax[t];
+      mean[t] += v;
+    }
+  }
   for (int64_t t = 0; t < size; ++t) mean[t] *= inverse;
 }
 
