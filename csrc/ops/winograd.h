@@ -5,8 +5,8 @@
 // positions p one matrix product M[p] = V[p] (tiles x C) @ U[p] (C x K), then y = A^T M A per output channel.
 // U = G g G^T is the transformed weight, computed once from the 3x3 kernels (cycleisp_fast/ops/winograd.py,
 // in float64). The interpolation points are 0, 1, -1, 1/2, -2 and infinity: their transforms have exact binary
-// coefficients and gave the smallest float32 error of the sets tried (about 5x direct convolution's rounding,
-// against 8x for Lavin's 0, +-1, +-2). 9 multiplies per output become 36/16 = 2.25.
+// coefficients and gave the smallest float32 error of the sets tried (two thirds of that of Lavin's
+// 0, +-1, +-2; 3-8x direct convolution's rounding). 9 multiplies per output become 36/16 = 2.25.
 //
 // The tiles go through in bands (transform, one batched matrix product through torch's bmm, inverse
 // transform), each band's buffers small enough to stay in the caches; the buffers are allocated once per call.

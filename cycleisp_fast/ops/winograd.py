@@ -11,10 +11,11 @@ than oneDNN's direct convolution in channels_last (README, "Model speed").
 
 **Accuracy.** The interpolation points are 0, 1, -1, 1/2, -2 and infinity; their ``B`` and ``A`` have exact binary
 coefficients, and ``U`` is computed in float64 and rounded once. The float32 result differs from the exact
-convolution by about 5x what direct float32 convolution does (relative RMS error 1.1e-6 against 2-4e-7 for 64
-channels; ``tests/ops/test_winograd.py`` holds it to a bound): float rounding, but not the same rounding. A NaN or
-infinity in the input spreads over the 4x4 output tiles whose 6x6 input tile holds it (as in every Winograd
-convolution, cuDNN's and oneDNN's included), not only over the 3x3 neighbourhood of direct convolution.
+convolution by 3-8x what direct float32 convolution does (relative RMS error 5e-7 to 1.5e-6 against 1.5e-7,
+growing with the channels; ``python scripts/bench_winograd.py`` prints both, ``tests/ops/test_winograd.py`` holds
+it to a bound): float rounding, but not the same rounding. A NaN or infinity in the input spreads over the 4x4
+output tiles whose 6x6 input tile holds it (as in any Winograd convolution), not only over the 3x3 neighbourhood
+of direct convolution.
 
 :func:`winograd_conv3x3` takes the transformed weight as a constant (inference); :func:`conv3x3` is the
 differentiable convolution for training: its forward and its input gradient (a convolution by the flipped
