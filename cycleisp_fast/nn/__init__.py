@@ -11,6 +11,7 @@ from cycleisp_fast.nn.dual_attention import (
     SpatialAttention,
     default_conv,
 )
+from cycleisp_fast.nn.winograd import WinogradConv2d, use_winograd
 
 __all__ = [
     "AIN",
@@ -24,5 +25,7 @@ __all__ = [
     "DAB",
     "RRG",
     "SpatialAttention",
+    "WinogradConv2d",
     "default_conv",
+    "use_winograd",
 ]

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 
 #include "../winograd.h"
@@ -136,11 +137,47 @@ CYCLEISP_CPU_CLONES_AVX512 void output_transform(const ConvShape& s, const float
   }
 }
 
+// A thread's buffer of floats, 64-byte aligned, grown on demand and kept for the thread's life.
+class ThreadBuffer {
+ public:
+  ThreadBuffer() = default;
+  ThreadBuffer(const ThreadBuffer&) = delete;
+  ThreadBuffer& operator=(const ThreadBuffer&) = delete;
+  ~ThreadBuffer() { std::free(data_); }
+  float* reserve(int64_t count) {
+    if (count > capacity_) {
+      std::free(data_);
+      const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + 63) / 64 * 64;
+      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      capacity_ = data_ != nullptr ? count : 0;
+      CF_CHECK(data_ != nullptr, "winograd_conv3x3: out of memory for ", bytes, " bytes of tile buffers");
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  int64_t capacity_ = 0;
+};
+
+// Each pool thread's transformed tiles and products, kept between calls: allocating them per call, between the
+// calls' large outputs, fragmented the heap (the resident memory grew with every convolution of a network).
+// Bounded by one band: about 768 KiB, at most 32 tiles x 36 x (C + K) floats.
+struct Workspace {
+  ThreadBuffer tiles, products;
+};
+Workspace& thread_workspace() {
+  thread_local Workspace workspace;
+  return workspace;
+}
+
 // out = a @ b, batched, through torch's bmm.out (the BLAS torch was built with).
 void bmm_out(const Tensor& a, const Tensor& b, const Tensor& out) {
   std::array<StableIValue, 3> stack{torch::stable::detail::from(a), torch::stable::detail::from(b),
                                     torch::stable::detail::from(out)};
   STABLE_TORCH_ERROR_CODE_CHECK(torch_call_dispatcher("aten::bmm", "out", stack.data(), TORCH_ABI_VERSION));
+  // The call returns `out` again as a new reference: take it, so that it is released.
+  (void)torch::stable::detail::to<Tensor>(stack[0]);
 }
 
 Tensor winograd_conv3x3_cpu(const Tensor& x, const Tensor& weight, std::optional<Tensor> bias, int64_t requested) {
@@ -160,19 +197,17 @@ Tensor winograd_conv3x3_cpu(const Tensor& x, const Tensor& weight, std::optional
   // caches; bmm inside the parallel region runs on the calling thread.
   const int64_t band = band_tiles(s, requested);
   const int64_t bands = (s.tiles() + band - 1) / band;
-  const int threads = num_threads();
-  Tensor v_all = empty_tensor({threads, band, kPoints, s.in_channels}, ScalarType::Float, x.device());
-  Tensor m_all = empty_tensor({threads, kPoints, band, s.out_channels}, ScalarType::Float, x.device());
+  const int64_t C = s.in_channels, K = s.out_channels;
   const float* xp = t.x.const_data_ptr<float>();
   const float* bp = t.bias.defined() ? t.bias.const_data_ptr<float>() : nullptr;
   float* yp = t.out.mutable_data_ptr<float>();
   parallel_for(0, bands, 1, [&](int64_t begin, int64_t end) {
-    const int thread = thread_index();
-    CF_CHECK(thread < threads, "winograd_conv3x3: thread index ", thread, " beyond the ", threads, " threads");
-    Tensor v = torch::stable::select(v_all, 0, thread), m = torch::stable::select(m_all, 0, thread);
-    Tensor v_points = torch::stable::transpose(v, 0, 1);
-    float* vp = v.mutable_data_ptr<float>();
-    const float* mp = m.const_data_ptr<float>();
+    Workspace& workspace = thread_workspace();
+    float* vp = workspace.tiles.reserve(band * kPoints * C);
+    float* mp = workspace.products.reserve(kPoints * band * K);
+    // V is band x 36 x C in memory; bmm reads it as 36 matrices (band x C) with rows 36 C apart.
+    Tensor v_points = torch::stable::from_blob(vp, {kPoints, band, C}, {C, kPoints * C, 1}, x.device(), ScalarType::Float);
+    Tensor m = torch::stable::from_blob(mp, {kPoints, band, K}, {band * K, K, 1}, x.device(), ScalarType::Float);
     for (int64_t index = begin; index < end; ++index) {
       const int64_t first = index * band, count = std::min(band, s.tiles() - first);
       input_transform(s, xp, vp, first, first, first + count);
