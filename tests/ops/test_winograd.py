@@ -224,3 +224,21 @@ def test_use_winograd_swaps_in_place_and_keeps_the_state_dict():
         assert isinstance(model[2][0], WinogradConv2d) and type(model[0]) is nn.Conv2d
         torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
     assert list(model.state_dict()) == keys
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="reads VmRSS (Linux)")
+def test_repeated_calls_do_not_keep_their_outputs():
+    """A regression test: a reference the kernel forgot to release kept every output alive (16 MiB a call here)."""
+
+    def resident_mib() -> float:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+    x, weight, bias = _case(1, 64, 64, 128, 128)
+    u = op.transform_weight(weight.contiguous())
+    for _ in range(3):
+        op.winograd_conv3x3(x, u, bias)
+    before = resident_mib()
+    for _ in range(40):  # 4 MiB outputs: 160 MiB if each stayed
+        op.winograd_conv3x3(x, u, bias)
+    assert resident_mib() - before < 64
