@@ -106,10 +106,10 @@ def test_the_extension_is_built_with_a_cpu_kernel_of_every_op():
     only as native tests that compare nothing."""
     modules = {
         name: importlib.import_module(f"cycleisp_fast.ops.{name}")
-        for name in ("ain", "bayer", "camera", "dual_attention", "noise")
+        for name in ("ain", "bayer", "camera", "dual_attention", "noise", "winograd")
     }
     assert _extension.LOADED, f"the C++ extension cycleisp_fast._C did not load: {_extension.LOAD_ERROR}"
-    names = [modules[name].OP_NAME for name in ("ain", "bayer", "dual_attention", "noise")] + list(
+    names = [modules[name].OP_NAME for name in ("ain", "bayer", "dual_attention", "noise", "winograd")] + list(
         modules["camera"].OP_NAMES
     )
     assert [name for name in names if not _extension.has_native_kernel(name, "cpu")] == []

@@ -37,8 +37,8 @@ struct ConvTensors {
 };
 ConvTensors prepare(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias);
 
-// The tiles per band: about 768 KiB of transformed input and products (they stay in a core's L2), at least 32 tiles, or `requested` when
-// positive (tests use small bands to run several on small images).
+// The tiles per band: about 768 KiB of transformed input and products (they stay in a core's L2), at least 32
+// tiles, or `requested` when positive (tests use small bands to run several on small images).
 int64_t band_tiles(const ConvShape& shape, int64_t requested);
 
 }  // namespace winograd

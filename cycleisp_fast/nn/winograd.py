@@ -4,8 +4,9 @@ F(4x4, 3x3) (:mod:`cycleisp_fast.ops.winograd`), and :func:`use_winograd`, which
 It is a ``Conv2d``: same parameters, same state-dict keys, same result within float rounding (see the op's
 accuracy note), in inference and in training (:func:`cycleisp_fast.ops.winograd.conv3x3`: forward and input
 gradient by Winograd). It computes with ``F.conv2d`` wherever Winograd does not apply: on other devices or
-dtypes, or without the compiled extension. The transformed weight is recomputed when the weight
-changes (loading, an optimizer step), detected by the weight's version counter.
+dtypes, under CPU autocast, for empty inputs, or without the compiled extension. The transformed weight is
+recomputed when the weight changes (loading, an optimizer step, ``.to()``), detected by the weight's version
+counter and data pointer.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ class WinogradConv2d(nn.Conv2d):
 
     Build it from an existing convolution with :meth:`from_conv` (shares its parameters) or as a ``Conv2d``.
 
-    Shapes: (N, C, H, W) -> (N, K, H, W); the fast path returns channels_last.
+    Shape:
+        - input: ``(N, C, H, W)``
+        - output: ``(N, K, H, W)``; channels_last from the Winograd path
 
     Example:
         >>> conv = nn.Conv2d(16, 16, 3, padding=1)
@@ -71,7 +74,8 @@ class WinogradConv2d(nn.Conv2d):
                 f"kernel_size={kernel_size}, stride={stride}, padding={padding}, {kwargs}"
             )
         self.register_buffer("winograd_weight", torch.empty(0), persistent=False)
-        self._transformed: tuple[int, int, int] | None = None
+        self._transformed_from: Tensor | None = None  # the weight transformed last (holding its storage)
+        self._transformed_version = -1
         self.register_load_state_dict_post_hook(lambda module, _incompatible: module.refresh())
 
     @classmethod
@@ -87,10 +91,13 @@ class WinogradConv2d(nn.Conv2d):
         return fast
 
     def _fast_path(self, x: Tensor) -> bool:
+        """Float32 on the CPU, not empty, not under CPU autocast (which wants its own dtype), extension loaded."""
         return (
             x.dim() == 4
+            and x.numel() > 0
             and x.device.type == "cpu"
             and x.dtype == self.weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")
             and winograd.available()
         )
 
@@ -102,10 +109,17 @@ class WinogradConv2d(nn.Conv2d):
         """Transforms the weight again if it changed since the last transform (or was never transformed). Called
         by every eager call, after ``load_state_dict``, and needed only after changing the weight in place
         while a ``torch.compile``-d caller runs (a compiled graph does not look)."""
-        stamp = (id(self.weight), self.weight.data_ptr(), self.weight._version)  # data_ptr: after .to(...)
-        if self._transformed != stamp:
-            self.winograd_weight = winograd.transform_weight(self.weight)
-            self._transformed = stamp
+        weight, source = self.weight, self._transformed_from
+        # The source holds the storage it was transformed from, so no other weight can share its address.
+        if (
+            source is None
+            or source.data_ptr() != weight.data_ptr()
+            or source.dtype != weight.dtype
+            or self._transformed_version != weight._version
+        ):
+            self.winograd_weight = winograd.transform_weight(weight)
+            self._transformed_from = weight.detach()
+            self._transformed_version = weight._version
 
     def forward(self, x: Tensor) -> Tensor:
         """``F.conv2d(x, weight, bias, padding=1)``; by Winograd where it applies (see the class docstring)."""
@@ -121,6 +135,9 @@ class WinogradConv2d(nn.Conv2d):
 def use_winograd(model: nn.Module) -> int:
     """Replaces, in place, every ``nn.Conv2d`` of ``model`` where :func:`winograd_applies` by a
     :class:`WinogradConv2d` sharing its parameters (state-dict keys unchanged); returns how many.
+
+    Shape:
+        - the model's inputs and outputs are unchanged; the swapped convolutions return channels_last
 
     Example:
         >>> model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1))

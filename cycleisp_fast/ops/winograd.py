@@ -41,6 +41,7 @@ from cycleisp_fast import _extension
 from cycleisp_fast.checks import check_int, check_tensor
 
 OP_NAME = "winograd_conv3x3"
+assert OP_NAME in _extension.CPU_ONLY_OPS  # no CUDA kernel: has_native_kernels("cuda") must not ask for one
 POINTS = 36
 """Products per tile: (4 + 3 - 1) ** 2."""
 
@@ -99,7 +100,8 @@ def winograd_conv3x3(
         x: (N, C, H, W) float32 on the CPU (any layout; channels_last is read without a copy).
         weight: (36, C, K) from :func:`transform_weight`.
         bias: (K,) float32, or None.
-        band_tiles: tiles per band (0: the kernel's choice, about 768 KiB of buffers); for tests.
+        band_tiles: tiles per band (0: the kernel's choice, about 768 KiB of buffers per thread, kept by the
+            thread for later calls); for tests, which run several bands on small images.
 
     Returns:
         (N, K, H, W) float32 in channels_last.

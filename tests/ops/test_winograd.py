@@ -155,6 +155,9 @@ def test_module_falls_back_to_direct_convolution_where_winograd_does_not_apply()
         torch.testing.assert_close(half, conv.to(torch.bfloat16)(x.bfloat16()), rtol=0, atol=0)
         double = fast.to(torch.float64)(x.double())
         torch.testing.assert_close(double, conv.to(torch.float64)(x.double()), rtol=0, atol=0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.testing.assert_close(fast.float()(x), conv(x), rtol=0, atol=0)  # autocast's own convolution
+        assert fast(x[:0]).shape == (0, 16, 8, 8)
         back = fast.float()(x)  # back in float32: Winograd again, with the weight transformed anew
         assert back.is_contiguous(memory_format=torch.channels_last)
         assert _relative_errors(back, x, conv.weight, conv.bias)[0] < RELATIVE_RMS_BOUND

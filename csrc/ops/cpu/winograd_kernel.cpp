@@ -162,7 +162,7 @@ class ThreadBuffer {
 
 // Each pool thread's transformed tiles and products, kept between calls: allocating them per call, between the
 // calls' large outputs, fragmented the heap (the resident memory grew with every convolution of a network).
-// Bounded by one band: about 768 KiB, at most 32 tiles x 36 x (C + K) floats.
+// One band's worth: about 768 KiB, or 32 tiles x 36 x (C + K) floats where that is more (band_tiles).
 struct Workspace {
   ThreadBuffer tiles, products;
 };
@@ -206,7 +206,8 @@ Tensor winograd_conv3x3_cpu(const Tensor& x, const Tensor& weight, std::optional
     float* vp = workspace.tiles.reserve(band * kPoints * C);
     float* mp = workspace.products.reserve(kPoints * band * K);
     // V is band x 36 x C in memory; bmm reads it as 36 matrices (band x C) with rows 36 C apart.
-    Tensor v_points = torch::stable::from_blob(vp, {kPoints, band, C}, {C, kPoints * C, 1}, x.device(), ScalarType::Float);
+    Tensor v_points =
+        torch::stable::from_blob(vp, {kPoints, band, C}, {C, kPoints * C, 1}, x.device(), ScalarType::Float);
     Tensor m = torch::stable::from_blob(mp, {kPoints, band, K}, {band * K, K, 1}, x.device(), ScalarType::Float);
     for (int64_t index = begin; index < end; ++index) {
       const int64_t first = index * band, count = std::min(band, s.tiles() - first);
