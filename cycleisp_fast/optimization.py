@@ -6,10 +6,10 @@ denoisenet_raw aindnet``; README, "Model speed"):
 
 - every fused op on its fastest backend (``backend="auto"`` in every module that has a ``backend``);
 - in float32 on the CPU, the 3x3 convolutions of 16 or more channels by Winograd F(4x4, 3x3)
-  (:class:`cycleisp_fast.nn.WinogradConv2d`: 2.25 multiplies per output instead of 9, 2-2.6x faster than
-  oneDNN's direct convolution; float rounding 3-8x direct convolution's, see :mod:`cycleisp_fast.ops.winograd`)
-  for every network's inference and for the training step of the CycleISP networks (forward and input
-  gradient; the weight gradient stays oneDNN's);
+  (:class:`cycleisp_fast.nn.WinogradConv2d`: 2.25 multiplies per output instead of 9, 1.6-2.4x faster than
+  oneDNN's direct convolution at 32-256 channels; float rounding 3-8x direct convolution's, see
+  :mod:`cycleisp_fast.ops.winograd`) for every network's inference and for the training step of the CycleISP
+  networks (forward and input gradient; the weight gradient stays oneDNN's);
 - ``channels_last`` on the CPU for the CycleISP networks (the fused dual-attention tail reads it natively, and
   oneDNN's 3x3 convolutions run 1.3-2x faster in it) and for every network with Winograd (which reads and writes
   it, as the CPU AIN kernel does);

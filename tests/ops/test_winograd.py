@@ -30,11 +30,22 @@ def _case(n, c, k, h, w, *, bias=True, seed=0):
     return x, weight, b
 
 
+def _relative_rms(actual, exact):
+    return ((actual.double() - exact).square().mean().sqrt() / exact.square().mean().sqrt().clamp_min(1e-30)).item()
+
+
 def _relative_errors(y, x, weight, bias):
+    """Relative RMS and largest error of y against the float64 convolution."""
     exact = F.conv2d(x.double(), weight.double(), None if bias is None else bias.double(), padding=1)
     rms = exact.square().mean().sqrt().clamp_min(1e-30)
-    error = y.double() - exact
-    return (error.square().mean().sqrt() / rms).item(), (error.abs().max() / rms).item()
+    return _relative_rms(y, exact), ((y.double() - exact).abs().max() / rms).item()
+
+
+def _module_pair(in_channels, out_channels, bias=True):
+    """A seeded Conv2d and the WinogradConv2d sharing its parameters."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
+    return conv, WinogradConv2d.from_conv(conv)
 
 
 @pytest.mark.parametrize(
@@ -134,9 +145,7 @@ def test_the_registered_operator_checks_its_arguments_too():
 
 
 def test_module_matches_its_convolution_and_keeps_its_keys():
-    torch.manual_seed(0)
-    conv = nn.Conv2d(16, 32, 3, padding=1)
-    fast = WinogradConv2d.from_conv(conv)
+    conv, fast = _module_pair(16, 32)
     assert fast.weight is conv.weight and fast.bias is conv.bias
     assert list(fast.state_dict()) == ["weight", "bias"]
     x = torch.randn(2, 16, 11, 6)
@@ -146,9 +155,7 @@ def test_module_matches_its_convolution_and_keeps_its_keys():
 
 
 def test_module_falls_back_to_direct_convolution_where_winograd_does_not_apply():
-    torch.manual_seed(0)
-    conv = nn.Conv2d(16, 16, 3, padding=1)
-    fast = WinogradConv2d.from_conv(conv)
+    conv, fast = _module_pair(16, 16)
     x = torch.randn(1, 16, 8, 8)
     with torch.no_grad():
         half = fast.to(torch.bfloat16)(x.bfloat16())
@@ -167,24 +174,20 @@ def test_module_falls_back_to_direct_convolution_where_winograd_does_not_apply()
 def test_training_gradients_match_the_exact_convolution(bias):
     """conv3x3 (what the module runs with gradients): forward and input gradient by Winograd, weight and bias
     gradients by torch; all within the stated bound of float64 F.conv2d's."""
-    torch.manual_seed(0)
-    conv = nn.Conv2d(16, 24, 3, padding=1, bias=bias)
-    fast = WinogradConv2d.from_conv(conv)
+    conv, fast = _module_pair(16, 24, bias)
     x = torch.randn(2, 16, 9, 13, requires_grad=True)
     grad_out = torch.randn(2, 24, 9, 13)
     fast(x).backward(grad_out)
     exact = [t.detach().double().requires_grad_() for t in (x, conv.weight, *([conv.bias] if bias else []))]
     F.conv2d(exact[0], exact[1], exact[2] if bias else None, padding=1).backward(grad_out.double())
     for actual, expected in zip((x.grad, conv.weight.grad, conv.bias.grad if bias else None), exact):
-        error = (actual.double() - expected.grad).square().mean().sqrt() / expected.grad.square().mean().sqrt()
+        error = _relative_rms(actual, expected.grad)
         assert error < RELATIVE_RMS_BOUND, error
     assert conv.bias is None or conv.bias.grad is not None
 
 
 def test_module_follows_changes_of_its_weight():
-    torch.manual_seed(0)
-    conv = nn.Conv2d(16, 16, 3, padding=1)
-    fast = WinogradConv2d.from_conv(conv)
+    conv, fast = _module_pair(16, 16)
     x = torch.randn(1, 16, 8, 8)
     with torch.no_grad():
         fast(x)
