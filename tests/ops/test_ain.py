@@ -154,3 +154,16 @@ def test_channels_last_stays_channels_last_on_the_cpu(dtype, shape):
         tolerance = {"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {}
         torch.testing.assert_close(out, expected, **tolerance)
     torch.library.opcheck(torch.ops.cycleisp_fast.ain_forward.default, (x, gamma, beta, 1e-5, 0.02))
+
+
+@pytest.mark.skipif("native" not in BACKENDS, reason="needs the compiled extension")
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=str)
+def test_channels_last_non_finite_values_propagate_as_the_reference(value):
+    """The channels_last CPU path (its own reduction order) gives NaN and infinities where the reference does."""
+    x, gamma, beta = make_inputs((1, 32, 9, 7))
+    x[0, 5, 2, 3] = x[0, 20, 0, 0] = value
+    laid_out = [t.contiguous(memory_format=torch.channels_last) for t in (x, gamma, beta)]
+    for slope in (None, 0.02):
+        out = ops.adaptive_instance_norm(*laid_out, 1e-5, slope, backend="native")
+        expected = reference(x, gamma, beta, 1e-5, slope)
+        torch.testing.assert_close(out, expected, equal_nan=True)
