@@ -61,7 +61,7 @@ def has_native_kernel(op_name: str, device_type: str) -> bool:
 
 _DEVICE_KERNELS: dict[str, bool] = {}
 
-CPU_ONLY_OPS = frozenset({"winograd_conv3x3"})
+CPU_ONLY_OPS = frozenset({"winograd_conv3x3", "winograd_conv3x3_weight_grad", "winograd_transform_weight"})
 """Operators with a CPU kernel only, by design (the Winograd convolution: on a GPU, cuDNN has its own), left out
 when :func:`has_native_kernels` asks about another device."""
 

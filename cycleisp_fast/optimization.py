@@ -8,8 +8,8 @@ denoisenet_raw aindnet``; README, "Model speed"):
 - in float32 on the CPU, the 3x3 convolutions of 16 or more channels by Winograd F(4x4, 3x3)
   (:class:`cycleisp_fast.nn.WinogradConv2d`: 2.25 multiplies per output instead of 9, 1.6-2.4x faster than
   oneDNN's direct convolution at 32-256 channels; float rounding 3-8x direct convolution's, see
-  :mod:`cycleisp_fast.ops.winograd`) for every network's inference and for the training step of the CycleISP
-  networks (forward and input gradient; the weight gradient stays oneDNN's);
+  :mod:`cycleisp_fast.ops.winograd`) for every network's inference and training step (forward, input and weight
+  gradients);
 - ``channels_last`` on the CPU for the CycleISP networks (the fused dual-attention tail reads it natively, and
   oneDNN's 3x3 convolutions run 1.3-2x faster in it) and for every network with Winograd (which reads and writes
   it, as the CPU AIN kernel does);
@@ -240,8 +240,8 @@ def optimize(
         channels_last: None (default) where it was measured to pay: on the CPU, the CycleISP networks and any
             network with Winograd convolutions.
         winograd: 3x3 convolutions by Winograd F(4x4, 3x3) where they have 16 or more channels, in float32 on the
-            CPU; None (default): where measured to pay (every network's inference, the CycleISP networks'
-            training), when the compiled extension is there. False keeps oneDNN's direct convolution (the
+            CPU; None (default): there (it was measured to pay for every network, inference and training), when
+            the compiled extension is there. False keeps oneDNN's direct convolution (the
             reference's rounding).
 
     Returns:
@@ -277,9 +277,8 @@ def optimize(
         )
     winograd_fits = device.type == "cpu" and precision == "float32"
     if winograd is None:
-        # Measured to pay: every network's inference; the training step of the CycleISP networks (AINDNet's
-        # AIN backward reads NCHW, and the layout copies cost more than Winograd saves).
-        winograd = winograd_fits and winograd_op.available() and (inference or _uses_dual_attention(model))
+        # Measured to pay for every network, inference and training step.
+        winograd = winograd_fits and winograd_op.available()
     elif winograd and not winograd_fits:
         raise ValueError(
             f"winograd=True applies to float32 on the CPU; got precision={precision!r} with the model on {device}"

@@ -41,20 +41,22 @@ ForwardTensors prepare_forward(const Tensor& x, const Tensor& gamma, const Tenso
   return t;
 }
 
-BackwardTensors prepare_backward(const Tensor& grad, const Tensor& x, const Tensor& gamma,
-                                 const Tensor& beta, const Tensor& mean, const Tensor& rstd) {
+BackwardTensors prepare_backward(const Tensor& grad, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                 const Tensor& mean, const Tensor& rstd, bool allow_channels_last) {
   BackwardTensors t;
   t.shape = check_inputs("ain_backward", x, gamma, beta, grad);
+  t.channels_last = allow_channels_last && prefers_channels_last(x);
+  const MemoryFormat format = t.channels_last ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
   const auto dtype = accumulation_dtype(x.scalar_type());
   for (const auto* stats : {&mean, &rstd}) {
     CF_CHECK(stats->numel() == t.shape.planes && stats->scalar_type() == dtype && stats->device() == x.device(),
                       "ain_backward: mean and rstd must hold N*C = ", t.shape.planes, " values of dtype ", dtype, " on ",
                       x.device(), ", got ", stats->numel(), " of ", stats->scalar_type(), " on ", stats->device());
   }
-  t.grad = contiguous(grad);
-  t.x = contiguous(x);
-  t.gamma = contiguous(gamma);
-  t.beta = contiguous(beta);
+  t.grad = contiguous(grad, format);
+  t.x = contiguous(x, format);
+  t.gamma = contiguous(gamma, format);
+  t.beta = contiguous(beta, format);
   t.mean = contiguous(mean);
   t.rstd = contiguous(rstd);
   t.grad_x = empty_like(t.x);

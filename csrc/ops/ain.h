@@ -25,14 +25,16 @@ struct ForwardTensors {
 };
 ForwardTensors prepare_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, bool allow_channels_last);
 
-// The checked, contiguous inputs of ain_backward and its allocated outputs (each like x).
+// The checked inputs of ain_backward, dense in one layout (as prepare_forward decides it), and its allocated
+// outputs (each like x).
 struct BackwardTensors {
   PlaneShape shape;
+  bool channels_last;
   Tensor grad, x, gamma, beta, mean, rstd;
   Tensor grad_x, grad_gamma, grad_beta;
 };
-BackwardTensors prepare_backward(const Tensor& grad, const Tensor& x, const Tensor& gamma,
-                                 const Tensor& beta, const Tensor& mean, const Tensor& rstd);
+BackwardTensors prepare_backward(const Tensor& grad, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                 const Tensor& mean, const Tensor& rstd, bool allow_channels_last);
 
 }  // namespace ain
 }  // namespace cycleisp_fast

@@ -39,6 +39,60 @@ ConvTensors prepare(const Tensor& x, const Tensor& weight, const std::optional<T
   return t;
 }
 
+namespace {
+
+// The (36, 9) float64 kernel transform, contiguous.
+Tensor checked_transform(const Tensor& transform, const char* op) {
+  CF_CHECK(transform.dim() == 2 && transform.size(0) == kPoints && transform.size(1) == kTaps &&
+               transform.scalar_type() == ScalarType::Double && transform.is_cpu(),
+           op, ": transform must be the (36, 9) float64 kernel transform on the CPU, got ", transform.sizes(), " ",
+           transform.scalar_type());
+  return contiguous(transform);
+}
+
+}  // namespace
+
+WeightTransformTensors prepare_weight_transform(const Tensor& weight, const Tensor& transform, bool flip,
+                                                const Tensor& out) {
+  constexpr const char* op = "winograd_transform_weight";
+  CF_CHECK(weight.dim() == 4 && weight.size(2) == 3 && weight.size(3) == 3 &&
+               weight.scalar_type() == ScalarType::Float && weight.is_cpu(),
+           op, ": weight must be (K, C, 3, 3) float32 on the CPU, got ", weight.sizes(), " ", weight.scalar_type(),
+           " on ", weight.device());
+  const int64_t K = weight.size(0), C = weight.size(1);
+  const int64_t rows = flip ? K : C, cols = flip ? C : K;
+  CF_CHECK(out.dim() == 3 && out.size(0) == kPoints && out.size(1) == rows && out.size(2) == cols &&
+               out.scalar_type() == ScalarType::Float && out.is_cpu() && out.is_contiguous(),
+           op, ": out must be contiguous float32 (36, ", rows, ", ", cols, ") on the CPU, got ", out.sizes(), " ",
+           out.scalar_type());
+  return {contiguous(weight), checked_transform(transform, op)};
+}
+
+WeightGradTensors prepare_weight_grad(const Tensor& x, const Tensor& grad, const Tensor& transform) {
+  constexpr const char* op = "winograd_conv3x3_weight_grad";
+  CF_CHECK(x.dim() == 4 && grad.dim() == 4, op, ": x and grad must be 4-D (N, C, H, W) and (N, K, H, W), got ",
+           x.dim(), "-D and ", grad.dim(), "-D");
+  CF_CHECK(x.scalar_type() == ScalarType::Float && grad.scalar_type() == ScalarType::Float, op,
+           ": x and grad must be float32, got ", x.scalar_type(), " and ", grad.scalar_type());
+  CF_CHECK(grad.device() == x.device(), op, ": grad must be on x's device ", x.device(), ", got ", grad.device());
+  CF_CHECK(grad.size(0) == x.size(0) && grad.size(2) == x.size(2) && grad.size(3) == x.size(3), op,
+           ": grad must be (N, K, H, W) with x's N, H, W ", x.sizes(), ", got ", grad.sizes());
+  WeightGradTensors t;
+  t.shape.batch = x.size(0);
+  t.shape.in_channels = x.size(1);
+  t.shape.height = x.size(2);
+  t.shape.width = x.size(3);
+  t.shape.out_channels = grad.size(1);
+  t.shape.tiles_h = (t.shape.height + kOutputTile - 1) / kOutputTile;
+  t.shape.tiles_w = (t.shape.width + kOutputTile - 1) / kOutputTile;
+  t.x = contiguous(x, MemoryFormat::ChannelsLast);
+  t.grad = contiguous(grad, MemoryFormat::ChannelsLast);
+  t.transform = checked_transform(transform, op);
+  t.weight_grad = zeros_tensor({t.shape.out_channels, t.shape.in_channels, 3, 3}, ScalarType::Float, x.device());
+  t.bias_grad = zeros_tensor({t.shape.out_channels}, ScalarType::Float, x.device());
+  return t;
+}
+
 int64_t band_tiles(const ConvShape& shape, int64_t requested) {
   if (requested > 0) return std::min(requested, std::max<int64_t>(shape.tiles(), 1));
   constexpr int64_t kBandBytes = int64_t(768) << 10;
@@ -50,4 +104,8 @@ int64_t band_tiles(const ConvShape& shape, int64_t requested) {
 }  // namespace winograd
 }  // namespace cycleisp_fast
 
-CF_OP_SCHEMAS(m) { m.def("winograd_conv3x3(Tensor x, Tensor weight, Tensor? bias, int band_tiles=0) -> Tensor"); }
+CF_OP_SCHEMAS(m) {
+  m.def("winograd_conv3x3(Tensor x, Tensor weight, Tensor? bias, int band_tiles=0) -> Tensor");
+  m.def("winograd_conv3x3_weight_grad(Tensor x, Tensor grad, Tensor transform, int band_tiles=0) -> (Tensor, Tensor)");
+  m.def("winograd_transform_weight(Tensor weight, Tensor transform, bool flip, Tensor(a!) out) -> ()");
+}

@@ -22,6 +22,7 @@ namespace winograd {
 constexpr int kOutputTile = 4;                      // m: outputs per tile side
 constexpr int kInputTile = kOutputTile + 3 - 1;     // m + r - 1 = 6: inputs per tile side
 constexpr int kPoints = kInputTile * kInputTile;    // 36 products per tile
+constexpr int kTaps = 9;                            // 3 x 3 kernel taps
 
 struct ConvShape {
   int64_t batch, in_channels, height, width, out_channels;
@@ -36,6 +37,23 @@ struct ConvTensors {
   Tensor x, weight, bias, out;
 };
 ConvTensors prepare(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias);
+
+// The checked inputs of the weight gradient (x (N, C, H, W) and grad (N, K, H, W), both channels_last; the
+// (36, 9) float64 kernel transform) and its outputs: the weight gradient (K, C, 3, 3) and the bias gradient (K,),
+// float32.
+struct WeightGradTensors {
+  ConvShape shape;
+  Tensor x, grad, transform, weight_grad, bias_grad;
+};
+WeightGradTensors prepare_weight_grad(const Tensor& x, const Tensor& grad, const Tensor& transform);
+
+// The checked inputs of the weight transform: weight (K, C, 3, 3) float32 and transform (36, 9) float64,
+// contiguous; `out` must be contiguous float32, (36, C, K), or (36, K, C) when flipped.
+struct WeightTransformTensors {
+  Tensor weight, transform;
+};
+WeightTransformTensors prepare_weight_transform(const Tensor& weight, const Tensor& transform, bool flip,
+                                                const Tensor& out);
 
 // The tiles per band: about 768 KiB of transformed input and products (they stay in a core's L2), at least 32
 // tiles, or `requested` when positive (tests use small bands to run several on small images).

@@ -2,11 +2,13 @@
 F(4x4, 3x3) (:mod:`cycleisp_fast.ops.winograd`), and :func:`use_winograd`, which puts it in a model where it pays.
 
 It is a ``Conv2d``: same parameters, same state-dict keys, same result within float rounding (see the op's
-accuracy note), in inference and in training (:func:`cycleisp_fast.ops.winograd.conv3x3`: forward and input
-gradient by Winograd). It computes with ``F.conv2d`` wherever Winograd does not apply: on other devices or
+accuracy note), in inference and in training (:func:`cycleisp_fast.ops.winograd.conv3x3`: forward, input and
+weight gradients by Winograd). It computes with ``F.conv2d`` wherever Winograd does not apply: on other devices or
 dtypes, under CPU autocast, for empty inputs, or without the compiled extension. The transformed weight is
 recomputed when the weight changes (loading, an optimizer step, ``.to()``), detected by the weight's version
-counter and data pointer.
+counter and data pointer, into the same buffer (training writes it once per optimizer step); the input
+gradient's transformed kernels go to a second buffer of the module. So one module is not to be called from two
+threads at once with gradients.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class WinogradConv2d(nn.Conv2d):
         self.register_buffer("winograd_weight", torch.empty(0), persistent=False)
         self._transformed_from: Tensor | None = None  # the weight transformed last (holding its storage)
         self._transformed_version = -1
+        self._flipped: Tensor | None = None
         self.register_load_state_dict_post_hook(lambda module, _incompatible: module.refresh())
 
     @classmethod
@@ -117,7 +120,11 @@ class WinogradConv2d(nn.Conv2d):
             or source.dtype != weight.dtype
             or self._transformed_version != weight._version
         ):
-            self.winograd_weight = winograd.transform_weight(weight)
+            # In place where the buffer fits (training: one transform per optimizer step, no fresh allocation).
+            reuse = self.winograd_weight.shape == (winograd.POINTS, self.in_channels, self.out_channels) and (
+                weight.device.type == "cpu" and weight.dtype == torch.float32 and winograd.available()
+            )
+            self.winograd_weight = winograd.transform_weight(weight, out=self.winograd_weight if reuse else None)
             self._transformed_from = weight.detach()
             self._transformed_version = weight._version
 
@@ -128,7 +135,9 @@ class WinogradConv2d(nn.Conv2d):
         if not torch.compiler.is_compiling():
             self.refresh()
         if self._wants_gradients(x):
-            return winograd.conv3x3(x, self.weight, self.bias, self.winograd_weight)
+            if self._flipped is None:  # the input gradient's transformed kernels, rewritten by every backward
+                self._flipped = torch.empty(winograd.POINTS, self.out_channels, self.in_channels)
+            return winograd.conv3x3(x, self.weight, self.bias, self.winograd_weight, self._flipped)
         return winograd.winograd_conv3x3(x, self.winograd_weight, self.bias)
 
 

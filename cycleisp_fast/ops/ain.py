@@ -60,8 +60,8 @@ def _fake_forward(x, gamma, beta, eps, negative_slope, *, layouts=False):
     return torch.empty_like(x, memory_format=features_format(x, layouts)), stats, torch.empty_like(stats)
 
 
-def _fake_backward(grad_out, x, gamma, beta, mean, rstd, negative_slope):
-    return tuple(torch.empty_like(x, memory_format=torch.contiguous_format) for _ in range(3))
+def _fake_backward(grad_out, x, gamma, beta, mean, rstd, negative_slope, *, layouts=False):
+    return tuple(torch.empty_like(x, memory_format=features_format(x, layouts)) for _ in range(3))
 
 
 def _setup_context(ctx, inputs, output):
@@ -74,9 +74,9 @@ def _setup_context(ctx, inputs, output):
 def _make_backward(kernels: Kernels):
     def backward(ctx, grad_out, _grad_mean, _grad_rstd):
         x, gamma, beta, mean, rstd = ctx.saved_tensors
-        grad_x, grad_gamma, grad_beta = kernels.backward(
-            grad_out.contiguous(), x, gamma, beta, mean, rstd, ctx.negative_slope
-        )
+        # The gradient in x's layout (channels_last stays so on the CPU: the native kernels read it as it is).
+        grad_out = grad_out.contiguous(memory_format=features_format(x, layouts=True))
+        grad_x, grad_gamma, grad_beta = kernels.backward(grad_out, x, gamma, beta, mean, rstd, ctx.negative_slope)
         return grad_x, grad_gamma, grad_beta, None, None
 
     return backward
@@ -88,7 +88,7 @@ AIN = FusedOp(
     setup_context=_setup_context,
     make_backward=_make_backward,
     backward="ain_backward",
-    backward_fake=_fake_backward,
+    backward_fake={"triton": _fake_backward, "native": on_native(_fake_backward)},
 )
 
 

@@ -18,9 +18,10 @@ output tiles whose 6x6 input tile holds it (as in any Winograd convolution), not
 of direct convolution.
 
 :func:`winograd_conv3x3` takes the transformed weight as a constant (inference); :func:`conv3x3` is the
-differentiable convolution for training: its forward and its input gradient (a convolution by the flipped
-kernels) by Winograd, the weight and bias gradients by torch (oneDNN). :class:`cycleisp_fast.nn.WinogradConv2d`
-runs them where they apply and falls back to ``F.conv2d`` where they do not (other devices or dtypes).
+differentiable convolution for training: its forward, its input gradient (a convolution by the flipped
+kernels) and its weight and bias gradients (:func:`weight_grad`, the transposed algorithm) all by Winograd.
+:class:`cycleisp_fast.nn.WinogradConv2d` runs them where they apply and falls back to ``F.conv2d`` where they do
+not (other devices or dtypes).
 
 Example:
     >>> import torch.nn.functional as F
@@ -41,7 +42,10 @@ from cycleisp_fast import _extension
 from cycleisp_fast.checks import check_int, check_tensor
 
 OP_NAME = "winograd_conv3x3"
-assert OP_NAME in _extension.CPU_ONLY_OPS  # no CUDA kernel: has_native_kernels("cuda") must not ask for one
+WEIGHT_GRAD_OP_NAME = "winograd_conv3x3_weight_grad"
+TRANSFORM_OP_NAME = "winograd_transform_weight"
+# No CUDA kernels: has_native_kernels("cuda") must not ask for them.
+assert {OP_NAME, WEIGHT_GRAD_OP_NAME, TRANSFORM_OP_NAME} <= _extension.CPU_ONLY_OPS
 POINTS = 36
 """Products per tile: (4 + 3 - 1) ** 2."""
 
@@ -66,20 +70,55 @@ _KERNEL_TRANSFORM_2D = torch.kron(KERNEL_TRANSFORM, KERNEL_TRANSFORM)
 """(36, 9): row 6a + b, column 3i + j holds G[a, i] G[b, j], so that U = G g G^T is one matrix product."""
 
 
-def transform_weight(weight: torch.Tensor) -> torch.Tensor:
+def transform_weight(weight: torch.Tensor, *, flip: bool = False, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The transformed weight ``U = G g G^T`` of 3x3 kernels, in the layout the kernel reads.
 
     Args:
         weight: (K, C, 3, 3), a ``Conv2d``'s weight (any floating dtype, any device).
+        flip: transform the kernels of the input gradient instead, ``g`` flipped in space with its channels
+            swapped (``weight.flip(2, 3).transpose(0, 1)``), read in place.
+        out: a contiguous float32 tensor of the result's shape on the CPU to write into (a module keeps one, so
+            that training does not allocate it anew at every step); float32 CPU weights only.
 
     Returns:
-        (36, C, K) float32, contiguous, on ``weight``'s device: computed in float64, rounded once.
+        (36, C, K) float32 (``flip``: (36, K, C)), contiguous, on ``weight``'s device: computed in float64,
+        rounded once (float32 CPU weights by the native kernel, others by torch).
+
+    Example:
+        >>> w = torch.randn(8, 4, 3, 3)
+        >>> transform_weight(w).shape, transform_weight(w, flip=True).shape
+        (torch.Size([36, 4, 8]), torch.Size([36, 8, 4]))
     """
     if not isinstance(weight, torch.Tensor) or weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3):
         shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
         raise ValueError(f"weight must be the (K, C, 3, 3) kernels of a 3x3 convolution, got {shape}")
     if not weight.is_floating_point():
         raise TypeError(f"weight must have a floating dtype, got {weight.dtype}")
+    k, c = weight.shape[:2]
+    shape = (POINTS, k, c) if flip else (POINTS, c, k)
+    native = weight.device.type == "cpu" and weight.dtype == torch.float32 and available()
+    if out is not None and (
+        not native
+        or out.shape != shape
+        or out.dtype != torch.float32
+        or not out.is_contiguous()
+        or out.device != weight.device
+    ):
+        raise ValueError(
+            f"out must be a contiguous float32 CPU tensor of shape {shape} for a float32 CPU weight, got "
+            f"{tuple(out.shape)} {out.dtype} on {out.device} for a {weight.dtype} weight on {weight.device}"
+        )
+    if not native:
+        return _transform_weight_in_torch(weight, flip)
+    out = torch.empty(shape) if out is None else out
+    torch.ops.cycleisp_fast.winograd_transform_weight(weight.detach(), _KERNEL_TRANSFORM_2D, flip, out)
+    return out
+
+
+def _transform_weight_in_torch(weight: torch.Tensor, flip: bool) -> torch.Tensor:
+    """:func:`transform_weight` by torch ops in float64 (any device and dtype; the tests' reference)."""
+    if flip:
+        weight = weight.flip(2, 3).transpose(0, 1)
     k, c = weight.shape[:2]
     u = weight.detach().double().reshape(k * c, 9) @ _KERNEL_TRANSFORM_2D.to(weight.device).T  # (K * C, 36)
     return u.T.reshape(POINTS, k, c).transpose(1, 2).float().contiguous()
@@ -88,6 +127,13 @@ def transform_weight(weight: torch.Tensor) -> torch.Tensor:
 def available() -> bool:
     """Whether the native kernel is there (the extension loaded)."""
     return _extension.has_native_kernel(OP_NAME, "cpu")
+
+
+def _require_extension() -> None:
+    if not available():
+        raise RuntimeError(
+            f"the Winograd ops need the compiled extension: {_extension.LOAD_ERROR}. {_extension.REBUILD}"
+        )
 
 
 def winograd_conv3x3(
@@ -127,20 +173,61 @@ def winograd_conv3x3(
     band_tiles = check_int(band_tiles, "band_tiles")
     if band_tiles < 0:
         raise ValueError(f"band_tiles must be >= 0 (0: automatic), got {band_tiles}")
-    if not available():
-        raise RuntimeError(
-            f"winograd_conv3x3 needs the compiled extension: {_extension.LOAD_ERROR}. {_extension.REBUILD}"
-        )
+    _require_extension()
     return torch.ops.cycleisp_fast.winograd_conv3x3(x, weight, bias, band_tiles)
 
 
+def weight_grad(x: torch.Tensor, grad: torch.Tensor, *, band_tiles: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of ``F.conv2d(x, g, b, padding=1)`` with respect to the 3x3 kernels ``g`` and the bias ``b``,
+    given ``grad``, the gradient of the output, by Winograd F(4x4, 3x3).
+
+    The transpose of the forward: per tile, the input transform ``V = B^T d B`` and the output gradient's
+    ``dM = A dY A^T``; the transformed weight's gradient ``dU[p] = sum over tiles V[p]^T dM[p]`` (36 matrix
+    products over the tiles, by torch's BLAS, the accumulators kept by the calling thread between calls); then
+    ``dg = G^T dU G`` in float64. The bias gradient is the sum of
+    ``grad`` (float32 per tile, float64 over the tiles). A quarter of direct convolution's multiplies; the error
+    is of the order of direct float32 convolution's (``tests/ops/test_winograd.py`` holds it to a bound).
+
+    Args:
+        x: (N, C, H, W) float32 on the CPU, the convolution's input (any layout; channels_last is read as is).
+        grad: (N, K, H, W) float32 on the CPU, the gradient of its output.
+        band_tiles: tiles per band, as in :func:`winograd_conv3x3`.
+
+    Returns:
+        ``(grad_weight, grad_bias)``: (K, C, 3, 3) and (K,), float32.
+
+    Example:
+        >>> import torch.nn.functional as F
+        >>> x, dy = torch.randn(2, 16, 9, 11), torch.randn(2, 24, 9, 11)
+        >>> gw, gb = weight_grad(x, dy)
+        >>> w = torch.zeros(24, 16, 3, 3, requires_grad=True)
+        >>> F.conv2d(x, w, padding=1).backward(dy)
+        >>> torch.allclose(gw, w.grad, rtol=1e-4, atol=1e-4), torch.allclose(gb, dy.sum((0, 2, 3)), atol=1e-4)
+        (True, True)
+    """
+    check_tensor(x, "x", shape_doc="(N, C, H, W)")
+    check_tensor(grad, "grad", shape_doc="(N, K, H, W)")
+    for name, t in (("x", x), ("grad", grad)):
+        if t.dtype != torch.float32 or t.device.type != "cpu":
+            raise ValueError(f"{name} must be float32 on the CPU, got {t.dtype} on {t.device}")
+    if (grad.shape[0], *grad.shape[2:]) != (x.shape[0], *x.shape[2:]):
+        raise ValueError(f"grad must be (N, K, H, W) with x's N, H, W {tuple(x.shape)}, got {tuple(grad.shape)}")
+    band_tiles = check_int(band_tiles, "band_tiles")
+    if band_tiles < 0:
+        raise ValueError(f"band_tiles must be >= 0 (0: automatic), got {band_tiles}")
+    _require_extension()
+    return torch.ops.cycleisp_fast.winograd_conv3x3_weight_grad(x, grad, _KERNEL_TRANSFORM_2D, band_tiles)
+
+
 class _Conv3x3(torch.autograd.Function):
-    """y = conv(x, weight) + bias by Winograd; dx by Winograd with the flipped kernels; dweight, dbias by torch."""
+    """y = conv(x, weight) + bias by Winograd; dx by Winograd with the flipped kernels (transformed into
+    ``flipped`` when given); dweight, dbias by the Winograd weight gradient."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, transformed):
+    def forward(ctx, x, weight, bias, transformed, flipped):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
+        ctx.flipped = flipped
         return winograd_conv3x3(x, transformed, bias)
 
     @staticmethod
@@ -151,22 +238,12 @@ class _Conv3x3(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             # The input gradient of a stride-1, padding-1 correlation is the correlation of the output gradient
             # with the kernels flipped in space and transposed in channels.
-            grad_x = winograd_conv3x3(grad, transform_weight(weight.flip(2, 3).transpose(0, 1)))
+            grad_x = winograd_conv3x3(grad, transform_weight(weight, flip=True, out=ctx.flipped))
         if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
-            _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-                grad,
-                x,
-                weight,
-                [weight.shape[0]] if ctx.has_bias else None,
-                [1, 1],
-                [1, 1],
-                [1, 1],
-                False,
-                [0, 0],
-                1,
-                [False, ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]],
-            )
-        return grad_x, grad_weight, grad_bias, None
+            grad_weight, grad_bias = weight_grad(x, grad)
+            grad_weight = grad_weight if ctx.needs_input_grad[1] else None
+            grad_bias = grad_bias if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias, None, None
 
 
 def conv3x3(
@@ -174,22 +251,25 @@ def conv3x3(
     weight: torch.Tensor,
     bias: Optional[torch.Tensor] = None,
     transformed: Optional[torch.Tensor] = None,
+    flipped: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, padding=1)`` by Winograd, differentiable in ``x``, ``weight`` and ``bias``
-    (the forward and the input gradient by Winograd, the weight and bias gradients by torch).
+    (the forward, the input gradient and the weight and bias gradients all by Winograd).
 
     Args:
         x: (N, C, H, W) float32 on the CPU.
         weight: (K, C, 3, 3) float32 kernels.
         bias: (K,) float32, or None.
         transformed: ``transform_weight(weight)`` if already at hand (it is recomputed otherwise).
+        flipped: a (36, K, C) float32 buffer for the input gradient's transformed kernels (written by the
+            backward; allocated anew when None).
 
     Returns:
         (N, K, H, W) float32 in channels_last.
     """
     if transformed is None:
         transformed = transform_weight(weight)
-    return _Conv3x3.apply(x, weight, bias, transformed)
+    return _Conv3x3.apply(x, weight, bias, transformed, flipped)
 
 
 if _extension.LOADED:
@@ -198,3 +278,11 @@ if _extension.LOADED:
     def _fake(x, weight, bias, band_tiles=0):
         n, _, h, w = x.shape
         return x.new_empty((n, weight.shape[2], h, w)).contiguous(memory_format=torch.channels_last)
+
+    @torch.library.register_fake("cycleisp_fast::winograd_conv3x3_weight_grad")
+    def _fake_weight_grad(x, grad, transform, band_tiles=0):
+        return x.new_empty((grad.shape[1], x.shape[1], 3, 3)), x.new_empty((grad.shape[1],))
+
+    @torch.library.register_fake("cycleisp_fast::winograd_transform_weight")
+    def _fake_transform(weight, transform, flip, out):
+        return None

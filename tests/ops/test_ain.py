@@ -157,6 +157,33 @@ def test_channels_last_stays_channels_last_on_the_cpu(dtype, shape):
 
 
 @pytest.mark.skipif("native" not in BACKENDS, reason="needs the compiled extension")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape", [(2, 64, 9, 7), (1, 3, 130, 130)], ids=str)
+def test_channels_last_backward_stays_channels_last_on_the_cpu(dtype, shape):
+    """The CPU backward reads a channels_last gradient and features as they are and returns channels_last
+    gradients; all three as the reference's (float64 autograd), and the fake kernel says the same layout."""
+    x, gamma, beta = (
+        t.contiguous(memory_format=torch.channels_last).requires_grad_() for t in make_inputs(shape, dtype)
+    )
+    grad = torch.randn(shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    for slope in (None, 0.02):
+        for t in (x, gamma, beta):
+            t.grad = None
+        ops.adaptive_instance_norm(x, gamma, beta, 1e-5, slope, backend="native").backward(grad)
+        exact = [t.detach().double().requires_grad_() for t in (x, gamma, beta)]
+        reference(*exact, 1e-5, slope).backward(grad.double())
+        tolerance = {"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {}
+        for actual, expected in zip((x, gamma, beta), exact):
+            assert actual.grad.is_contiguous(memory_format=torch.channels_last) and not actual.grad.is_contiguous()
+            torch.testing.assert_close(actual.grad, expected.grad.to(dtype), **tolerance)
+    _, mean, rstd = torch.ops.cycleisp_fast.ain_forward(x.detach(), gamma.detach(), beta.detach(), 1e-5, 0.02)
+    torch.library.opcheck(
+        torch.ops.cycleisp_fast.ain_backward.default,
+        (grad, x.detach(), gamma.detach(), beta.detach(), mean, rstd, 0.02),
+    )
+
+
+@pytest.mark.skipif("native" not in BACKENDS, reason="needs the compiled extension")
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=str)
 def test_channels_last_non_finite_values_propagate_as_the_reference(value):
     """The channels_last CPU path (its own reduction order) gives NaN and infinities where the reference does."""

@@ -111,9 +111,40 @@ def test_opcheck_and_compile():
 
 def test_transform_weight_is_computed_in_float64_and_rounded_once():
     weight = torch.randn(16, 16, 3, 3, dtype=torch.float64)
-    u = op.transform_weight(weight)
+    u = op.transform_weight(weight)  # float64 weights: by torch, in float64
     assert u.shape == (36, 16, 16) and u.dtype == torch.float32 and u.is_contiguous()
     torch.testing.assert_close(u, op.transform_weight(weight.float()), rtol=2e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("shape", [(16, 16), (24, 5), (3, 40), (1, 1)], ids=str)
+def test_native_weight_transform_matches_the_float64_one(shape, flip):
+    """The native transform (float32 CPU weights) against torch's float64 matmul: the same float64 sums rounded
+    once, so equal to within an ulp; flipped = the transform of weight.flip(2, 3).transpose(0, 1)."""
+    weight = torch.randn(*shape, 3, 3)
+    native = op.transform_weight(weight, flip=flip)
+    expected = op._transform_weight_in_torch(weight, flip)
+    assert native.shape == expected.shape and native.is_contiguous()
+    torch.testing.assert_close(native, expected, rtol=2.4e-7, atol=1e-30)
+    if flip:
+        torch.testing.assert_close(native, op.transform_weight(weight.flip(2, 3).transpose(0, 1).contiguous()))
+    out = torch.full_like(native, float("nan"))
+    assert op.transform_weight(weight, flip=flip, out=out) is out
+    torch.testing.assert_close(out, native, rtol=0, atol=0)
+    torch.library.opcheck(
+        torch.ops.cycleisp_fast.winograd_transform_weight.default, (weight, op._KERNEL_TRANSFORM_2D, flip, out)
+    )
+
+
+def test_transform_out_must_fit():
+    weight = torch.randn(8, 4, 3, 3)
+    for out in (torch.empty(36, 8, 4), torch.empty(36, 4, 8).double(), torch.empty(36, 8, 4).transpose(1, 2)):
+        with pytest.raises(ValueError, match=r"out must be a contiguous float32 CPU tensor of shape \(36, 4, 8\)"):
+            op.transform_weight(weight, out=out)
+    with pytest.raises(ValueError, match="for a float32 CPU weight"):
+        op.transform_weight(weight.double(), out=torch.empty(36, 4, 8))
+    with pytest.raises(RuntimeError, match=r"out must be contiguous float32 \(36, 4, 8\)"):
+        torch.ops.cycleisp_fast.winograd_transform_weight(weight, op._KERNEL_TRANSFORM_2D, False, torch.empty(36, 8, 4))
 
 
 @pytest.mark.parametrize(
@@ -139,6 +170,102 @@ def test_the_registered_operator_checks_its_arguments_too():
     x, weight, bias = _case(1, 16, 16, 5, 5)
     with pytest.raises(RuntimeError, match="weight must be the transformed weight"):
         torch.ops.cycleisp_fast.winograd_conv3x3(x, op.transform_weight(weight)[:35], bias, 0)
+
+
+# ---- the weight gradient ---------------------------------------------------------------------------------
+
+
+def _exact_parameter_grads(x, grad, in_channels):
+    """The weight and bias gradients of F.conv2d(x, g, b, padding=1) in float64 autograd."""
+    k = grad.shape[1]
+    weight = torch.zeros(k, in_channels, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+    F.conv2d(x.double(), weight, bias, padding=1).backward(grad.double())
+    return weight.grad, bias.grad
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 16, 16, 9, 11), (2, 20, 33, 13, 7), (1, 64, 64, 33, 29), (3, 17, 16, 4, 8), (1, 3, 5, 1, 1)], ids=str
+)
+@pytest.mark.parametrize("band_tiles", [0, 1, 3])
+def test_weight_grad_matches_the_exact_gradients_within_the_stated_bound(shape, band_tiles):
+    n, c, k, h, w = shape
+    g = torch.Generator().manual_seed(1)
+    x, grad = torch.randn(n, c, h, w, generator=g), torch.randn(n, k, h, w, generator=g)
+    grad_weight, grad_bias = op.weight_grad(x, grad, band_tiles=band_tiles)
+    assert grad_weight.shape == (k, c, 3, 3) and grad_bias.shape == (k,)
+    assert grad_weight.dtype == grad_bias.dtype == torch.float32
+    exact_weight, exact_bias = _exact_parameter_grads(x, grad, c)
+    assert _relative_rms(grad_weight, exact_weight) < RELATIVE_RMS_BOUND
+    assert _relative_rms(grad_bias, exact_bias) < RELATIVE_RMS_BOUND
+
+
+def test_weight_grad_reads_any_layout_and_strided_views():
+    x, grad = torch.randn(2, 16, 10, 12), torch.randn(2, 24, 20, 12)[:, :, ::2]
+    expected = op.weight_grad(x, grad.contiguous())
+    for xs, gs in [
+        (x.contiguous(memory_format=torch.channels_last), grad),
+        (x, grad.contiguous(memory_format=torch.channels_last)),
+    ]:
+        for actual, wanted in zip(op.weight_grad(xs, gs), expected):
+            torch.testing.assert_close(actual, wanted, rtol=0, atol=0)
+
+
+def test_weight_grad_of_degenerate_sizes_is_zero_or_empty():
+    for x, grad in [
+        (torch.zeros(0, 16, 5, 5), torch.zeros(0, 8, 5, 5)),
+        (torch.zeros(2, 16, 0, 5), torch.zeros(2, 8, 0, 5)),
+    ]:
+        grad_weight, grad_bias = op.weight_grad(x, grad)
+        assert grad_weight.shape == (8, 16, 3, 3) and not grad_weight.any() and not grad_bias.any()
+    grad = torch.randn(1, 8, 3, 2)
+    grad_weight, grad_bias = op.weight_grad(torch.zeros(1, 0, 3, 2), grad)  # no input channels: the bias alone
+    assert grad_weight.shape == (8, 0, 3, 3)
+    torch.testing.assert_close(grad_bias, grad.sum((0, 2, 3)))
+
+
+def test_a_nan_in_the_output_gradient_reaches_its_channel_only():
+    x, grad = torch.randn(1, 16, 12, 12), torch.randn(1, 16, 12, 12)
+    grad[0, 5, 6, 6] = float("nan")
+    grad_weight, grad_bias = op.weight_grad(x, grad)
+    assert torch.isnan(grad_weight[5]).all() and torch.isnan(grad_bias[5])
+    others = torch.arange(16) != 5
+    assert torch.isfinite(grad_weight[others]).all() and torch.isfinite(grad_bias[others]).all()
+
+
+def test_weight_grad_opcheck_and_compile():
+    x, grad = torch.randn(1, 16, 6, 7), torch.randn(1, 16, 6, 7)
+    torch.library.opcheck(
+        torch.ops.cycleisp_fast.winograd_conv3x3_weight_grad.default, (x, grad, op._KERNEL_TRANSFORM_2D, 0)
+    )
+    compiled = torch.compile(lambda a, b: op.weight_grad(a, b)[0] * 2, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x, grad), op.weight_grad(x, grad)[0] * 2)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda x, g: op.weight_grad(x.double(), g), "x must be float32 on the CPU"),
+        (lambda x, g: op.weight_grad(x, g.half()), "grad must be float32 on the CPU"),
+        (lambda x, g: op.weight_grad(x, g[0]), r"grad must have shape \(N, K, H, W\)"),
+        (lambda x, g: op.weight_grad(x, g[:, :, 1:]), r"grad must be \(N, K, H, W\) with x's N, H, W"),
+        (lambda x, g: op.weight_grad(x, g, band_tiles=-2), "band_tiles must be >= 0"),
+    ],
+)
+def test_weight_grad_bad_arguments_name_what_was_expected(call, match):
+    with pytest.raises(ValueError, match=match):
+        call(torch.randn(1, 16, 5, 5), torch.randn(1, 8, 5, 5))
+
+
+def test_the_registered_weight_grad_operator_checks_its_arguments_too():
+    with pytest.raises(RuntimeError, match="grad must be \\(N, K, H, W\\) with x's N, H, W"):
+        torch.ops.cycleisp_fast.winograd_conv3x3_weight_grad(
+            torch.randn(1, 16, 5, 5), torch.randn(1, 8, 4, 5), op._KERNEL_TRANSFORM_2D, 0
+        )
+    with pytest.raises(RuntimeError, match=r"transform must be the \(36, 9\) float64 kernel transform"):
+        torch.ops.cycleisp_fast.winograd_conv3x3_weight_grad(
+            torch.randn(1, 16, 5, 5), torch.randn(1, 8, 5, 5), op._KERNEL_TRANSFORM_2D.float(), 0
+        )
 
 
 # ---- the module --------------------------------------------------------------------------------------------
@@ -172,8 +299,8 @@ def test_module_falls_back_to_direct_convolution_where_winograd_does_not_apply()
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_training_gradients_match_the_exact_convolution(bias):
-    """conv3x3 (what the module runs with gradients): forward and input gradient by Winograd, weight and bias
-    gradients by torch; all within the stated bound of float64 F.conv2d's."""
+    """conv3x3 (what the module runs with gradients): forward, input, weight and bias gradients by Winograd; all
+    within the stated bound of float64 F.conv2d's."""
     conv, fast = _module_pair(16, 24, bias)
     x = torch.randn(2, 16, 9, 13, requires_grad=True)
     grad_out = torch.randn(2, 24, 9, 13)
@@ -244,7 +371,9 @@ def test_repeated_calls_do_not_keep_their_outputs():
     u = op.transform_weight(weight.contiguous())
     for _ in range(3):
         op.winograd_conv3x3(x, u, bias)
+        op.weight_grad(x, x)
     before = resident_mib()
     for _ in range(40):  # 4 MiB outputs: 160 MiB if each stayed
         op.winograd_conv3x3(x, u, bias)
+        op.weight_grad(x, x)
     assert resident_mib() - before < 64

@@ -118,6 +118,24 @@ struct ForwardData {
         rstd(t.rstd.mutable_data_ptr<acc_t>()) {}
 };
 
+// The data of a backward call's tensors.
+template <typename scalar_t, typename acc_t>
+struct BackwardData {
+  const scalar_t *grad, *x, *gamma, *beta;
+  const acc_t *mean, *rstd;
+  scalar_t *grad_x, *grad_gamma, *grad_beta;
+  explicit BackwardData(const BackwardTensors& t)
+      : grad(t.grad.const_data_ptr<scalar_t>()),
+        x(t.x.const_data_ptr<scalar_t>()),
+        gamma(t.gamma.const_data_ptr<scalar_t>()),
+        beta(t.beta.const_data_ptr<scalar_t>()),
+        mean(t.mean.const_data_ptr<acc_t>()),
+        rstd(t.rstd.const_data_ptr<acc_t>()),
+        grad_x(t.grad_x.mutable_data_ptr<scalar_t>()),
+        grad_gamma(t.grad_gamma.mutable_data_ptr<scalar_t>()),
+        grad_beta(t.grad_beta.mutable_data_ptr<scalar_t>()) {}
+};
+
 // ---- channels_last (N, H, W, C): the statistics and the modulation vectorised over the contiguous channels ----
 
 // The pixels of one task: a run of about kChunk values of one image.
@@ -212,6 +230,106 @@ void ain_forward_channels_last(const ForwardTensors& t, double eps, std::optiona
   });
 }
 
+// The backward's first phase for `pixels` pixels of one image (C values each): grad_gamma and grad_beta, and
+// per channel the sums of grad_xhat and grad_xhat * xhat (`work`: 2 * C values).
+template <bool kLeaky, typename scalar_t, typename acc_t>
+CYCLEISP_CPU_CLONES void pixel_run_param_grads(const BackwardData<scalar_t, acc_t>& d, int64_t offset, int64_t pixels,
+                                               int64_t C, const acc_t* __restrict__ mean,
+                                               const acc_t* __restrict__ rstd, acc_t slope,
+                                               GradSums<acc_t>* __restrict__ out, acc_t* __restrict__ work) {
+  acc_t* __restrict__ sum = work;
+  acc_t* __restrict__ sum_xhat = work + C;
+  for (int64_t c = 0; c < C; ++c) sum[c] = sum_xhat[c] = acc_t(0);
+  const scalar_t *__restrict__ dy = d.grad + offset, *__restrict__ x = d.x + offset;
+  const scalar_t *__restrict__ gamma = d.gamma + offset, *__restrict__ beta = d.beta + offset;
+  scalar_t *__restrict__ dgamma = d.grad_gamma + offset, *__restrict__ dbeta = d.grad_beta + offset;
+  for (int64_t p = 0; p < pixels; ++p) {
+    const int64_t o = p * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const ElementGrad<acc_t> e =
+          element_grad<acc_t>(dy[o + c], x[o + c], mean[c], rstd[c], gamma[o + c], beta[o + c], kLeaky, slope);
+      dgamma[o + c] = static_cast<scalar_t>(e.grad_gamma);
+      dbeta[o + c] = static_cast<scalar_t>(e.grad_beta);
+      sum[c] += e.grad_xhat;
+      sum_xhat[c] += e.grad_xhat * e.xhat;
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) out[c] = {sum[c], sum_xhat[c]};
+}
+
+// The backward's second phase for `pixels` pixels of one image: grad_x from the image's per-channel sums.
+template <bool kLeaky, typename scalar_t, typename acc_t>
+CYCLEISP_CPU_CLONES void pixel_run_input_grad(const BackwardData<scalar_t, acc_t>& d, int64_t offset, int64_t pixels,
+                                              int64_t C, const acc_t* __restrict__ mean,
+                                              const acc_t* __restrict__ rstd, acc_t slope,
+                                              const acc_t* __restrict__ sum, const acc_t* __restrict__ sum_xhat,
+                                              acc_t count) {
+  const scalar_t *__restrict__ dy = d.grad + offset, *__restrict__ x = d.x + offset;
+  const scalar_t *__restrict__ gamma = d.gamma + offset, *__restrict__ beta = d.beta + offset;
+  scalar_t* __restrict__ dx = d.grad_x + offset;
+  for (int64_t p = 0; p < pixels; ++p) {
+    const int64_t o = p * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const ElementGrad<acc_t> e =
+          element_grad<acc_t>(dy[o + c], x[o + c], mean[c], rstd[c], gamma[o + c], beta[o + c], kLeaky, slope);
+      dx[o + c] = static_cast<scalar_t>(input_grad(e, rstd[c], GradSums<acc_t>{sum[c], sum_xhat[c]}, count));
+    }
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+void ain_backward_channels_last(const BackwardTensors& t, std::optional<double> negative_slope) {
+  const int64_t N = t.x.size(0), C = t.x.size(1), pixels = t.shape.plane_size;
+  const int64_t run = std::max<int64_t>(1, kChunk / std::max<int64_t>(C, 1));
+  const int64_t runs = (pixels + run - 1) / run;
+  const auto run_of = [&](int64_t task) {
+    const int64_t begin = (task % runs) * run;
+    return PixelRun{task / runs, begin, std::min(run, pixels - begin)};
+  };
+  const BackwardData<scalar_t, acc_t> d(t);
+  const bool leaky = negative_slope.has_value();
+  const acc_t slope = static_cast<acc_t>(negative_slope.value_or(0.0));
+  std::vector<GradSums<acc_t>> partial(N * runs * C);
+  parallel_for(0, N * runs, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> work(2 * C);
+    for (int64_t task = begin; task < end; ++task) {
+      const PixelRun r = run_of(task);
+      const int64_t offset = (r.image * pixels + r.begin) * C;
+      const acc_t *m = d.mean + r.image * C, *s = d.rstd + r.image * C;
+      GradSums<acc_t>* out = &partial[task * C];
+      if (leaky) {
+        pixel_run_param_grads<true>(d, offset, r.size, C, m, s, slope, out, work.data());
+      } else {
+        pixel_run_param_grads<false>(d, offset, r.size, C, m, s, slope, out, work.data());
+      }
+    }
+  });
+  // The per-image sums, channel by channel (sum of grad_xhat, then of grad_xhat * xhat).
+  std::vector<acc_t> sums(2 * N * C);
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t c = 0; c < C; ++c) {
+      GradSums<acc_t> total = partial[(n * runs) * C + c];
+      for (int64_t k = 1; k < runs; ++k) total = combine(total, partial[(n * runs + k) * C + c]);
+      sums[n * C + c] = total.grad_xhat;
+      sums[(N + n) * C + c] = total.grad_xhat_xhat;
+    }
+  }
+  const acc_t count = static_cast<acc_t>(pixels);
+  parallel_for(0, N * runs, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const PixelRun r = run_of(task);
+      const int64_t offset = (r.image * pixels + r.begin) * C;
+      const acc_t *m = d.mean + r.image * C, *s = d.rstd + r.image * C;
+      const acc_t *sum = sums.data() + r.image * C, *sum_xhat = sums.data() + (N + r.image) * C;
+      if (leaky) {
+        pixel_run_input_grad<true>(d, offset, r.size, C, m, s, slope, sum, sum_xhat, count);
+      } else {
+        pixel_run_input_grad<false>(d, offset, r.size, C, m, s, slope, sum, sum_xhat, count);
+      }
+    }
+  });
+}
+
 std::tuple<Tensor, Tensor, Tensor> ain_forward_cpu(const Tensor& x, const Tensor& gamma,
                                                                const Tensor& beta, double eps,
                                                                std::optional<double> negative_slope) {
@@ -251,10 +369,14 @@ std::tuple<Tensor, Tensor, Tensor> ain_backward_cpu(const Tensor& grad, const Te
                                                                 const Tensor& gamma, const Tensor& beta,
                                                                 const Tensor& mean, const Tensor& rstd,
                                                                 std::optional<double> negative_slope) {
-  const BackwardTensors t = prepare_backward(grad, x, gamma, beta, mean, rstd);
+  const BackwardTensors t = prepare_backward(grad, x, gamma, beta, mean, rstd, /*allow_channels_last=*/true);
   const PlaneShape& shape = t.shape;
   CF_DISPATCH_FLOATING(t.x.scalar_type(), "ain_backward_cpu", [&] {
     using acc_t = opmath_t<scalar_t>;
+    if (t.channels_last) {
+      ain_backward_channels_last<scalar_t, acc_t>(t, negative_slope);
+      return;
+    }
     const scalar_t* dyp = t.grad.const_data_ptr<scalar_t>();
     const scalar_t* xp = t.x.const_data_ptr<scalar_t>();
     const scalar_t* gp = t.gamma.const_data_ptr<scalar_t>();

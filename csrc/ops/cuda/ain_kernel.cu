@@ -150,7 +150,7 @@ std::tuple<Tensor, Tensor, Tensor> ain_backward_cuda(const Tensor& grad, const T
                                                                  const Tensor& mean, const Tensor& rstd,
                                                                  std::optional<double> negative_slope) {
   const CudaDeviceGuard guard(x);
-  const BackwardTensors t = prepare_backward(grad, x, gamma, beta, mean, rstd);
+  const BackwardTensors t = prepare_backward(grad, x, gamma, beta, mean, rstd, /*allow_channels_last=*/false);
   const int64_t tasks = t.shape.planes * t.shape.chunks;
   if (tasks == 0) return {t.grad_x, t.grad_gamma, t.grad_beta};
   const cudaStream_t stream = current_cuda_stream();
