@@ -347,6 +347,19 @@ std::tuple<Tensor, Tensor, Tensor> ain_forward_cpu(const Tensor& x, const Tensor
     acc_t *mean_p = d.mean, *rstd_p = d.rstd;
     const bool leaky = negative_slope.has_value();
     const acc_t slope = static_cast<acc_t>(negative_slope.value_or(0.0));
+    if (shape.chunks == 1) {
+      // A plane of one chunk: its statistics and its modulation in one task, so that the modulation reads x
+      // from the cache the statistics just filled (one pass over x in memory instead of two).
+      for_each_chunk(shape, [&](int64_t, Chunk c) {
+        const Moments<acc_t> plane = chunk_moments<scalar_t, acc_t>(xp + c.plane * shape.plane_size, c.size);
+        const acc_t m = plane.mean, r = inverse_std(plane, static_cast<acc_t>(eps));
+        mean_p[c.plane] = m;
+        rstd_p[c.plane] = r;
+        const int64_t offset = c.plane * shape.plane_size;
+        modulate_chunk(xp + offset, gp + offset, bp + offset, yp + offset, c.size, m, r, leaky, slope);
+      });
+      return;
+    }
     std::vector<Moments<acc_t>> partial(shape.planes * shape.chunks);
     for_each_chunk(shape, [&](int64_t task, Chunk c) {
       partial[task] = chunk_moments<scalar_t, acc_t>(xp + c.plane * shape.plane_size + c.begin, c.size);
@@ -392,13 +405,29 @@ std::tuple<Tensor, Tensor, Tensor> ain_backward_cpu(const Tensor& grad, const Te
       const int64_t o = c.plane * shape.plane_size + c.begin;
       return ChunkInputs<scalar_t, acc_t>{dyp + o, xp + o, gp + o, bp + o, mean_p[c.plane], rstd_p[c.plane], slope};
     };
+    const acc_t count = static_cast<acc_t>(shape.plane_size);
+    if (shape.chunks == 1) {
+      // A plane of one chunk: both passes in one task, the second reading the plane from the cache the first
+      // filled (four tensors read from memory once instead of twice).
+      for_each_chunk(shape, [&](int64_t, Chunk c) {
+        const int64_t o = c.plane * shape.plane_size;
+        scalar_t* out = dxp + o;
+        if (leaky) {
+          const GradSums<acc_t> plane = param_grads_chunk<true>(chunk_inputs(c), dgp + o, dbp + o, c.size);
+          input_grad_chunk<true>(chunk_inputs(c), plane, count, out, c.size);
+        } else {
+          const GradSums<acc_t> plane = param_grads_chunk<false>(chunk_inputs(c), dgp + o, dbp + o, c.size);
+          input_grad_chunk<false>(chunk_inputs(c), plane, count, out, c.size);
+        }
+      });
+      return;
+    }
     std::vector<GradSums<acc_t>> partial(shape.planes * shape.chunks);
     for_each_chunk(shape, [&](int64_t task, Chunk c) {
       const int64_t o = c.plane * shape.plane_size + c.begin;
       partial[task] = leaky ? param_grads_chunk<true>(chunk_inputs(c), dgp + o, dbp + o, c.size)
                             : param_grads_chunk<false>(chunk_inputs(c), dgp + o, dbp + o, c.size);
     });
-    const acc_t count = static_cast<acc_t>(shape.plane_size);
     for_each_chunk(shape, [&](int64_t, Chunk c) {
       const GradSums<acc_t> plane = plane_total(partial.data(), c.plane, shape.chunks);
       scalar_t* out = dxp + c.plane * shape.plane_size + c.begin;
