@@ -10,6 +10,9 @@ denoisenet_raw aindnet``; README, "Model speed"):
   oneDNN's direct convolution at 32-256 channels; float rounding 3-8x direct convolution's, see
   :mod:`cycleisp_fast.ops.winograd`) for every network's inference and training step (forward, input and weight
   gradients);
+- for an eager training step on the CPU, PReLUs that keep their output for the backward instead of their
+  input (:class:`cycleisp_fast.nn.prelu.OutputSavingPReLU`: the next convolution keeps that output anyway, so
+  each PReLU's input is freed; DenoiseNet's step peaks about 10 % lower);
 - ``channels_last`` on the CPU for the CycleISP networks (the fused dual-attention tail reads it natively, and
   oneDNN's 3x3 convolutions run 1.3-2x faster in it) and for every network with Winograd (which reads and writes
   it, as the CPU AIN kernel does);
@@ -43,6 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from cycleisp_fast.checks import check_choice
+from cycleisp_fast.nn.prelu import use_output_saving_prelu
 from cycleisp_fast.nn.winograd import use_winograd
 from cycleisp_fast.ops import winograd as winograd_op
 
@@ -295,6 +299,8 @@ def optimize(
     _use_fused_backends(module)
     if winograd:
         use_winograd(module)
+    if not inference and not compile and device.type == "cpu":
+        use_output_saving_prelu(module)  # one activation fewer kept for the backward per PReLU
     if channels_last:
         module.to(memory_format=torch.channels_last)
 

@@ -10,10 +10,12 @@ import warnings
 
 import pytest
 import torch
+from torch import nn
 
 import cycleisp_fast
 from cycleisp_fast import optimize
 from cycleisp_fast.models import AINDNet, DenoiseNet
+from cycleisp_fast.nn.prelu import OutputSavingPReLU
 from cycleisp_fast.nn.winograd import WinogradConv2d
 from cycleisp_fast.optimization import OptimizedModel
 
@@ -79,6 +81,8 @@ def test_training_shares_the_parameters_and_gives_the_official_gradients(raw):
     inputs = _inputs(raw)
     fast = optimize(model, inference=False)
     assert [id(p) for p in fast.parameters()] == [id(p) for p in model.parameters()]
+    prelus = [m for m in fast.module.modules() if isinstance(m, nn.PReLU)]
+    assert prelus and all(isinstance(m, OutputSavingPReLU) for m in prelus)
     fast(*inputs).square().mean().backward()
     official(*inputs).square().mean().backward()
     for (name, p), q in zip(model.named_parameters(), official.parameters()):

@@ -8,7 +8,6 @@ also ``optimized`` (:mod:`cycleisp_fast.bench.networks`). Times are medians of
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import sys
 from dataclasses import dataclass
@@ -117,37 +116,35 @@ def copy_seconds(min_bytes: int, device: torch.device, min_run_time: float) -> f
     return median_seconds(lambda: dst.copy_(src), min_run_time)
 
 
-def _proc_status_bytes(key: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    raise OSError(f"no {key} in /proc/self/status")
+def _cpu_peak_bytes(step: Callable[[], object]) -> int:
+    """The peak, during ``step()``, of the bytes held by tensors that torch's CPU allocator handed out in it (the
+    allocations less the frees, in the order the profiler recorded them): what ``max_memory_allocated`` measures
+    on CUDA, except that frees of memory allocated before the step are not subtracted (the profiler knows no size
+    for them: a training step's zero_grad frees the last gradients, so the peak is high by at most their size).
+    Not counted: memory that kernels take outside torch's allocator (oneDNN's and MKL's scratch, the
+    Winograd kernels' per-thread tile buffers, ~1-3 MiB a thread), and what glibc's heap keeps after frees (the
+    resident size, which this column was until the Winograd weight gradient landed, read 1.1-1.6x higher and
+    moved by ~10 % between runs)."""
+    from torch.profiler import ProfilerActivity, profile
 
-
-def _cpu_peak_bytes(step: Callable[[], object]) -> int | None:
-    """The growth of the process's peak resident memory during ``step()`` (Linux with glibc, else None).
-
-    Free heap memory is given back to the system first (``malloc_trim``), so the resident size starts at the
-    live memory; the peak is read from ``VmHWM``, reset before the call. malloc's own settings are left alone,
-    so that measuring does not change how the timed calls allocate.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim(0)
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")  # resets VmHWM to the current resident size
-        before = _proc_status_bytes("VmRSS:")
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recorded:
         step()
-        return max(0, _proc_status_bytes("VmHWM:") - before)
-    except (OSError, AttributeError):
-        return None
+    changes = sorted(
+        (event.start_ns(), event.nbytes())
+        for event in recorded.profiler.kineto_results.events()
+        if event.name() == "[memory]"
+    )
+    live = peak = 0
+    for _, change in changes:
+        live += change
+        peak = max(peak, live)
+    return peak
 
 
 def peak_memory_bytes(step: Callable[[], object], device: torch.device) -> int | None:
     """Bytes that one ``step()`` allocates at its peak beyond what was allocated before it: activations saved
     for the backward, outputs, gradients and scratch, not the inputs. CUDA: the caching allocator's peak; CPU:
-    the peak resident memory (:func:`_cpu_peak_bytes`)."""
+    the same peak of torch's CPU allocator, from the profiler's memory events (:func:`_cpu_peak_bytes`)."""
     if device.type != "cuda":
         return _cpu_peak_bytes(step)
     torch.cuda.synchronize(device)

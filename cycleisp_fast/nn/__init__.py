@@ -11,6 +11,7 @@ from cycleisp_fast.nn.dual_attention import (
     SpatialAttention,
     default_conv,
 )
+from cycleisp_fast.nn.prelu import OutputSavingPReLU, use_output_saving_prelu
 from cycleisp_fast.nn.winograd import WinogradConv2d, use_winograd
 
 __all__ = [
@@ -23,9 +24,11 @@ __all__ = [
     "ChannelAttention",
     "ChannelPool",
     "DAB",
+    "OutputSavingPReLU",
     "RRG",
     "SpatialAttention",
     "WinogradConv2d",
     "default_conv",
+    "use_output_saving_prelu",
     "use_winograd",
 ]

@@ -351,8 +351,12 @@ std::tuple<Tensor, Tensor> winograd_conv3x3_weight_grad_cpu(const Tensor& x, con
   // (36 x C x K products and K bias sums), added at the end: the weight gradient is a sum over every tile.
   const int64_t band = band_tiles(s, requested);  // measured: bands of 32-64 tiles beat 128-512 by 1.1-1.5x
   const int64_t bands = (s.tiles() + band - 1) / band;
-  const int64_t chunks = std::min<int64_t>(std::max(num_threads(), 1), bands);
   const int64_t per_chunk = kPoints * C * K;
+  // One chunk per thread, but no more than kAccumulatorBytes of accumulators in all (at least one chunk), so
+  // that wide convolutions on many-core machines do not hold one 36 x C x K block per core.
+  constexpr int64_t kAccumulatorBytes = int64_t(64) << 20;
+  const int64_t affordable = std::max<int64_t>(1, kAccumulatorBytes / std::max<int64_t>(per_chunk * 4, 1));
+  const int64_t chunks = std::min({static_cast<int64_t>(std::max(num_threads(), 1)), bands, affordable});
   std::vector<double> bias_partial(chunks * K, 0.0);
   float* accumulators = caller_accumulators().reserve(std::max<int64_t>(chunks * per_chunk, 1));
   const float* xp = t.x.const_data_ptr<float>();
