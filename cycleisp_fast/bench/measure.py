@@ -8,7 +8,9 @@ also ``optimized`` (:mod:`cycleisp_fast.bench.networks`). Times are medians of
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -116,6 +118,21 @@ def copy_seconds(min_bytes: int, device: torch.device, min_run_time: float) -> f
     return median_seconds(lambda: dst.copy_(src), min_run_time)
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Sends the process's stderr (file descriptor 2) to /dev/null: the profiler's C++ side logs its start and
+    stop there on every use. Used only around a step that has run before, whose warnings were shown then."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _cpu_peak_bytes(step: Callable[[], object]) -> int:
     """The peak, during ``step()``, of the bytes held by tensors that torch's CPU allocator handed out in it (the
     allocations less the frees, in the order the profiler recorded them): what ``max_memory_allocated`` measures
@@ -127,7 +144,7 @@ def _cpu_peak_bytes(step: Callable[[], object]) -> int:
     moved by ~10 % between runs)."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recorded:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recorded:
         step()
     changes = sorted(
         (event.start_ns(), event.nbytes())

@@ -186,7 +186,7 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, *, band_tiles: int = 0) -> 
     products over the tiles, by torch's BLAS, the accumulators kept by the calling thread between calls); then
     ``dg = G^T dU G`` in float64. The bias gradient is the sum of
     ``grad`` (float32 per tile, float64 over the tiles). A quarter of direct convolution's multiplies; the error
-    is of the order of direct float32 convolution's (``tests/ops/test_winograd.py`` holds it to a bound).
+    is float rounding, 2-4x oneDNN's (``tests/ops/test_winograd.py`` holds it to a bound).
 
     Args:
         x: (N, C, H, W) float32 on the CPU, the convolution's input (any layout; channels_last is read as is).
