@@ -40,7 +40,8 @@ CHECK = textwrap.dedent(
         for io, acc in (("fp32", "fp32"), ("bf16", "fp32"), ("fp64", "fp64")):
             stats = dict(plane_size="i32", chunks="i32")
             modulation = dict(x_ptr=ptr(io), gamma_ptr=ptr(io), beta_ptr=ptr(io))
-            grads = dict(grad_ptr=ptr(io), **modulation, mean_ptr=ptr(acc), rstd_ptr=ptr(acc))
+            grads = dict(grad_ptr=ptr(io), x_ptr=ptr(io), gamma_ptr=ptr(io), gate_ptr=ptr(io), mean_ptr=ptr(acc),
+                         rstd_ptr=ptr(acc))
             sizes = dict(CHUNK=ain.CHUNK, BLOCK=ain.BLOCK)
             yield ain._ain_stats_kernel, dict(x_ptr=ptr(io), partial_ptr=ptr(acc), **stats), sizes
             for leaky in (False, True):
@@ -50,9 +51,10 @@ CHECK = textwrap.dedent(
                     **stats, eps="fp64", slope="fp64"), with_partials
                 yield ain_backward._ain_grad_sums_kernel, dict(
                     **grads, grad_gamma_ptr=ptr(io), grad_beta_ptr=ptr(io), partial_ptr=ptr(acc), **stats,
-                    slope="fp64"), dict(sizes, LEAKY=leaky)
+                    slope="fp64"), dict(sizes, LEAKY=leaky, FROM_OUTPUT=leaky)
                 yield ain_backward._ain_input_grad_kernel, dict(
-                    **grads, partial_ptr=ptr(acc), grad_x_ptr=ptr(io), **stats, slope="fp64"), with_partials
+                    **grads, partial_ptr=ptr(acc), grad_x_ptr=ptr(io), **stats, slope="fp64"), dict(
+                    with_partials, FROM_OUTPUT=leaky)
         # noise: every io dtype under both models, clipping off, on, and one-sided; int64 scalars (the
         # kernel's widest), options as noise_sample launches it
         for io, acc, model, has_min, has_max in (

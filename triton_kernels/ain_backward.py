@@ -17,15 +17,32 @@ from cycleisp_fast.triton_kernels.rounding import divide
 
 
 @triton.jit
-def _element_grad(grad_ptr, x_ptr, gamma_ptr, beta_ptr, offsets, mask, mean, rstd, slope, LEAKY: tl.constexpr):
-    """(grad_z, grad_xhat, xhat) of the elements at ``offsets``; 0, 0 and -mean * rstd where masked."""
+def _element_grad(
+    grad_ptr,
+    x_ptr,
+    gamma_ptr,
+    gate_ptr,
+    offsets,
+    mask,
+    mean,
+    rstd,
+    slope,
+    LEAKY: tl.constexpr,
+    FROM_OUTPUT: tl.constexpr,
+):
+    """(grad_z, grad_xhat, xhat) of the elements at ``offsets``; 0, 0 and -mean * rstd where masked. ``gate`` is
+    beta, or with FROM_OUTPUT the forward's output (whose sign is z's for a slope >= 0)."""
     acc_dtype: tl.constexpr = mean.dtype
     grad_out = tl.load(grad_ptr + offsets, mask=mask, other=0).to(acc_dtype)
     x = tl.load(x_ptr + offsets, mask=mask, other=0).to(acc_dtype)
     scale = 1 + tl.load(gamma_ptr + offsets, mask=mask, other=0).to(acc_dtype)
-    beta = tl.load(beta_ptr + offsets, mask=mask, other=0).to(acc_dtype)
+    gate = tl.load(gate_ptr + offsets, mask=mask, other=0).to(acc_dtype)
     xhat = (x - mean) * rstd
-    grad_z = _leaky(grad_out, xhat * scale + beta, slope, LEAKY)
+    if FROM_OUTPUT:
+        z = gate
+    else:
+        z = xhat * scale + gate
+    grad_z = _leaky(grad_out, z, slope, LEAKY)
     return grad_z, grad_z * scale, xhat
 
 
@@ -34,7 +51,7 @@ def _ain_grad_sums_kernel(
     grad_ptr,
     x_ptr,
     gamma_ptr,
-    beta_ptr,
+    gate_ptr,
     mean_ptr,
     rstd_ptr,
     grad_gamma_ptr,
@@ -44,6 +61,7 @@ def _ain_grad_sums_kernel(
     chunks,
     slope: tl.float64,
     LEAKY: tl.constexpr,
+    FROM_OUTPUT: tl.constexpr,
     CHUNK: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
@@ -61,7 +79,7 @@ def _ain_grad_sums_kernel(
         mask = index < count
         offsets = base + index
         grad_z, grad_xhat, xhat = _element_grad(
-            grad_ptr, x_ptr, gamma_ptr, beta_ptr, offsets, mask, mean, rstd, slope, LEAKY
+            grad_ptr, x_ptr, gamma_ptr, gate_ptr, offsets, mask, mean, rstd, slope, LEAKY, FROM_OUTPUT
         )
         tl.store(grad_gamma_ptr + offsets, (grad_z * xhat).to(grad_gamma_ptr.dtype.element_ty), mask=mask)
         tl.store(grad_beta_ptr + offsets, grad_z.to(grad_beta_ptr.dtype.element_ty), mask=mask)
@@ -92,7 +110,7 @@ def _ain_input_grad_kernel(
     grad_ptr,
     x_ptr,
     gamma_ptr,
-    beta_ptr,
+    gate_ptr,
     mean_ptr,
     rstd_ptr,
     partial_ptr,
@@ -101,6 +119,7 @@ def _ain_input_grad_kernel(
     chunks,
     slope: tl.float64,
     LEAKY: tl.constexpr,
+    FROM_OUTPUT: tl.constexpr,
     CHUNK: tl.constexpr,
     BLOCK: tl.constexpr,
     PARTIAL_BLOCK: tl.constexpr,
@@ -121,7 +140,7 @@ def _ain_input_grad_kernel(
         mask = index < count
         offsets = base + index
         _grad_z, grad_xhat, xhat = _element_grad(
-            grad_ptr, x_ptr, gamma_ptr, beta_ptr, offsets, mask, mean, rstd, slope, LEAKY
+            grad_ptr, x_ptr, gamma_ptr, gate_ptr, offsets, mask, mean, rstd, slope, LEAKY, FROM_OUTPUT
         )
         grad_x = rstd * (grad_xhat - mean_grad - xhat * mean_grad_xhat)
         tl.store(grad_x_ptr + offsets, grad_x.to(grad_x_ptr.dtype.element_ty), mask=mask)
@@ -131,13 +150,15 @@ def ain_backward(
     grad_out: torch.Tensor,
     x: torch.Tensor,
     gamma: torch.Tensor,
-    beta: torch.Tensor,
+    gate: torch.Tensor,
     mean: torch.Tensor,
     rstd: torch.Tensor,
     negative_slope: float | None,
+    gate_is_output: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Contiguous ``(N, C, H, W)`` grad_out, x, gamma, beta and the forward's ``(N, C)`` mean, rstd ->
-    (grad_x, grad_gamma, grad_beta), each ``(N, C, H, W)`` like x."""
+    """Contiguous ``(N, C, H, W)`` grad_out, x, gamma, gate (beta, or with ``gate_is_output`` the forward's output:
+    the slope, if any, must then be >= 0) and the forward's ``(N, C)`` mean, rstd -> (grad_x, grad_gamma,
+    grad_beta), each ``(N, C, H, W)`` like x."""
     planes, plane_size = x.shape[0] * x.shape[1], x.shape[2] * x.shape[3]
     grad_x, grad_gamma, grad_beta = (torch.empty_like(x, memory_format=torch.contiguous_format) for _ in range(3))
     if planes * plane_size == 0:
@@ -150,7 +171,7 @@ def ain_backward(
         grad_out,
         x,
         gamma,
-        beta,
+        gate,
         mean,
         rstd,
         grad_gamma,
@@ -160,6 +181,7 @@ def ain_backward(
         chunks,
         slope,
         LEAKY=leaky,
+        FROM_OUTPUT=gate_is_output,
         CHUNK=CHUNK,
         BLOCK=BLOCK,
     )
@@ -167,7 +189,7 @@ def ain_backward(
         grad_out,
         x,
         gamma,
-        beta,
+        gate,
         mean,
         rstd,
         partial,
@@ -176,6 +198,7 @@ def ain_backward(
         chunks,
         slope,
         LEAKY=leaky,
+        FROM_OUTPUT=gate_is_output,
         CHUNK=CHUNK,
         BLOCK=BLOCK,
         PARTIAL_BLOCK=PARTIAL_BLOCK,

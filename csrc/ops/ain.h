@@ -26,15 +26,17 @@ struct ForwardTensors {
 ForwardTensors prepare_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, bool allow_channels_last);
 
 // The checked inputs of ain_backward, dense in one layout (as prepare_forward decides it), and its allocated
-// outputs (each like x).
+// outputs (each like x). `gate` is beta, or with gate_is_output the forward's output (checked: then the slope,
+// if any, must be >= 0).
 struct BackwardTensors {
   PlaneShape shape;
-  bool channels_last;
-  Tensor grad, x, gamma, beta, mean, rstd;
+  bool channels_last, gate_is_output;
+  Tensor grad, x, gamma, gate, mean, rstd;
   Tensor grad_x, grad_gamma, grad_beta;
 };
-BackwardTensors prepare_backward(const Tensor& grad, const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                                 const Tensor& mean, const Tensor& rstd, bool allow_channels_last);
+BackwardTensors prepare_backward(const Tensor& grad, const Tensor& x, const Tensor& gamma, const Tensor& gate,
+                                 const Tensor& mean, const Tensor& rstd, std::optional<double> negative_slope,
+                                 bool gate_is_output, bool allow_channels_last);
 
 }  // namespace ain
 }  // namespace cycleisp_fast

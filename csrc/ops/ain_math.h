@@ -74,11 +74,15 @@ struct ElementGrad {
   acc_t xhat;
 };
 
+// `gate` is beta, or with gate_is_output the forward's output y = act(z): for a slope >= 0, y > 0 exactly where
+// z > 0 (NaN and -inf alike take the slope), so the backward can keep y (usually kept anyway, as the next
+// convolution's input) instead of beta.
 template <typename acc_t>
 CYCLEISP_HOST_DEVICE ElementGrad<acc_t> element_grad(acc_t grad_out, acc_t x, acc_t mean, acc_t rstd, acc_t gamma,
-                                                     acc_t beta, bool leaky, acc_t negative_slope) {
+                                                     acc_t gate, bool gate_is_output, bool leaky,
+                                                     acc_t negative_slope) {
   const acc_t xhat = (x - mean) * rstd;
-  const acc_t z = xhat * (acc_t(1) + gamma) + beta;
+  const acc_t z = gate_is_output ? gate : xhat * (acc_t(1) + gamma) + gate;
   const acc_t leaked = grad_out * negative_slope;
   const acc_t grad_z = leaky && !(z > acc_t(0)) ? leaked : grad_out;
   return {grad_z * xhat, grad_z, grad_z * (acc_t(1) + gamma), xhat};

@@ -41,11 +41,11 @@ ConvTensors prepare(const Tensor& x, const Tensor& weight, const std::optional<T
 
 namespace {
 
-// The (36, 9) float64 kernel transform, contiguous.
+// The (6, 3) float64 kernel transform G, contiguous.
 Tensor checked_transform(const Tensor& transform, const char* op) {
-  CF_CHECK(transform.dim() == 2 && transform.size(0) == kPoints && transform.size(1) == kTaps &&
+  CF_CHECK(transform.dim() == 2 && transform.size(0) == kInputTile && transform.size(1) == 3 &&
                transform.scalar_type() == ScalarType::Double && transform.is_cpu(),
-           op, ": transform must be the (36, 9) float64 kernel transform on the CPU, got ", transform.sizes(), " ",
+           op, ": transform must be the (6, 3) float64 kernel transform G on the CPU, got ", transform.sizes(), " ",
            transform.scalar_type());
   return contiguous(transform);
 }

@@ -39,7 +39,7 @@ struct ConvTensors {
 ConvTensors prepare(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias);
 
 // The checked inputs of the weight gradient (x (N, C, H, W) and grad (N, K, H, W), both channels_last; the
-// (36, 9) float64 kernel transform) and its outputs: the weight gradient (K, C, 3, 3) and the bias gradient (K,),
+// (6, 3) float64 kernel transform G) and its outputs: the weight gradient (K, C, 3, 3) and the bias gradient (K,),
 // float32.
 struct WeightGradTensors {
   ConvShape shape;
@@ -47,7 +47,7 @@ struct WeightGradTensors {
 };
 WeightGradTensors prepare_weight_grad(const Tensor& x, const Tensor& grad, const Tensor& transform);
 
-// The checked inputs of the weight transform: weight (K, C, 3, 3) float32 and transform (36, 9) float64,
+// The checked inputs of the weight transform: weight (K, C, 3, 3) float32 and transform G (6, 3) float64,
 // contiguous; `out` must be contiguous float32, (36, C, K), or (36, K, C) when flipped.
 struct WeightTransformTensors {
   Tensor weight, transform;

@@ -57,7 +57,7 @@ static void test_chunked_statistics(double offset) {
 }
 
 // Loss L = sum_i w_i * y_i over one plane; checks every gradient of element_grad/input_grad numerically.
-static void test_backward_matches_finite_differences(bool leaky) {
+static void test_backward_matches_finite_differences(bool leaky, bool gate_is_output) {
   const int n = 12;
   const double eps = 1e-5, slope = 0.1;
   std::vector<double> x = sample(n, 0.3), gamma = sample(n, 0.1), beta = sample(n, -0.2), w = sample(n, 0.0);
@@ -75,7 +75,9 @@ static void test_backward_matches_finite_differences(bool leaky) {
   ain::GradSums<double> sums{0, 0};
   std::vector<ain::ElementGrad<double>> e(n);
   for (int i = 0; i < n; ++i) {
-    e[i] = ain::element_grad<double>(w[i], x[i], mean, rstd, gamma[i], beta[i], leaky, slope);
+    const double gate =
+        gate_is_output ? ain::modulate<double>(x[i], mean, rstd, gamma[i], beta[i], leaky, slope) : beta[i];
+    e[i] = ain::element_grad<double>(w[i], x[i], mean, rstd, gamma[i], gate, gate_is_output, leaky, slope);
     sums = ain::combine(sums, ain::GradSums<double>{e[i].grad_xhat, e[i].grad_xhat * e[i].xhat});
   }
   const double h = 1e-6;
@@ -92,8 +94,10 @@ static void test_backward_matches_finite_differences(bool leaky) {
 int main() {
   test_chunked_statistics(0.0);
   test_chunked_statistics(1000.0);  // |mean| >> std: Welford + Chan keep the variance
-  test_backward_matches_finite_differences(false);
-  test_backward_matches_finite_differences(true);
+  for (bool gate_is_output : {false, true}) {
+    test_backward_matches_finite_differences(false, gate_is_output);
+    test_backward_matches_finite_differences(true, gate_is_output);
+  }
   EXPECT_NEAR(ain::chunks_per_plane(0), 1, 0, "chunks of an empty plane");
   EXPECT_NEAR(ain::chunks_per_plane(ain::kChunk), 1, 0, "chunks of one full chunk");
   EXPECT_NEAR(ain::chunks_per_plane(ain::kChunk + 1), 2, 0, "chunks of one chunk and one element");

@@ -151,6 +151,10 @@ def measure_network(
                 continue
             seconds = median_seconds(step, min_run_time)
             fidelity = float(psnr(step().float(), output.float()).min()) if inference else None
+            if not inference:
+                # The step's zero_grad frees the last gradients first thing; freed here, so that the memory
+                # measure (which sees no size for memory allocated before it started) does not count them twice.
+                model.zero_grad(set_to_none=True)
             timings.append(
                 Timing(
                     *(case.name, provider, mode, shape, dtype, seconds, min_bytes, roofline, flops),

@@ -4,8 +4,11 @@
 over H x W, act a LeakyReLU when ``negative_slope`` is given (AINDNet applies LeakyReLU(0.02) after every
 AIN). Registered operators: ``cycleisp_fast::ain_forward`` -> (out, mean, rstd) and
 ``cycleisp_fast::ain_backward`` -> (grad_x, grad_gamma, grad_beta) (native C++/CUDA), and their Triton
-twins ``ain_forward_triton`` / ``ain_backward_triton``. The forward saves only the per-plane mean and
-rstd; the backward recomputes x_hat from x. Double backward is not supported by the fused backends.
+twins ``ain_forward_triton`` / ``ain_backward_triton``. The forward saves x, gamma, the per-plane mean and rstd,
+and for the LeakyReLU's gate its output (for a slope >= 0 its sign is the pre-activation's; the output is
+usually kept anyway, as the next convolution's input), or beta under ``torch.compile`` (inductor was seen to
+overwrite a custom op's kept output in place when fusing the op that follows) and for negative slopes; the
+backward recomputes x_hat from x. Double backward is not supported by the fused backends.
 """
 
 from __future__ import annotations
@@ -37,21 +40,27 @@ def _ain_backward_triton(
     grad_out: torch.Tensor,
     x: torch.Tensor,
     gamma: torch.Tensor,
-    beta: torch.Tensor,
+    gate: torch.Tensor,
     mean: torch.Tensor,
     rstd: torch.Tensor,
     negative_slope: Optional[float],
+    gate_is_output: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from cycleisp_fast.triton_kernels import ain_backward as kernels
 
+    if gate_is_output and negative_slope is not None and negative_slope < 0:
+        raise RuntimeError(
+            f"ain_backward: gate_is_output needs a slope >= 0 (the output's sign is then z's), got {negative_slope}"
+        )
     return kernels.ain_backward(
         grad_out.contiguous(),
         x.contiguous(),
         gamma.contiguous(),
-        beta.contiguous(),
+        gate.contiguous(),
         mean.contiguous(),
         rstd.contiguous(),
         negative_slope,
+        gate_is_output,
     )
 
 
@@ -60,23 +69,29 @@ def _fake_forward(x, gamma, beta, eps, negative_slope, *, layouts=False):
     return torch.empty_like(x, memory_format=features_format(x, layouts)), stats, torch.empty_like(stats)
 
 
-def _fake_backward(grad_out, x, gamma, beta, mean, rstd, negative_slope, *, layouts=False):
+def _fake_backward(grad_out, x, gamma, gate, mean, rstd, negative_slope, gate_is_output=False, *, layouts=False):
     return tuple(torch.empty_like(x, memory_format=features_format(x, layouts)) for _ in range(3))
 
 
 def _setup_context(ctx, inputs, output):
     x, gamma, beta, _, ctx.negative_slope = inputs
-    _, mean, rstd = output
-    ctx.save_for_backward(x, gamma, beta, mean, rstd)
+    out, mean, rstd = output
+    # The output as the LeakyReLU's gate (one tensor fewer kept: the next op usually keeps it), except under
+    # torch.compile, whose inductor was seen to overwrite a kept output in place (wrong gradients), and for
+    # negative slopes, where the output's sign is not z's.
+    ctx.gate_is_output = not torch.compiler.is_compiling() and (ctx.negative_slope is None or ctx.negative_slope >= 0)
+    ctx.save_for_backward(x, gamma, out if ctx.gate_is_output else beta, mean, rstd)
     ctx.mark_non_differentiable(mean, rstd)
 
 
 def _make_backward(kernels: Kernels):
     def backward(ctx, grad_out, _grad_mean, _grad_rstd):
-        x, gamma, beta, mean, rstd = ctx.saved_tensors
+        x, gamma, gate, mean, rstd = ctx.saved_tensors
         # The gradient in x's layout (channels_last stays so on the CPU: the native kernels read it as it is).
         grad_out = grad_out.contiguous(memory_format=features_format(x, layouts=True))
-        grad_x, grad_gamma, grad_beta = kernels.backward(grad_out, x, gamma, beta, mean, rstd, ctx.negative_slope)
+        grad_x, grad_gamma, grad_beta = kernels.backward(
+            grad_out, x, gamma, gate, mean, rstd, ctx.negative_slope, ctx.gate_is_output
+        )
         return grad_x, grad_gamma, grad_beta, None, None
 
     return backward

@@ -111,7 +111,7 @@ def transform_weight(weight: torch.Tensor, *, flip: bool = False, out: Optional[
     if not native:
         return _transform_weight_in_torch(weight, flip)
     out = torch.empty(shape) if out is None else out
-    torch.ops.cycleisp_fast.winograd_transform_weight(weight.detach(), _KERNEL_TRANSFORM_2D, flip, out)
+    torch.ops.cycleisp_fast.winograd_transform_weight(weight.detach(), KERNEL_TRANSFORM, flip, out)
     return out
 
 
@@ -216,7 +216,7 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, *, band_tiles: int = 0) -> 
     if band_tiles < 0:
         raise ValueError(f"band_tiles must be >= 0 (0: automatic), got {band_tiles}")
     _require_extension()
-    return torch.ops.cycleisp_fast.winograd_conv3x3_weight_grad(x, grad, _KERNEL_TRANSFORM_2D, band_tiles)
+    return torch.ops.cycleisp_fast.winograd_conv3x3_weight_grad(x, grad, KERNEL_TRANSFORM, band_tiles)
 
 
 class _Conv3x3(torch.autograd.Function):

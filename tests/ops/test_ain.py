@@ -42,8 +42,10 @@ class TestAIN(OpTester):
         x, gamma, beta = [t.requires_grad_(True) for t in make_inputs((2, 3, 4, 5))]
         calls = [(forward, (x, gamma, beta, 1e-5, slope)) for slope in (None, 0.02)]
         with torch.no_grad():
-            _, mean, rstd = forward(x, gamma, beta, 1e-5, 0.02)
-        calls.append((backward, (torch.randn_like(x), x.detach(), gamma.detach(), beta.detach(), mean, rstd, 0.02)))
+            out, mean, rstd = forward(x, gamma, beta, 1e-5, 0.02)
+        grad = torch.randn_like(x)
+        calls.append((backward, (grad, x.detach(), gamma.detach(), beta.detach(), mean, rstd, 0.02)))
+        calls.append((backward, (grad, x.detach(), gamma.detach(), out, mean, rstd, 0.02, True)))
         return calls
 
 
@@ -52,6 +54,36 @@ def make_inputs(shape, dtype=torch.float32, scale=0.3):
     gamma = scale * torch.randn(shape, dtype=torch.float64)
     beta = scale * torch.randn(shape, dtype=torch.float64)
     return [t.to(dtype) for t in (x, gamma, beta)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("slope", [None, 0.0, 0.02, -0.3], ids=str)
+def test_the_backward_keeps_the_output_as_gate_where_its_sign_is_the_pre_activations(backend, slope):
+    """For a slope >= 0 (or none) the fused op keeps its output, not beta, for the LeakyReLU's gate (the next
+    convolution keeps that output anyway); for a negative slope, beta. Gradients as the reference's either way
+    (under torch.compile it keeps beta: see test_torch_compile_fullgraph, where inductor overwrote a kept output)."""
+    x, gamma, beta = (t.requires_grad_() for t in make_inputs((2, 3, 6, 5)))
+    x.data[0, 1, 2, 2] = float("nan")  # a NaN plane: its gate takes the slope, as z's would
+    out = ops.adaptive_instance_norm(x, gamma, beta, 1e-5, slope, backend=backend)
+    kept = {t.untyped_storage().data_ptr() for t in out.grad_fn.saved_tensors}
+    gate = beta if slope is not None and slope < 0 else out
+    other = out if gate is beta else beta
+    assert gate.untyped_storage().data_ptr() in kept and other.untyped_storage().data_ptr() not in kept
+    grad = torch.randn(2, 3, 6, 5)
+    expected = reference(x, gamma, beta, 1e-5, slope)
+    for actual, wanted in zip(
+        torch.autograd.grad(out, (x, gamma, beta), grad), torch.autograd.grad(expected, (x, gamma, beta), grad)
+    ):
+        torch.testing.assert_close(actual, wanted, equal_nan=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_backward_refuses_the_output_as_gate_for_a_negative_slope(backend):
+    forward, backward = registered(backend)
+    x, gamma, beta = make_inputs((1, 2, 3, 3))
+    out, mean, rstd = forward(x, gamma, beta, 1e-5, -0.3)
+    with pytest.raises(RuntimeError, match="gate_is_output needs a slope >= 0"):
+        backward(torch.ones_like(x), x, gamma, out, mean, rstd, -0.3, True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

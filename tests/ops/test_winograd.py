@@ -132,7 +132,7 @@ def test_native_weight_transform_matches_the_float64_one(shape, flip):
     assert op.transform_weight(weight, flip=flip, out=out) is out
     torch.testing.assert_close(out, native, rtol=0, atol=0)
     torch.library.opcheck(
-        torch.ops.cycleisp_fast.winograd_transform_weight.default, (weight, op._KERNEL_TRANSFORM_2D, flip, out)
+        torch.ops.cycleisp_fast.winograd_transform_weight.default, (weight, op.KERNEL_TRANSFORM, flip, out)
     )
 
 
@@ -144,7 +144,7 @@ def test_transform_out_must_fit():
     with pytest.raises(ValueError, match="for a float32 CPU weight"):
         op.transform_weight(weight.double(), out=torch.empty(36, 4, 8))
     with pytest.raises(RuntimeError, match=r"out must be contiguous float32 \(36, 4, 8\)"):
-        torch.ops.cycleisp_fast.winograd_transform_weight(weight, op._KERNEL_TRANSFORM_2D, False, torch.empty(36, 8, 4))
+        torch.ops.cycleisp_fast.winograd_transform_weight(weight, op.KERNEL_TRANSFORM, False, torch.empty(36, 8, 4))
 
 
 @pytest.mark.parametrize(
@@ -236,7 +236,7 @@ def test_a_nan_in_the_output_gradient_reaches_its_channel_only():
 def test_weight_grad_opcheck_and_compile():
     x, grad = torch.randn(1, 16, 6, 7), torch.randn(1, 16, 6, 7)
     torch.library.opcheck(
-        torch.ops.cycleisp_fast.winograd_conv3x3_weight_grad.default, (x, grad, op._KERNEL_TRANSFORM_2D, 0)
+        torch.ops.cycleisp_fast.winograd_conv3x3_weight_grad.default, (x, grad, op.KERNEL_TRANSFORM, 0)
     )
     compiled = torch.compile(lambda a, b: op.weight_grad(a, b)[0] * 2, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(x, grad), op.weight_grad(x, grad)[0] * 2)
@@ -260,11 +260,11 @@ def test_weight_grad_bad_arguments_name_what_was_expected(call, match):
 def test_the_registered_weight_grad_operator_checks_its_arguments_too():
     with pytest.raises(RuntimeError, match="grad must be \\(N, K, H, W\\) with x's N, H, W"):
         torch.ops.cycleisp_fast.winograd_conv3x3_weight_grad(
-            torch.randn(1, 16, 5, 5), torch.randn(1, 8, 4, 5), op._KERNEL_TRANSFORM_2D, 0
+            torch.randn(1, 16, 5, 5), torch.randn(1, 8, 4, 5), op.KERNEL_TRANSFORM, 0
         )
-    with pytest.raises(RuntimeError, match=r"transform must be the \(36, 9\) float64 kernel transform"):
+    with pytest.raises(RuntimeError, match=r"transform must be the \(6, 3\) float64 kernel transform G"):
         torch.ops.cycleisp_fast.winograd_conv3x3_weight_grad(
-            torch.randn(1, 16, 5, 5), torch.randn(1, 8, 5, 5), op._KERNEL_TRANSFORM_2D.float(), 0
+            torch.randn(1, 16, 5, 5), torch.randn(1, 8, 5, 5), op.KERNEL_TRANSFORM.float(), 0
         )
 
 

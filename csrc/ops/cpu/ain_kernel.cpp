@@ -55,8 +55,9 @@ struct ChunkInputs {
   const scalar_t* __restrict__ grad;
   const scalar_t* __restrict__ x;
   const scalar_t* __restrict__ gamma;
-  const scalar_t* __restrict__ beta;
+  const scalar_t* __restrict__ gate;  // beta, or the forward's output (gate_is_output)
   acc_t mean, rstd, slope;
+  bool gate_is_output;
 };
 
 // Writes grad_gamma and grad_beta of a chunk; returns its sums of grad_xhat and grad_xhat * xhat.
@@ -67,7 +68,8 @@ CYCLEISP_CPU_CLONES GradSums<acc_t> param_grads_chunk(const ChunkInputs<scalar_t
       n,
       [&](int64_t i) {
         const ElementGrad<acc_t> e =
-            element_grad<acc_t>(in.grad[i], in.x[i], in.mean, in.rstd, in.gamma[i], in.beta[i], kLeaky, in.slope);
+            element_grad<acc_t>(in.grad[i], in.x[i], in.mean, in.rstd, in.gamma[i], in.gate[i], in.gate_is_output, kLeaky,
+                                in.slope);
         grad_gamma[i] = static_cast<scalar_t>(e.grad_gamma);
         grad_beta[i] = static_cast<scalar_t>(e.grad_beta);
         return GradSums<acc_t>{e.grad_xhat, e.grad_xhat * e.xhat};
@@ -80,7 +82,8 @@ CYCLEISP_CPU_CLONES void input_grad_chunk(const ChunkInputs<scalar_t, acc_t> in,
                       scalar_t* __restrict__ grad_x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const ElementGrad<acc_t> e =
-        element_grad<acc_t>(in.grad[i], in.x[i], in.mean, in.rstd, in.gamma[i], in.beta[i], kLeaky, in.slope);
+        element_grad<acc_t>(in.grad[i], in.x[i], in.mean, in.rstd, in.gamma[i], in.gate[i], in.gate_is_output, kLeaky,
+                            in.slope);
     grad_x[i] = static_cast<scalar_t>(input_grad(e, in.rstd, plane, count));
   }
 }
@@ -121,19 +124,21 @@ struct ForwardData {
 // The data of a backward call's tensors.
 template <typename scalar_t, typename acc_t>
 struct BackwardData {
-  const scalar_t *grad, *x, *gamma, *beta;
+  const scalar_t *grad, *x, *gamma, *gate;
   const acc_t *mean, *rstd;
   scalar_t *grad_x, *grad_gamma, *grad_beta;
+  bool gate_is_output;
   explicit BackwardData(const BackwardTensors& t)
       : grad(t.grad.const_data_ptr<scalar_t>()),
         x(t.x.const_data_ptr<scalar_t>()),
         gamma(t.gamma.const_data_ptr<scalar_t>()),
-        beta(t.beta.const_data_ptr<scalar_t>()),
+        gate(t.gate.const_data_ptr<scalar_t>()),
         mean(t.mean.const_data_ptr<acc_t>()),
         rstd(t.rstd.const_data_ptr<acc_t>()),
         grad_x(t.grad_x.mutable_data_ptr<scalar_t>()),
         grad_gamma(t.grad_gamma.mutable_data_ptr<scalar_t>()),
-        grad_beta(t.grad_beta.mutable_data_ptr<scalar_t>()) {}
+        grad_beta(t.grad_beta.mutable_data_ptr<scalar_t>()),
+        gate_is_output(t.gate_is_output) {}
 };
 
 // ---- channels_last (N, H, W, C): the statistics and the modulation vectorised over the contiguous channels ----
@@ -241,13 +246,15 @@ CYCLEISP_CPU_CLONES void pixel_run_param_grads(const BackwardData<scalar_t, acc_
   acc_t* __restrict__ sum_xhat = work + C;
   for (int64_t c = 0; c < C; ++c) sum[c] = sum_xhat[c] = acc_t(0);
   const scalar_t *__restrict__ dy = d.grad + offset, *__restrict__ x = d.x + offset;
-  const scalar_t *__restrict__ gamma = d.gamma + offset, *__restrict__ beta = d.beta + offset;
+  const scalar_t *__restrict__ gamma = d.gamma + offset, *__restrict__ gate = d.gate + offset;
+  const bool from_output = d.gate_is_output;  // a local, so that the stores below cannot be thought to change it
   scalar_t *__restrict__ dgamma = d.grad_gamma + offset, *__restrict__ dbeta = d.grad_beta + offset;
   for (int64_t p = 0; p < pixels; ++p) {
     const int64_t o = p * C;
     for (int64_t c = 0; c < C; ++c) {
       const ElementGrad<acc_t> e =
-          element_grad<acc_t>(dy[o + c], x[o + c], mean[c], rstd[c], gamma[o + c], beta[o + c], kLeaky, slope);
+          element_grad<acc_t>(dy[o + c], x[o + c], mean[c], rstd[c], gamma[o + c], gate[o + c], from_output, kLeaky,
+                              slope);
       dgamma[o + c] = static_cast<scalar_t>(e.grad_gamma);
       dbeta[o + c] = static_cast<scalar_t>(e.grad_beta);
       sum[c] += e.grad_xhat;
@@ -265,13 +272,15 @@ CYCLEISP_CPU_CLONES void pixel_run_input_grad(const BackwardData<scalar_t, acc_t
                                               const acc_t* __restrict__ sum, const acc_t* __restrict__ sum_xhat,
                                               acc_t count) {
   const scalar_t *__restrict__ dy = d.grad + offset, *__restrict__ x = d.x + offset;
-  const scalar_t *__restrict__ gamma = d.gamma + offset, *__restrict__ beta = d.beta + offset;
+  const scalar_t *__restrict__ gamma = d.gamma + offset, *__restrict__ gate = d.gate + offset;
+  const bool from_output = d.gate_is_output;
   scalar_t* __restrict__ dx = d.grad_x + offset;
   for (int64_t p = 0; p < pixels; ++p) {
     const int64_t o = p * C;
     for (int64_t c = 0; c < C; ++c) {
       const ElementGrad<acc_t> e =
-          element_grad<acc_t>(dy[o + c], x[o + c], mean[c], rstd[c], gamma[o + c], beta[o + c], kLeaky, slope);
+          element_grad<acc_t>(dy[o + c], x[o + c], mean[c], rstd[c], gamma[o + c], gate[o + c], from_output, kLeaky,
+                              slope);
       dx[o + c] = static_cast<scalar_t>(input_grad(e, rstd[c], GradSums<acc_t>{sum[c], sum_xhat[c]}, count));
     }
   }
@@ -379,10 +388,12 @@ std::tuple<Tensor, Tensor, Tensor> ain_forward_cpu(const Tensor& x, const Tensor
 }
 
 std::tuple<Tensor, Tensor, Tensor> ain_backward_cpu(const Tensor& grad, const Tensor& x,
-                                                                const Tensor& gamma, const Tensor& beta,
+                                                                const Tensor& gamma, const Tensor& gate,
                                                                 const Tensor& mean, const Tensor& rstd,
-                                                                std::optional<double> negative_slope) {
-  const BackwardTensors t = prepare_backward(grad, x, gamma, beta, mean, rstd, /*allow_channels_last=*/true);
+                                                                std::optional<double> negative_slope,
+                                                                bool gate_is_output) {
+  const BackwardTensors t =
+      prepare_backward(grad, x, gamma, gate, mean, rstd, negative_slope, gate_is_output, /*allow_channels_last=*/true);
   const PlaneShape& shape = t.shape;
   CF_DISPATCH_FLOATING(t.x.scalar_type(), "ain_backward_cpu", [&] {
     using acc_t = opmath_t<scalar_t>;
@@ -393,7 +404,7 @@ std::tuple<Tensor, Tensor, Tensor> ain_backward_cpu(const Tensor& grad, const Te
     const scalar_t* dyp = t.grad.const_data_ptr<scalar_t>();
     const scalar_t* xp = t.x.const_data_ptr<scalar_t>();
     const scalar_t* gp = t.gamma.const_data_ptr<scalar_t>();
-    const scalar_t* bp = t.beta.const_data_ptr<scalar_t>();
+    const scalar_t* gate_p = t.gate.const_data_ptr<scalar_t>();
     const acc_t* mean_p = t.mean.const_data_ptr<acc_t>();
     const acc_t* rstd_p = t.rstd.const_data_ptr<acc_t>();
     scalar_t* dxp = t.grad_x.mutable_data_ptr<scalar_t>();
@@ -403,7 +414,8 @@ std::tuple<Tensor, Tensor, Tensor> ain_backward_cpu(const Tensor& grad, const Te
     const acc_t slope = static_cast<acc_t>(negative_slope.value_or(0.0));
     auto chunk_inputs = [&](Chunk c) {
       const int64_t o = c.plane * shape.plane_size + c.begin;
-      return ChunkInputs<scalar_t, acc_t>{dyp + o, xp + o, gp + o, bp + o, mean_p[c.plane], rstd_p[c.plane], slope};
+      return ChunkInputs<scalar_t, acc_t>{dyp + o, xp + o, gp + o, gate_p + o, mean_p[c.plane], rstd_p[c.plane], slope,
+                                          gate_is_output};
     };
     const acc_t count = static_cast<acc_t>(shape.plane_size);
     if (shape.chunks == 1) {

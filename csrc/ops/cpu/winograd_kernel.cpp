@@ -291,38 +291,57 @@ Tensor winograd_conv3x3_cpu(const Tensor& x, const Tensor& weight, std::optional
   return t.out;
 }
 
-// sums[b] = sum_q coefficients[q] * taps[q][b] for b < n (taps: `count` rows of n doubles): the loops over b
-// vectorise.
+// sums[b] = sum_i coefficients[i] * rows[i][b] for b < n (`count` rows of n doubles, `stride` apart): the loops
+// over b vectorise.
 CYCLEISP_CPU_CLONES_AVX512 void combine_rows(const double* __restrict__ coefficients, int count,
-                                             const double* __restrict__ taps, int64_t n, double* __restrict__ sums) {
+                                             const double* __restrict__ rows, int64_t stride, int64_t n,
+                                             double* __restrict__ sums) {
   for (int64_t b = 0; b < n; ++b) sums[b] = 0.0;
-  for (int q = 0; q < count; ++q) {
-    const double coefficient = coefficients[q];
-    const double* __restrict__ tap = taps + q * n;
-    for (int64_t b = 0; b < n; ++b) sums[b] += coefficient * tap[b];
+  for (int i = 0; i < count; ++i) {
+    const double coefficient = coefficients[i];
+    const double* __restrict__ row = rows + i * stride;
+    for (int64_t b = 0; b < n; ++b) sums[b] += coefficient * row[b];
   }
 }
 
-// out[p][a][b] = sum_q transform[p][q] * kernel q of (a, b), in double, rounded once: not flipped, (a, b) = (c, k)
-// and kernel q of g[k][c]; flipped (the input gradient's kernels), (a, b) = (k, c) and kernel 8 - q of g[k][c].
+// G^T (3 x 6) of the kernel transform G (6 x 3).
+std::array<double, 18> transposed(const double* g) {
+  std::array<double, 18> t{};
+  for (int r = 0; r < kInputTile; ++r) {
+    for (int i = 0; i < 3; ++i) t[i * kInputTile + r] = g[r * 3 + i];
+  }
+  return t;
+}
+
+// out[6r + s][a][b] = (G g G^T)[r][s] of the kernel g of (a, b), in double (G g first, then its product with
+// G^T: 162 multiply-adds instead of 324), rounded once: not flipped, (a, b) = (c, k) and g = weight[k][c];
+// flipped (the input gradient's kernels), (a, b) = (k, c) and g = weight[k][c] turned by 180 degrees.
 void winograd_transform_weight_cpu(const Tensor& weight, const Tensor& transform, bool flip, Tensor out) {
   WeightTransformTensors t = prepare_weight_transform(weight, transform, flip, out);
   const int64_t K = t.weight.size(0), C = t.weight.size(1);
   const int64_t rows = flip ? K : C, cols = flip ? C : K;
   const float* g = t.weight.const_data_ptr<float>();
-  const double* tp = t.transform.const_data_ptr<double>();
+  const double* gp = t.transform.const_data_ptr<double>();  // G, 6 x 3
   float* up = out.mutable_data_ptr<float>();
   parallel_for(0, rows, std::max<int64_t>(1, 1024 / std::max<int64_t>(cols, 1)), [&](int64_t begin, int64_t end) {
-    std::vector<double> taps(kTaps * cols), sums(cols);  // taps[q][b]: the row's kernels, tap by tap
+    // taps[3i + j][b]: tap (i, j) of the row's kernels; half[3r + j][b] = (G g)[r][j]
+    std::vector<double> taps(kTaps * cols), half(kInputTile * 3 * cols), sums(cols);
     for (int64_t a = begin; a < end; ++a) {
       for (int64_t b = 0; b < cols; ++b) {
         const float* kernel = flip ? g + (a * C + b) * kTaps : g + (b * C + a) * kTaps;
         for (int q = 0; q < kTaps; ++q) taps[q * cols + b] = kernel[flip ? kTaps - 1 - q : q];
       }
-      for (int p = 0; p < kPoints; ++p) {
-        combine_rows(tp + p * kTaps, kTaps, taps.data(), cols, sums.data());
-        float* row = up + (p * rows + a) * cols;
-        for (int64_t b = 0; b < cols; ++b) row[b] = static_cast<float>(sums[b]);
+      for (int r = 0; r < kInputTile; ++r) {
+        for (int j = 0; j < 3; ++j) {
+          combine_rows(gp + r * 3, 3, taps.data() + j * cols, 3 * cols, cols, half.data() + (r * 3 + j) * cols);
+        }
+      }
+      for (int r = 0; r < kInputTile; ++r) {
+        for (int s = 0; s < kInputTile; ++s) {
+          combine_rows(gp + s * 3, 3, half.data() + r * 3 * cols, cols, cols, sums.data());
+          float* row = up + ((r * kInputTile + s) * rows + a) * cols;
+          for (int64_t b = 0; b < cols; ++b) row[b] = static_cast<float>(sums[b]);
+        }
       }
     }
   });
@@ -386,15 +405,12 @@ std::tuple<Tensor, Tensor> winograd_conv3x3_weight_grad_cpu(const Tensor& x, con
       }
     }
   });
-  // dg[k][c][q] = sum_p transform[p][q] dU[p][c][k], dU the chunks' sum, in double.
-  const double* tp = t.transform.const_data_ptr<double>();
-  double transposed[kTaps * kPoints];  // transform^T: the coefficients of tap q, point by point
-  for (int p = 0; p < kPoints; ++p) {
-    for (int q = 0; q < kTaps; ++q) transposed[q * kPoints + p] = tp[p * kTaps + q];
-  }
+  // dg[k][c] = G^T dU[.][c][k] G (dU the chunks' sum), in double: dU G first, then G^T times it.
+  const std::array<double, 18> gt = transposed(t.transform.const_data_ptr<double>());  // G^T, 3 x 6
   float* wp = t.weight_grad.mutable_data_ptr<float>();
   parallel_for(0, C, std::max<int64_t>(1, 4096 / std::max<int64_t>(K, 1)), [&](int64_t begin, int64_t end) {
-    std::vector<double> points(kPoints * K), sums(K);
+    // points[6r + s][k]: dU; half[3r + j][k] = (dU G)[r][j]
+    std::vector<double> points(kPoints * K), half(kInputTile * 3 * K), sums(K);
     for (int64_t c = begin; c < end; ++c) {
       for (int p = 0; p < kPoints; ++p) {
         double* total = points.data() + p * K;
@@ -404,9 +420,17 @@ std::tuple<Tensor, Tensor> winograd_conv3x3_weight_grad_cpu(const Tensor& x, con
           for (int64_t k = 0; k < K; ++k) total[k] += part[k];
         }
       }
-      for (int q = 0; q < kTaps; ++q) {
-        combine_rows(transposed + q * kPoints, kPoints, points.data(), K, sums.data());
-        for (int64_t k = 0; k < K; ++k) wp[(k * C + c) * kTaps + q] = static_cast<float>(sums[k]);
+      for (int r = 0; r < kInputTile; ++r) {
+        for (int j = 0; j < 3; ++j) {
+          combine_rows(gt.data() + j * kInputTile, kInputTile, points.data() + r * kInputTile * K, K, K,
+                       half.data() + (r * 3 + j) * K);
+        }
+      }
+      for (int i = 0; i < 3; ++i) {
+        for (int j = 0; j < 3; ++j) {
+          combine_rows(gt.data() + i * kInputTile, kInputTile, half.data() + j * K, 3 * K, K, sums.data());
+          for (int64_t k = 0; k < K; ++k) wp[(k * C + c) * kTaps + i * 3 + j] = static_cast<float>(sums[k]);
+        }
       }
     }
   });

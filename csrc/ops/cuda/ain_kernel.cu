@@ -78,15 +78,15 @@ __global__ void __launch_bounds__(kThreads) ain_modulate_kernel(
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads) ain_grad_sums_kernel(
     const scalar_t* __restrict__ grad, const scalar_t* __restrict__ x, const scalar_t* __restrict__ gamma,
-    const scalar_t* __restrict__ beta, const acc_t* __restrict__ mean, const acc_t* __restrict__ rstd,
+    const scalar_t* __restrict__ gate, const acc_t* __restrict__ mean, const acc_t* __restrict__ rstd,
     scalar_t* __restrict__ grad_gamma, scalar_t* __restrict__ grad_beta, GradSums<acc_t>* __restrict__ partial,
-    int64_t plane_size, int64_t chunks, bool leaky, acc_t slope) {
+    int64_t plane_size, int64_t chunks, bool gate_is_output, bool leaky, acc_t slope) {
   const ChunkRange c = this_chunk(plane_size, chunks);
   const int64_t offset = c.plane * plane_size;
   const acc_t m = mean[c.plane], r = rstd[c.plane];
   GradSums<acc_t> sums{acc_t(0), acc_t(0)};
   for (int64_t i = offset + c.begin + threadIdx.x; i < offset + c.end; i += kThreads) {
-    const ElementGrad<acc_t> e = element_grad<acc_t>(grad[i], x[i], m, r, gamma[i], beta[i], leaky, slope);
+    const ElementGrad<acc_t> e = element_grad<acc_t>(grad[i], x[i], m, r, gamma[i], gate[i], gate_is_output, leaky, slope);
     grad_gamma[i] = static_cast<scalar_t>(e.grad_gamma);
     grad_beta[i] = static_cast<scalar_t>(e.grad_beta);
     sums = combine(sums, GradSums<acc_t>{e.grad_xhat, e.grad_xhat * e.xhat});
@@ -97,9 +97,9 @@ __global__ void __launch_bounds__(kThreads) ain_grad_sums_kernel(
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads) ain_input_grad_kernel(
     const scalar_t* __restrict__ grad, const scalar_t* __restrict__ x, const scalar_t* __restrict__ gamma,
-    const scalar_t* __restrict__ beta, const acc_t* __restrict__ mean, const acc_t* __restrict__ rstd,
+    const scalar_t* __restrict__ gate, const acc_t* __restrict__ mean, const acc_t* __restrict__ rstd,
     const GradSums<acc_t>* __restrict__ partial, scalar_t* __restrict__ grad_x, int64_t plane_size, int64_t chunks,
-    bool leaky, acc_t slope) {
+    bool gate_is_output, bool leaky, acc_t slope) {
   const ChunkRange c = this_chunk(plane_size, chunks);
   __shared__ GradSums<acc_t> plane;
   if (threadIdx.x == 0) plane = plane_total(partial, c.plane, chunks);
@@ -107,7 +107,7 @@ __global__ void __launch_bounds__(kThreads) ain_input_grad_kernel(
   const int64_t offset = c.plane * plane_size;
   const acc_t m = mean[c.plane], r = rstd[c.plane], count = static_cast<acc_t>(plane_size);
   for (int64_t i = offset + c.begin + threadIdx.x; i < offset + c.end; i += kThreads) {
-    const ElementGrad<acc_t> e = element_grad<acc_t>(grad[i], x[i], m, r, gamma[i], beta[i], leaky, slope);
+    const ElementGrad<acc_t> e = element_grad<acc_t>(grad[i], x[i], m, r, gamma[i], gate[i], gate_is_output, leaky, slope);
     grad_x[i] = static_cast<scalar_t>(input_grad(e, r, plane, count));
   }
 }
@@ -146,11 +146,13 @@ std::tuple<Tensor, Tensor, Tensor> ain_forward_cuda(const Tensor& x, const Tenso
 }
 
 std::tuple<Tensor, Tensor, Tensor> ain_backward_cuda(const Tensor& grad, const Tensor& x,
-                                                                 const Tensor& gamma, const Tensor& beta,
+                                                                 const Tensor& gamma, const Tensor& gate,
                                                                  const Tensor& mean, const Tensor& rstd,
-                                                                 std::optional<double> negative_slope) {
+                                                                 std::optional<double> negative_slope,
+                                                                 bool gate_is_output) {
   const CudaDeviceGuard guard(x);
-  const BackwardTensors t = prepare_backward(grad, x, gamma, beta, mean, rstd, /*allow_channels_last=*/false);
+  const BackwardTensors t = prepare_backward(grad, x, gamma, gate, mean, rstd, negative_slope, gate_is_output,
+                                             /*allow_channels_last=*/false);
   const int64_t tasks = t.shape.planes * t.shape.chunks;
   if (tasks == 0) return {t.grad_x, t.grad_gamma, t.grad_beta};
   const cudaStream_t stream = current_cuda_stream();
@@ -162,14 +164,14 @@ std::tuple<Tensor, Tensor, Tensor> ain_backward_cuda(const Tensor& grad, const T
     const acc_t slope = static_cast<acc_t>(negative_slope.value_or(0.0));
     ain_grad_sums_kernel<scalar_t, acc_t><<<tasks, kThreads, 0, stream>>>(
         t.grad.const_data_ptr<scalar_t>(), t.x.const_data_ptr<scalar_t>(), t.gamma.const_data_ptr<scalar_t>(),
-        t.beta.const_data_ptr<scalar_t>(), t.mean.const_data_ptr<acc_t>(), t.rstd.const_data_ptr<acc_t>(),
+        t.gate.const_data_ptr<scalar_t>(), t.mean.const_data_ptr<acc_t>(), t.rstd.const_data_ptr<acc_t>(),
         t.grad_gamma.mutable_data_ptr<scalar_t>(), t.grad_beta.mutable_data_ptr<scalar_t>(), partial_p,
-        t.shape.plane_size, t.shape.chunks, leaky, slope);
+        t.shape.plane_size, t.shape.chunks, gate_is_output, leaky, slope);
     CF_CUDA_LAUNCH_CHECK();
     ain_input_grad_kernel<scalar_t, acc_t><<<tasks, kThreads, 0, stream>>>(
         t.grad.const_data_ptr<scalar_t>(), t.x.const_data_ptr<scalar_t>(), t.gamma.const_data_ptr<scalar_t>(),
-        t.beta.const_data_ptr<scalar_t>(), t.mean.const_data_ptr<acc_t>(), t.rstd.const_data_ptr<acc_t>(), partial_p,
-        t.grad_x.mutable_data_ptr<scalar_t>(), t.shape.plane_size, t.shape.chunks, leaky, slope);
+        t.gate.const_data_ptr<scalar_t>(), t.mean.const_data_ptr<acc_t>(), t.rstd.const_data_ptr<acc_t>(), partial_p,
+        t.grad_x.mutable_data_ptr<scalar_t>(), t.shape.plane_size, t.shape.chunks, gate_is_output, leaky, slope);
     CF_CUDA_LAUNCH_CHECK();
   });
   return {t.grad_x, t.grad_gamma, t.grad_beta};
