@@ -90,6 +90,9 @@ def use_output_saving_prelu(model: nn.Module) -> int:
     (one replacement per module object, so a PReLU shared under many names stays shared); returns how many
     module objects were replaced. State-dict keys unchanged.
 
+    Shape:
+        - the model's inputs and outputs are unchanged
+
     Example:
         >>> act = nn.PReLU(4)
         >>> model = nn.Sequential(nn.Conv2d(4, 4, 3), act, nn.Conv2d(4, 4, 3), act)
