@@ -6,6 +6,26 @@
 namespace cycleisp_fast {
 namespace winograd {
 
+namespace {
+
+// The shape of a convolution of x (N, C, H, W) to `out_channels` channels, and its 4x4 output tiles.
+ConvShape conv_shape(const Tensor& x, int64_t out_channels) {
+  const int64_t height = x.size(2), width = x.size(3);
+  return {x.size(0), x.size(1), height, width, out_channels, (height + kOutputTile - 1) / kOutputTile,
+          (width + kOutputTile - 1) / kOutputTile};
+}
+
+// The (6, 3) float64 kernel transform G, contiguous.
+Tensor checked_transform(const Tensor& transform, const char* op) {
+  CF_CHECK(transform.dim() == 2 && transform.size(0) == kInputTile && transform.size(1) == 3 &&
+               transform.scalar_type() == ScalarType::Double && transform.is_cpu(),
+           op, ": transform must be the (6, 3) float64 kernel transform G on the CPU, got ", transform.sizes(), " ",
+           transform.scalar_type());
+  return contiguous(transform);
+}
+
+}  // namespace
+
 ConvTensors prepare(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias) {
   constexpr const char* op = "winograd_conv3x3";
   CF_CHECK(x.dim() == 4, op, ": x must be 4-D (N, C, H, W), got ", x.dim(), "-D");
@@ -17,13 +37,7 @@ ConvTensors prepare(const Tensor& x, const Tensor& weight, const std::optional<T
            ": weight must be float32 on x's device ", x.device(), ", got ", weight.scalar_type(), " on ",
            weight.device());
   ConvTensors t;
-  t.shape.batch = x.size(0);
-  t.shape.in_channels = x.size(1);
-  t.shape.height = x.size(2);
-  t.shape.width = x.size(3);
-  t.shape.out_channels = weight.size(2);
-  t.shape.tiles_h = (t.shape.height + kOutputTile - 1) / kOutputTile;
-  t.shape.tiles_w = (t.shape.width + kOutputTile - 1) / kOutputTile;
+  t.shape = conv_shape(x, weight.size(2));
   if (bias.has_value()) {
     CF_CHECK(bias->dim() == 1 && bias->size(0) == t.shape.out_channels, op, ": bias must be (K,) with K = ",
              t.shape.out_channels, ", got ", bias->sizes());
@@ -38,19 +52,6 @@ ConvTensors prepare(const Tensor& x, const Tensor& weight, const std::optional<T
                        x.device(), MemoryFormat::ChannelsLast);
   return t;
 }
-
-namespace {
-
-// The (6, 3) float64 kernel transform G, contiguous.
-Tensor checked_transform(const Tensor& transform, const char* op) {
-  CF_CHECK(transform.dim() == 2 && transform.size(0) == kInputTile && transform.size(1) == 3 &&
-               transform.scalar_type() == ScalarType::Double && transform.is_cpu(),
-           op, ": transform must be the (6, 3) float64 kernel transform G on the CPU, got ", transform.sizes(), " ",
-           transform.scalar_type());
-  return contiguous(transform);
-}
-
-}  // namespace
 
 WeightTransformTensors prepare_weight_transform(const Tensor& weight, const Tensor& transform, bool flip,
                                                 const Tensor& out) {
@@ -78,13 +79,7 @@ WeightGradTensors prepare_weight_grad(const Tensor& x, const Tensor& grad, const
   CF_CHECK(grad.size(0) == x.size(0) && grad.size(2) == x.size(2) && grad.size(3) == x.size(3), op,
            ": grad must be (N, K, H, W) with x's N, H, W ", x.sizes(), ", got ", grad.sizes());
   WeightGradTensors t;
-  t.shape.batch = x.size(0);
-  t.shape.in_channels = x.size(1);
-  t.shape.height = x.size(2);
-  t.shape.width = x.size(3);
-  t.shape.out_channels = grad.size(1);
-  t.shape.tiles_h = (t.shape.height + kOutputTile - 1) / kOutputTile;
-  t.shape.tiles_w = (t.shape.width + kOutputTile - 1) / kOutputTile;
+  t.shape = conv_shape(x, grad.size(1));
   t.x = contiguous(x, MemoryFormat::ChannelsLast);
   t.grad = contiguous(grad, MemoryFormat::ChannelsLast);
   t.transform = checked_transform(transform, op);

@@ -136,6 +136,13 @@ def _require_extension() -> None:
         )
 
 
+def _checked_band_tiles(band_tiles) -> int:
+    band_tiles = check_int(band_tiles, "band_tiles")
+    if band_tiles < 0:
+        raise ValueError(f"band_tiles must be >= 0 (0: automatic), got {band_tiles}")
+    return band_tiles
+
+
 def winograd_conv3x3(
     x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *, band_tiles: int = 0
 ) -> torch.Tensor:
@@ -170,9 +177,7 @@ def winograd_conv3x3(
     ):
         got = f"{tuple(bias.shape)} {bias.dtype} on {bias.device}" if isinstance(bias, torch.Tensor) else bias
         raise ValueError(f"bias must be None or ({weight.shape[2]},) float32 on {x.device}, got {got}")
-    band_tiles = check_int(band_tiles, "band_tiles")
-    if band_tiles < 0:
-        raise ValueError(f"band_tiles must be >= 0 (0: automatic), got {band_tiles}")
+    band_tiles = _checked_band_tiles(band_tiles)
     _require_extension()
     return torch.ops.cycleisp_fast.winograd_conv3x3(x, weight, bias, band_tiles)
 
@@ -212,9 +217,7 @@ def weight_grad(x: torch.Tensor, grad: torch.Tensor, *, band_tiles: int = 0) -> 
             raise ValueError(f"{name} must be float32 on the CPU, got {t.dtype} on {t.device}")
     if (grad.shape[0], *grad.shape[2:]) != (x.shape[0], *x.shape[2:]):
         raise ValueError(f"grad must be (N, K, H, W) with x's N, H, W {tuple(x.shape)}, got {tuple(grad.shape)}")
-    band_tiles = check_int(band_tiles, "band_tiles")
-    if band_tiles < 0:
-        raise ValueError(f"band_tiles must be >= 0 (0: automatic), got {band_tiles}")
+    band_tiles = _checked_band_tiles(band_tiles)
     _require_extension()
     return torch.ops.cycleisp_fast.winograd_conv3x3_weight_grad(x, grad, KERNEL_TRANSFORM, band_tiles)
 

@@ -148,6 +148,20 @@ struct PixelRun {
   int64_t image, begin, size;
 };
 
+// The runs of about kChunk values (pixels of C channels) that cut each image of `pixels` pixels; task t is run
+// t % per_image of image t / per_image.
+struct PixelRuns {
+  int64_t pixels, length, per_image;
+  PixelRuns(int64_t pixels_, int64_t C)
+      : pixels(pixels_),
+        length(std::max<int64_t>(1, kChunk / std::max<int64_t>(C, 1))),
+        per_image((pixels_ + length - 1) / length) {}
+  PixelRun run(int64_t task) const {
+    const int64_t begin = (task % per_image) * length;
+    return {task / per_image, begin, std::min(length, pixels - begin)};
+  }
+};
+
 // Statistics per channel of the `pixels` pixels at x (C values each), two passes as chunk_moments: the sums of
 // x - (the run's first pixel), then of squared deviations from the mean. `work` holds 2 * C values.
 template <typename scalar_t, typename acc_t>
@@ -191,12 +205,9 @@ CYCLEISP_CPU_CLONES void modulate_pixels(const scalar_t* __restrict__ x, const s
 template <typename scalar_t, typename acc_t>
 void ain_forward_channels_last(const ForwardTensors& t, double eps, std::optional<double> negative_slope) {
   const int64_t N = t.x.size(0), C = t.x.size(1), pixels = t.shape.plane_size;
-  const int64_t run = std::max<int64_t>(1, kChunk / std::max<int64_t>(C, 1));
-  const int64_t runs = (pixels + run - 1) / run;
-  const auto run_of = [&](int64_t task) {
-    const int64_t begin = (task % runs) * run;
-    return PixelRun{task / runs, begin, std::min(run, pixels - begin)};
-  };
+  const PixelRuns runs_of(pixels, C);
+  const int64_t runs = runs_of.per_image;
+  const auto run_of = [&](int64_t task) { return runs_of.run(task); };
   const ForwardData<scalar_t, acc_t> d(t);
   const scalar_t *xp = d.x, *gp = d.gamma, *bp = d.beta;
   scalar_t* yp = d.out;
@@ -289,12 +300,9 @@ CYCLEISP_CPU_CLONES void pixel_run_input_grad(const BackwardData<scalar_t, acc_t
 template <typename scalar_t, typename acc_t>
 void ain_backward_channels_last(const BackwardTensors& t, std::optional<double> negative_slope) {
   const int64_t N = t.x.size(0), C = t.x.size(1), pixels = t.shape.plane_size;
-  const int64_t run = std::max<int64_t>(1, kChunk / std::max<int64_t>(C, 1));
-  const int64_t runs = (pixels + run - 1) / run;
-  const auto run_of = [&](int64_t task) {
-    const int64_t begin = (task % runs) * run;
-    return PixelRun{task / runs, begin, std::min(run, pixels - begin)};
-  };
+  const PixelRuns runs_of(pixels, C);
+  const int64_t runs = runs_of.per_image;
+  const auto run_of = [&](int64_t task) { return runs_of.run(task); };
   const BackwardData<scalar_t, acc_t> d(t);
   const bool leaky = negative_slope.has_value();
   const acc_t slope = static_cast<acc_t>(negative_slope.value_or(0.0));
