@@ -274,10 +274,14 @@ struct PtrsSetup {
   double rate, a, b, inv_alpha, v_r;
 };
 
-CYCLEISP_HOST_DEVICE PtrsSetup ptrs_setup(double rate) {
-  const double b = 0.931 + 2.53 * std::sqrt(rate);
+// b, the first constant, from which the others follow.
+CYCLEISP_HOST_DEVICE double ptrs_b(double rate) { return 0.931 + 2.53 * std::sqrt(rate); }
+
+CYCLEISP_HOST_DEVICE PtrsSetup ptrs_setup(double rate, double b) {
   return {rate, -0.059 + 0.02483 * b, b, 1.1239 + 1.1328 / (b - 3.4), 0.9277 - 3.6224 / (b - 2.0)};
 }
+
+CYCLEISP_HOST_DEVICE PtrsSetup ptrs_setup(double rate) { return ptrs_setup(rate, ptrs_b(rate)); }
 
 // The candidate k of one attempt from its first uniform u; `us` = 0.5 - |u - 0.5|.
 CYCLEISP_HOST_DEVICE double ptrs_candidate(const PtrsSetup& s, double u, double* us) {
@@ -289,14 +293,18 @@ CYCLEISP_HOST_DEVICE double ptrs_candidate(const PtrsSetup& s, double u, double*
 // The squeeze, which accepts most attempts without a logarithm.
 CYCLEISP_HOST_DEVICE bool ptrs_squeeze(const PtrsSetup& s, double us, double v) { return (us >= 0.07) & (v <= s.v_r); }
 
-// Whether PTRS accepts the candidate k of uniforms (us, v) (us = 0.5 - |u - 0.5|, from ptrs_candidate).
+// PTRS's test of the candidate k of uniforms (us, v) past the squeeze (us = 0.5 - |u - 0.5|, from ptrs_candidate).
 // Every test is evaluated (& and |, no early return), so that loops over it vectorise.
-CYCLEISP_HOST_DEVICE bool ptrs_accepts(const PtrsSetup& s, double k, double us, double v) {
-  const bool squeeze = ptrs_squeeze(s, us, v);
+CYCLEISP_HOST_DEVICE bool ptrs_accepts_past_squeeze(const PtrsSetup& s, double k, double us, double v) {
   const bool hopeless = (k < 0.0) | ((us < 0.013) & (v > us));
   const double lhs = log_positive(v * s.inv_alpha / (s.a / (us * us) + s.b));
   const double rhs = -s.rate + k * log_positive(s.rate) - log_factorial(k > 0.0 ? k : 0.0);
-  return squeeze | (!hopeless & (lhs <= rhs));
+  return !hopeless & (lhs <= rhs);
+}
+
+// Whether PTRS accepts the candidate k of uniforms (us, v): the squeeze, else the test past it.
+CYCLEISP_HOST_DEVICE bool ptrs_accepts(const PtrsSetup& s, double k, double us, double v) {
+  return ptrs_squeeze(s, us, v) | ptrs_accepts_past_squeeze(s, k, us, v);
 }
 
 // The uniforms (u, v) of PTRS attempt `attempt` among the words of its round.

@@ -34,6 +34,8 @@
 #include <torch/headeronly/util/BFloat16.h>
 #include <torch/headeronly/util/Half.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <sstream>
@@ -193,6 +195,21 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& f) {
 }
 
 inline int num_threads() { return static_cast<int>(torch::stable::get_num_threads()); }
+
+// f(begin, end) over [0, n) in chunks of `chunk` that torch's threads take first come, first served: for work whose
+// cost varies along the range (the noise kernels: a bright image's Poisson draws cost more than a dark one's),
+// where parallel_for's equal shares leave threads waiting on the slowest.
+template <typename F>
+void parallel_for_dynamic(int64_t n, int64_t chunk, const F& f) {
+  if (n <= 0) return;
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(num_threads(), (n + chunk - 1) / chunk);
+  parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (int64_t begin = next.fetch_add(chunk); begin < n; begin = next.fetch_add(chunk)) {
+      f(begin, std::min(n, begin + chunk));
+    }
+  });
+}
 
 // The index of the calling thread within torch's pool, in [0, num_threads()).
 inline int thread_index() {

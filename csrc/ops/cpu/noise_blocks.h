@@ -11,6 +11,10 @@ namespace cycleisp_fast {
 namespace noise {
 namespace cpu {
 
+// Tiles a thread of the noise kernels takes at a time (parallel_for_dynamic: a tile of Poisson draws costs
+// ~15 us, the cost varies with the image's brightness).
+constexpr int64_t kTilesPerTask = 16;
+
 // The Philox words of counters first .. first + count - 1 at `round`, word-major.
 void philox_block(Stream stream, int64_t first, uint32_t round, int64_t count, uint32_t* w0, uint32_t* w1,
                   uint32_t* w2, uint32_t* w3);

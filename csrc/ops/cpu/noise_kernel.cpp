@@ -75,7 +75,7 @@ void sample_cpu_typed(const SampleTensors& t) {
   const acc_t* read = t.read.const_data_ptr<acc_t>();
   const int64_t numel = t.x.numel();
   const int64_t tiles = (numel + kTile - 1) / kTile;
-  parallel_for(0, tiles, 16, [&](int64_t begin, int64_t end) {
+  parallel_for_dynamic(tiles, cpu::kTilesPerTask, [&](int64_t begin, int64_t end) {
     uint32_t w[4][kTileCounters];
     acc_t z[kTile];
     for (int64_t tile = begin; tile < end; ++tile) {

@@ -88,7 +88,7 @@ void physical_cpu_typed(const PhysicalTensors& t) {
   const int64_t numel = t.x.numel();
   const int64_t tiles = (numel + kTile - 1) / kTile;
   const int64_t comp = t.components;
-  parallel_for(0, tiles, 16, [&](int64_t begin, int64_t end) {
+  parallel_for_dynamic(tiles, noise::cpu::kTilesPerTask, [&](int64_t begin, int64_t end) {
     uint32_t w[4][kTileCounters];
     uint32_t tukey_words[kTile], quant_words[kTile];  // the tile layout: word-major runs of 256 = element order
     acc_t z[kTile], shot[kTile], read[kTile], quant[kTile];

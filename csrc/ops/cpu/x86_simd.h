@@ -5,8 +5,8 @@
 // - compaction: the positions of the kept elements of a run, 16 at a time (AVX-512 compress stores).
 //
 // Why by hand: GCC vectorises the scalar loop with 64-bit multiplies (vpmullq, 3 uops) and lane permutes; here each
-// 32x32 -> 64-bit product of a round is one vpmuludq per half of the lanes (even lanes, and odd lanes shifted
-// down), and the high and low halves are put back in place with one shift and one blend each.
+// 32x32 -> 64-bit product of a round is one vpmuludq (AVX-512: counters one per 64-bit lane; AVX2: even lanes, and
+// odd lanes shifted down, with the halves put back in place by one shift and one blend each).
 #pragma once
 
 #include <cstdint>
@@ -35,43 +35,44 @@ namespace cpu {
 constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
 
-__attribute__((target("avx512f"))) inline void mulhilo16(__m512i a, __m512i m, __m512i* hi, __m512i* lo) {
-  const __m512i even = _mm512_mul_epu32(a, m);                        // products of lanes 0, 2, ... (64-bit)
-  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);  // products of lanes 1, 3, ...
-  *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
-  *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
-}
-
-// The words of counters (first + l, round, offset), l = 0 .. 15, into w0[l] .. w3[l].
-__attribute__((target("avx512f"))) inline void philox16(const Stream& stream, int64_t first, uint32_t round,
-                                                        uint32_t* w0, uint32_t* w1, uint32_t* w2, uint32_t* w3) {
-  const uint64_t j = static_cast<uint64_t>(first);
-  const __m512i start = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(j)));
-  __m512i c0 = _mm512_add_epi32(start, _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-  const __mmask16 carry = _mm512_cmplt_epu32_mask(c0, start);  // the low word wrapped: carry into the high word
-  const __m512i high = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(j >> 32)));
-  __m512i c1 = _mm512_mask_add_epi32(high, carry, high, _mm512_set1_epi32(1));
-  __m512i c2 = _mm512_set1_epi32(static_cast<int>(round));
-  __m512i c3 = _mm512_set1_epi32(static_cast<int>(stream.offset));
-  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(kPhiloxM0)), m1 = _mm512_set1_epi32(static_cast<int>(kPhiloxM1));
-  uint32_t k0 = stream.k0, k1 = stream.k1;
+// Ten Philox rounds of 8 counters, one per 64-bit lane: the counter words in the low halves, the high halves
+// don't-care (vpmuludq reads only the low halves). Each product is one vpmuludq, its high word moves down by a
+// swap of the 32-bit halves (vpshufd, off the multiplier's port), and each new word is one three-way xor.
+__attribute__((target("avx512f"))) inline void philox_rounds8(__m512i* c0, __m512i* c1, __m512i* c2, __m512i* c3,
+                                                              uint32_t k0, uint32_t k1) {
+  const __m512i m0 = _mm512_set1_epi64(kPhiloxM0), m1 = _mm512_set1_epi64(kPhiloxM1);
   for (int r = 0; r < 10; ++r) {
-    __m512i hi0, lo0, hi1, lo1;
-    mulhilo16(c0, m0, &hi0, &lo0);
-    mulhilo16(c2, m1, &hi1, &lo1);
-    const __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(static_cast<int>(k0)));
-    const __m512i n2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(static_cast<int>(k1)));
-    c1 = lo1;
-    c3 = lo0;
-    c0 = n0;
-    c2 = n2;
+    const __m512i p0 = _mm512_mul_epu32(*c0, m0);  // lo0 in the low half, hi0 in the high half
+    const __m512i p1 = _mm512_mul_epu32(*c2, m1);
+    const __m512i n0 = _mm512_ternarylogic_epi64(_mm512_shuffle_epi32(p1, _MM_PERM_CDAB), *c1,
+                                                 _mm512_set1_epi32(static_cast<int>(k0)), 0x96);  // hi1 ^ c1 ^ k0
+    const __m512i n2 = _mm512_ternarylogic_epi64(_mm512_shuffle_epi32(p0, _MM_PERM_CDAB), *c3,
+                                                 _mm512_set1_epi32(static_cast<int>(k1)), 0x96);  // hi0 ^ c3 ^ k1
+    *c1 = p1;
+    *c3 = p0;
+    *c0 = n0;
+    *c2 = n2;
     k0 += kPhiloxW0;
     k1 += kPhiloxW1;
   }
-  _mm512_storeu_si512(w0, c0);
-  _mm512_storeu_si512(w1, c1);
-  _mm512_storeu_si512(w2, c2);
-  _mm512_storeu_si512(w3, c3);
+}
+
+// The words of counters (first + l, round, offset), l = 0 .. 15, into w0[l] .. w3[l]: two sets of 8 in flight.
+__attribute__((target("avx512f"))) inline void philox16(const Stream& stream, int64_t first, uint32_t round,
+                                                        uint32_t* w0, uint32_t* w1, uint32_t* w2, uint32_t* w3) {
+  const __m512i j_low = _mm512_add_epi64(_mm512_set1_epi64(first), _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m512i j_high = _mm512_add_epi64(j_low, _mm512_set1_epi64(8));
+  __m512i a0 = j_low, a1 = _mm512_srli_epi64(j_low, 32), b0 = j_high, b1 = _mm512_srli_epi64(j_high, 32);
+  const __m512i c2 = _mm512_set1_epi32(static_cast<int>(round)), c3 = _mm512_set1_epi32(static_cast<int>(stream.offset));
+  __m512i a2 = c2, a3 = c3, b2 = c2, b3 = c3;
+  philox_rounds8(&a0, &a1, &a2, &a3, stream.k0, stream.k1);
+  philox_rounds8(&b0, &b1, &b2, &b3, stream.k0, stream.k1);
+  // the low halves of the 16 lanes of (low, high), in order
+  const __m512i low_halves = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  _mm512_storeu_si512(w0, _mm512_permutex2var_epi32(a0, low_halves, b0));
+  _mm512_storeu_si512(w1, _mm512_permutex2var_epi32(a1, low_halves, b1));
+  _mm512_storeu_si512(w2, _mm512_permutex2var_epi32(a2, low_halves, b2));
+  _mm512_storeu_si512(w3, _mm512_permutex2var_epi32(a3, low_halves, b3));
 }
 
 __attribute__((target("avx2"))) inline void mulhilo8(__m256i a, __m256i m, __m256i* hi, __m256i* lo) {
