@@ -2,7 +2,7 @@
 // with portable loops), checked against the scalar code by the C++ unit test test_x86_simd.cpp:
 // - Philox4x32-10 of 16 (AVX-512) or 8 (AVX2) consecutive counters at once, word-major: the same words as
 //   noise_math.h's scalar philox4x32_10;
-// - compaction: the positions of the kept elements of a run, 16 at a time (AVX-512 compress stores).
+// - compaction: the positions of the kept elements of a run, 16 at a time (AVX-512 register compress + store).
 //
 // Why by hand: GCC vectorises the scalar loop with 64-bit multiplies (vpmullq, 3 uops) and lane permutes; here each
 // 32x32 -> 64-bit product of a round is one vpmuludq (AVX-512: counters one per 64-bit lane; AVX2: even lanes, and
@@ -136,7 +136,8 @@ inline int64_t philox_simd(const Stream& stream, int64_t first, uint32_t round, 
 }
 
 // The positions i of keep[i] != 0 among the first multiple of 16 of n, in order, appended to out: returns how
-// many elements it looked at (0 without AVX-512; the caller finishes the rest) and adds the kept to *kept.
+// many elements it looked at (0 without AVX-512; the caller finishes the rest) and adds the kept to *kept. out must
+// hold *kept + n elements: entries past the kept ones, below that bound, may be overwritten.
 __attribute__((target("avx512f"))) inline int64_t compact16(const uint8_t* keep, int64_t n, int32_t* out, int64_t* kept) {
   __m512i index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i step = _mm512_set1_epi32(16);
@@ -144,7 +145,9 @@ __attribute__((target("avx512f"))) inline int64_t compact16(const uint8_t* keep,
   for (; i + 16 <= n; i += 16) {
     const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(keep + i));
     const auto mask = static_cast<__mmask16>(~_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, _mm_setzero_si128())));
-    _mm512_mask_compressstoreu_epi32(out + m, mask, index);
+    // compress in a register, then a whole store (m + 16 <= *kept + i + 16 <= *kept + n): Zen 4 microcodes the
+    // compressing store to memory (~100x slower)
+    _mm512_storeu_si512(out + m, _mm512_maskz_compress_epi32(mask, index));
     m += __builtin_popcount(mask);
     index = _mm512_add_epi32(index, step);
   }
