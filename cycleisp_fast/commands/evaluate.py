@@ -54,6 +54,7 @@ from tqdm import tqdm
 from cycleisp_fast.arguments import INPUT_ERRORS, add_tiling_arguments, check_tiling, parse_device
 from cycleisp_fast.backend import BACKENDS
 from cycleisp_fast.bench.report import markdown_table
+from cycleisp_fast.commands.denoise_benchmarks import add_optimize_arguments, check_optimize_arguments
 from cycleisp_fast.data.datasets import LAYOUTS, detect_layout, open_pairs
 from cycleisp_fast.data.files import atomic_path, output_problem
 from cycleisp_fast.data.images import quantize
@@ -214,6 +215,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=_positive_int, metavar="N", help="score only the first N pairs")
     parser.add_argument("--device", type=parse_device, default="cpu", help="cpu (default), cuda or cuda:<index>")
     parser.add_argument("--backend", choices=BACKENDS, help="backend of the fused ops (default: the one in force)")
+    add_optimize_arguments(parser)
 
 
 def _open_dataset(args: argparse.Namespace, parser: argparse.ArgumentParser):
@@ -243,6 +245,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     Returns the exit code: 0, or 1 when a pair cannot be read or scored (then no CSV is written).
     """
     check_tiling(args, parser)
+    check_optimize_arguments(args, parser)
     if args.csv is not None and (problem := output_problem(args.csv, folder=False)):
         parser.error(f"--csv: {problem}")
     layout, dataset = _open_dataset(args, parser)
@@ -260,7 +263,17 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if len(set(labels)) != len(labels):
         parser.error(f"a model is given twice with the same weights: {labels}")
     try:
-        models = [load_denoiser(name, weights, device=args.device, backend=args.backend) for name, weights in specs]
+        models = [
+            load_denoiser(
+                name,
+                weights,
+                device=args.device,
+                backend=args.backend,
+                optimized=args.optimize,
+                precision=args.precision,
+            )
+            for name, weights in specs
+        ]
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     count = len(dataset) if args.limit is None else min(args.limit, len(dataset))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from cycleisp_fast.data.images import read_image, write_image
 from cycleisp_fast.data.raw import read_raw
 from cycleisp_fast.models import DenoiseNet
 from cycleisp_fast.noise.estimation import estimate_raw_noise
+from cycleisp_fast.optimization import OptimizedModel
 from cycleisp_fast.pipelines.denoisers import NoisyBaseline, denoise_raw, denoise_srgb, load_denoiser
 from cycleisp_fast.pipelines.unprocessing import process
 
@@ -402,3 +404,82 @@ def test_raw_with_an_srgb_model_is_developed_then_denoised(tmp_path):
         expected = model(developed).clamp(0, 1)[0]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["shot.png"]
     assert torch.equal(as_levels(read_image(tmp_path / "out" / "shot.png")), as_levels(expected))
+
+
+# ------------------------------------------------------------------------------------------- --optimize
+
+WIDE = dict(n_feats=16, num_rrg=1, num_dab=1, reduction=4)
+"""16 features: the smallest DenoiseNet whose 3x3 convolutions optimize runs by Winograd."""
+
+
+def wide_checkpoint(path, name: str = "cycleisp-srgb", *, raw: bool = False):
+    torch.manual_seed(3)
+    model = DenoiseNet(raw=raw, **WIDE).eval()
+    torch.save({"model": name, "model_kwargs": dict(WIDE), "state_dict": model.state_dict(), "step": 1}, path)
+    return model
+
+
+def test_optimized_denoiser_denoises_as_the_model_within_float_rounding(tmp_path):
+    wide_checkpoint(tmp_path / "srgb.pt")
+    wide_checkpoint(tmp_path / "raw.pt", "cycleisp-raw", raw=True)
+    plain, fast = (load_denoiser("cycleisp-srgb", tmp_path / "srgb.pt", optimized=flag) for flag in (False, True))
+    assert isinstance(fast, OptimizedModel) and fast.winograd and not isinstance(plain, OptimizedModel)
+    noisy = scene(40, 56)[None]
+    expected = denoise_srgb(plain, noisy, tile=32, overlap=8)
+    got = denoise_srgb(fast, noisy, tile=32, overlap=8)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-5)
+    raw_plain, raw_fast = (load_denoiser("cycleisp-raw", tmp_path / "raw.pt", optimized=flag) for flag in (False, True))
+    packed = scene(24, 32)[None, [0, 1, 1, 2]]
+    torch.testing.assert_close(
+        denoise_raw(raw_fast, packed, 2e-3, 1e-4), denoise_raw(raw_plain, packed, 2e-3, 1e-4), rtol=0, atol=2e-5
+    )
+    with pytest.raises(ValueError, match="denoise_srgb needs an sRGB model"):
+        denoise_srgb(raw_fast, noisy)  # the optimized RAW model still says its domain
+
+
+def test_optimized_precision_and_the_noisy_baseline(tmp_path):
+    wide_checkpoint(tmp_path / "srgb.pt")
+    with pytest.raises(ValueError, match="optimized=True"):
+        load_denoiser("cycleisp-srgb", tmp_path / "srgb.pt", precision="bfloat16")
+    with pytest.raises(ValueError, match="GPU only"):
+        load_denoiser("cycleisp-srgb", tmp_path / "srgb.pt", optimized=True, precision="float16")
+    assert isinstance(load_denoiser("noisy", optimized=True), NoisyBaseline)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a CPU without bfloat16 arithmetic warns that it is slow
+        half = load_denoiser("cycleisp-srgb", tmp_path / "srgb.pt", optimized=True, precision="bfloat16")
+    noisy = scene(32, 32)[None]
+    got = denoise_srgb(half, noisy)
+    assert got.dtype == torch.float32  # the bfloat16 model is fed float32 and casts itself
+    expected = denoise_srgb(load_denoiser("cycleisp-srgb", tmp_path / "srgb.pt"), noisy)
+    assert (got - expected).abs().max() < 0.05
+
+
+def test_denoise_optimize_writes_what_the_model_writes(tmp_path):
+    wide_checkpoint(tmp_path / "srgb.pt")
+    write_image(tmp_path / "a.png", scene(48, 40), bits=16)
+    base = ["--model", "cycleisp-srgb", "--weights", tmp_path / "srgb.pt", "--bits", "16"]
+    assert run_denoise([tmp_path / "a.png", "-o", tmp_path / "plain", *base]) == 0
+    assert run_denoise([tmp_path / "a.png", "-o", tmp_path / "fast", *base, "--optimize"]) == 0
+    plain = as_levels(read_image(tmp_path / "plain" / "a.png"), 16)
+    fast = as_levels(read_image(tmp_path / "fast" / "a.png"), 16)
+    assert (plain - fast).abs().max() <= 1  # float rounding moves a 16-bit level at most by one
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "cycleisp-srgb", "--weights", "{srgb}", "--precision", "bfloat16"], "with --optimize"),
+        (["--model", "cycleisp-srgb", "--weights", "{srgb}", "--optimize", "--precision", "float16"], "GPU"),
+        (["--onnx", "{srgb}", "--optimize"], "--onnx file runs as exported"),
+    ],
+)
+def test_optimize_options_refused_with_a_clear_message(tmp_path, capsys, extra, message):
+    wide_checkpoint(tmp_path / "srgb.pt")
+    write_image(tmp_path / "a.png", scene(48, 40))
+    extra = [arg.format(srgb=tmp_path / "srgb.pt") for arg in extra]
+    with pytest.raises(SystemExit) as caught:
+        run_denoise([tmp_path / "a.png", "-o", tmp_path / "out", *extra])
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -104,6 +104,22 @@ def test_eval_scores_the_baseline_and_models_like_skimage(tmp_path, pairs, capsy
         assert table_row(out, label) == [label, "3", f"{mean_psnr:.2f}", f"{mean_ssim:.4f}"]
 
 
+def test_optimize_scores_as_the_model_within_float_rounding(tmp_path, pairs):
+    """--optimize: the same table within float rounding (a 16-feature model, whose convolutions go by Winograd)."""
+    torch.manual_seed(2)
+    kwargs = dict(n_feats=16, num_rrg=1, num_dab=1, reduction=4)
+    model = DenoiseNet(raw=False, **kwargs).eval()
+    torch.save({"model": "cycleisp-srgb", "model_kwargs": kwargs, "state_dict": model.state_dict()}, tmp_path / "w.pt")
+    spec = ["--model", f"cycleisp-srgb={tmp_path / 'w.pt'}"]
+    assert run_eval([pairs, *spec, "--csv", tmp_path / "plain.csv"]) == 0
+    assert run_eval([pairs, *spec, "--optimize", "--csv", tmp_path / "fast.csv"]) == 0
+    (_, plain), (_, fast) = read_rows(tmp_path / "plain.csv"), read_rows(tmp_path / "fast.csv")
+    assert [(row["image"], row["model"]) for row in fast] == [(row["image"], row["model"]) for row in plain]
+    for a, b in zip(plain, fast):
+        assert float(b["psnr"]) == pytest.approx(float(a["psnr"]), abs=1e-4)
+        assert float(b["ssim"]) == pytest.approx(float(a["ssim"]), abs=1e-5)
+
+
 def test_limit_and_identical_images(tmp_path, pairs, capsys):
     write_image(pairs / "noisy" / "a.png", read_image(pairs / "clean" / "a.png"))  # a perfect "noisy" image
     assert run_eval([pairs, "--layout", "folder", "--limit", "2", "--csv", tmp_path / "s.csv"]) == 0
@@ -160,6 +176,7 @@ def test_raw_layout_scores_packed_planes(tmp_path, monkeypatch):
         (["--model", "cycleisp-srgb={srgb}", "--model", "cycleisp-srgb={srgb}"], "twice"),
         (["--model", "dncnn"], "unknown model"),
         (["--layout", "sidd-srgb"], "Data"),
+        (["--model", "cycleisp-srgb={srgb}", "--precision", "bfloat16"], "with --optimize"),
     ],
 )
 def test_bad_options_exit_2(tmp_path, pairs, capsys, argv, message):
