@@ -2,8 +2,9 @@
 
 Providers: ``eager`` (the case's baseline, by default its reference), ``compile`` (``torch.compile`` of it,
 fullgraph), and the fused backends ``native`` and ``triton`` (the public op with ``backend=``); whole networks
-also ``optimized`` (:mod:`cycleisp_fast.bench.networks`). Times are medians of
-``torch.utils.benchmark.Timer.blocked_autorange``, which synchronizes CUDA around every block.
+also ``optimized`` (:mod:`cycleisp_fast.bench.networks`). The providers of a case and its copy roofline take
+turns (:func:`interleaved_seconds`: rounds of one block each, CUDA synchronized around every block), so that a drift
+of the machine's speed during the run falls on all of them alike; a time is the median of its blocks.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import statistics
 import sys
+import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -29,6 +32,10 @@ COPY_BYTES = 256 << 20
 """Bytes of each buffer of the machine-wide copy-bandwidth probe: beyond most caches (printed for context)."""
 MATMUL_SIZES = {"cpu": 1024, "cuda": 2048}
 WARMUP_CALLS = 3
+TIMING_ROUNDS = 5
+COPY_STEP = " copy"
+"""The roofline's name among the steps of :func:`interleaved_seconds` (no provider's name starts with a space)."""
+"""Rounds of :func:`interleaved_seconds`: each runs every step for a block of ``min_run_time / TIMING_ROUNDS``."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,56 @@ def median_seconds(fn: Callable[[], object], min_run_time: float) -> float:
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
+def interleaved_seconds(
+    steps: Mapping[str, Callable[[], object]], min_run_time: float, device: torch.device
+) -> dict[str, float]:
+    """Median seconds per call of each step, the steps taking turns.
+
+    :data:`TIMING_ROUNDS` rounds run every step, in order, for a block of calls lasting about ``min_run_time /
+    TIMING_ROUNDS`` (at least one call; the block's length follows the step's previous block); a step's time is
+    the median of its blocks' seconds per call. Timed one after the other, a provider met whatever else the
+    machine ran during its own seconds (a shared VM's neighbours, memory bandwidth that drifts): here every
+    provider meets it alike, and the ratios of one run compare like with like.
+
+    Args:
+        steps: name -> a call to time, already warm (compiled, caches filled).
+        min_run_time: seconds each step runs in all.
+        device: where they run (CUDA is synchronized around every block).
+
+    Returns:
+        name -> median seconds per call.
+
+    Shape:
+        Not applicable (times callables).
+
+    Example:
+        >>> times = interleaved_seconds({"sum": lambda: sum(range(100))}, 0.01, torch.device("cpu"))
+        >>> list(times) == ["sum"] and times["sum"] > 0
+        True
+    """
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    block = min_run_time / TIMING_ROUNDS
+    per_call = {}  # the last block's seconds per call: sizes the next block
+    for name, step in steps.items():  # one call each, not counted: the first block's size
+        synchronize()
+        start = time.perf_counter()
+        step()
+        synchronize()
+        per_call[name] = max(time.perf_counter() - start, 1e-9)
+    samples: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(TIMING_ROUNDS):
+        for name, step in steps.items():
+            calls = max(1, round(block / per_call[name]))
+            synchronize()
+            start = time.perf_counter()
+            for _ in range(calls):
+                step()
+            synchronize()
+            per_call[name] = max((time.perf_counter() - start) / calls, 1e-9)
+            samples[name].append(per_call[name])
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def measure_rates(device: torch.device, min_run_time: float, matmul: bool) -> Rates:
     """The copy bandwidth of ``device``, and its fp32 matmul rate when ``matmul``."""
     src = torch.ones(COPY_BYTES // 4, dtype=torch.float32, device=device)
@@ -110,12 +167,12 @@ def measure_rates(device: torch.device, min_run_time: float, matmul: bool) -> Ra
     return Rates(copy_gb_per_s=2 * COPY_BYTES / copy_seconds / 1e9, matmul_gflop_per_s=matmul_rate)
 
 
-def copy_seconds(min_bytes: int, device: torch.device, min_run_time: float) -> float:
-    """Seconds of a copy that reads and writes ``min_bytes`` in all (two buffers of ``min_bytes / 2``)."""
+def copy_step(min_bytes: int, device: torch.device) -> Callable[[], object]:
+    """The roofline's step: a copy that reads and writes ``min_bytes`` in all (two buffers of ``min_bytes / 2``,
+    every page touched before timing)."""
     src = torch.ones(max(1, min_bytes // 2), dtype=torch.uint8, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)  # touches every page before timing
-    return median_seconds(lambda: dst.copy_(src), min_run_time)
+    dst = src.clone()
+    return lambda: dst.copy_(src)
 
 
 @contextlib.contextmanager
@@ -229,7 +286,8 @@ def measure_case(
     modes: Sequence[str],
     min_run_time: float,
 ) -> list[Timing]:
-    """Times every provider of ``case`` at ``size`` and ``dtype``, for each mode, one provider after the other."""
+    """Times every provider of ``case`` at ``size`` and ``dtype``, for each mode, the providers and the copy roofline
+    taking turns (:func:`interleaved_seconds`)."""
     torch.compiler.reset()  # one compiled graph per case: no recompile limit across sizes and dtypes
     generator = make_generator(device)
     inputs = case.make_inputs(size, dtype, device, generator)
@@ -248,7 +306,7 @@ def measure_case(
         )
         min_bytes = case.min_bytes(args, output, mode)
         flops = case.flops(args, output, mode) if case.flops is not None else None
-        roofline = copy_seconds(min_bytes, device, min_run_time)
+        steps = {}
         for provider, fn in callables.items():
             step = _step(fn, args, grad_output)
             try:
@@ -258,7 +316,9 @@ def measure_case(
                 first_line = str(error).partition("\n")[0]
                 note(f"skipped {provider} for {case.name} {mode}: {type(error).__name__}: {first_line}")
                 continue
-            seconds = median_seconds(step, min_run_time)
+            steps[provider] = step
+        seconds = interleaved_seconds({**steps, COPY_STEP: copy_step(min_bytes, device)}, min_run_time, device)
+        for provider, step in steps.items():
             timings.append(
                 Timing(
                     case.name,
@@ -266,9 +326,9 @@ def measure_case(
                     mode,
                     size,
                     dtype,
-                    seconds,
+                    seconds[provider],
                     min_bytes,
-                    roofline,
+                    seconds[COPY_STEP],
                     flops,
                     peak_memory_bytes(step, device),
                 )

@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cycleisp_fast.bench.measure import (
+    COPY_STEP,
     Timing,
-    copy_seconds,
-    median_seconds,
+    copy_step,
+    interleaved_seconds,
     note,
     note_unavailable,
     peak_memory_bytes,
@@ -110,8 +111,9 @@ def measure_network(
     train_size: Size | None = None,
 ) -> list[Timing]:
     """Times every provider of the network ``case``: inference at ``size``, a training step at ``train_size``
-    (default: the case's training batch on ``device``); one provider after the other, each on its own copy of the
-    same weights."""
+    (default: the case's training batch on ``device``); each provider on its own copy of the same weights, the
+    providers and the copy roofline taking turns (:func:`~cycleisp_fast.bench.measure.interleaved_seconds`; every
+    provider's model is kept until its mode is timed), then each one's peak memory alone."""
     timings = []
     for mode in modes:
         torch.compiler.reset()
@@ -130,7 +132,7 @@ def measure_network(
         reference.train(not inference)
         min_bytes = io_bytes((image,), output, "forward")
         flops = case.flops((image,), output, mode) if case.flops is not None else None
-        roofline = copy_seconds(min_bytes, device, min_run_time)
+        models, steps = {}, {}
         for provider in providers:
             reason = unavailable_reason(case, provider, device)
             if reason is not None:
@@ -149,18 +151,21 @@ def measure_network(
                 first_line = str(error).partition("\n")[0]
                 note(f"skipped {provider} for {case.name} {mode}: {type(error).__name__}: {first_line}")
                 continue
-            seconds = median_seconds(step, min_run_time)
+            models[provider], steps[provider] = model, step
+        seconds = interleaved_seconds({**steps, COPY_STEP: copy_step(min_bytes, device)}, min_run_time, device)
+        for provider, step in steps.items():
             fidelity = float(psnr(step().float(), output.float()).min()) if inference else None
             if not inference:
                 # The step's zero_grad frees the last gradients first thing; freed here, so that the memory
                 # measure (which sees no size for memory allocated before it started) does not count them twice.
-                model.zero_grad(set_to_none=True)
+                models[provider].zero_grad(set_to_none=True)
             timings.append(
                 Timing(
-                    *(case.name, provider, mode, shape, dtype, seconds, min_bytes, roofline, flops),
+                    *(case.name, provider, mode, shape, dtype, seconds[provider], min_bytes, seconds[COPY_STEP]),
+                    flops,
                     peak_memory_bytes(step, device),
                     fidelity,
                 )
             )
-            del model, step
+        del models, steps
     return timings
