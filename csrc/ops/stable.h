@@ -12,6 +12,7 @@
 //   CF_DISPATCH_FLOATING(dtype, name, body)          body with scalar_t = double, float, Half, BFloat16
 //   opmath_t<T>                                      float for Half/BFloat16, else T
 //   parallel_for / num_threads / thread_index        torch's intra-op thread pool
+//   parallel_for_dynamic                             its chunks taken first come, first served
 //
 // Example (a kernel's host side):
 //   Tensor twice_cpu(const Tensor& x) {

@@ -32,10 +32,10 @@ constexpr uint32_t kPadWord = 0x80000000u;
 
 CYCLEISP_HOST_DEVICE bool in_ptrs_range(double rate) { return (rate >= kInversionLimit) & (rate < INFINITY); }
 
-// The candidates k of one PTRS attempt of every element from the words (wu, wv), with us (see
-// ptrs_candidate), PTRS's constant b (for ptrs_tests: a square root fewer there), and squeezed[i] where the
-// squeeze accepts k at a rate PTRS handles. Lanes outside PTRS's range compute on a stand-in rate. `flatten` inlines the math, which GCC's size heuristics would otherwise
-// call (and so not vectorise).
+// The candidates k of one PTRS attempt of every element from the words (wu, wv), with us (see ptrs_candidate),
+// PTRS's constant b (for ptrs_tests: a square root fewer there), and squeezed[i] where the squeeze accepts k at a
+// rate PTRS handles. Lanes outside PTRS's range compute on a stand-in rate. `flatten` inlines the math, which
+// GCC's size heuristics would otherwise call (and so not vectorise).
 CYCLEISP_CPU_CLONES_AVX512 __attribute__((flatten)) void ptrs_candidates(const double* __restrict__ rate,
                                                                   const uint32_t* __restrict__ wu,
                                                                   const uint32_t* __restrict__ wv, int64_t n,
@@ -188,8 +188,8 @@ CYCLEISP_CPU_CLONES_AVX512 void philox_at(Stream stream, int64_t first, const in
   }
 }
 
-// PTRS attempts run vectorised over the elements still rejected up to this many; the scalar algorithm of
-// noise_math.h finishes the rest (about 1 element in 10^5 of the benchmark's rates reaches attempt 6).
+// PTRS attempts before this one run vectorised over the elements still rejected; the scalar algorithm of
+// noise_math.h finishes from it (about 1 element in 10^5 of the benchmark's rates reaches attempt 6).
 constexpr uint32_t kVectorAttempts = 6;
 static_assert(kVectorAttempts % 2 == 0, "the scalar finish starts at the first attempt of a round");
 
