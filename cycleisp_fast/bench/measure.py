@@ -33,9 +33,9 @@ COPY_BYTES = 256 << 20
 MATMUL_SIZES = {"cpu": 1024, "cuda": 2048}
 WARMUP_CALLS = 3
 TIMING_ROUNDS = 5
+"""Rounds of :func:`interleaved_seconds`: each runs every step for a block of ``min_run_time / TIMING_ROUNDS``."""
 COPY_STEP = " copy"
 """The roofline's name among the steps of :func:`interleaved_seconds` (no provider's name starts with a space)."""
-"""Rounds of :func:`interleaved_seconds`: each runs every step for a block of ``min_run_time / TIMING_ROUNDS``."""
 
 
 @dataclass(frozen=True)

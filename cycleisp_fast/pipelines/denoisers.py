@@ -31,7 +31,7 @@ from cycleisp_fast.checks import check_backend_argument, check_choice, check_ten
 from cycleisp_fast.data.files import describe_read_error
 from cycleisp_fast.models import AINDNet, DenoiseNet, load_official
 from cycleisp_fast.models.checkpoints import is_tf_checkpoint
-from cycleisp_fast.optimization import OptimizedModel, optimize
+from cycleisp_fast.optimization import PRECISIONS, OptimizedModel, optimize
 from cycleisp_fast.pipelines.tiling import tiled_apply
 
 DEFAULT_TILE = 512
@@ -164,6 +164,7 @@ def load_denoiser(
     backend = check_backend_argument(backend)
     if not isinstance(optimized, bool):
         raise TypeError(f"optimized must be True or False, got {optimized!r}")
+    precision = check_choice(precision, "precision", PRECISIONS)
     if precision != "float32" and not optimized:
         raise ValueError(f"precision={precision!r} takes effect with optimized=True")
     if name == "noisy":

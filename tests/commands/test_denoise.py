@@ -445,6 +445,8 @@ def test_optimized_precision_and_the_noisy_baseline(tmp_path):
     with pytest.raises(ValueError, match="GPU only"):
         load_denoiser("cycleisp-srgb", tmp_path / "srgb.pt", optimized=True, precision="float16")
     assert isinstance(load_denoiser("noisy", optimized=True), NoisyBaseline)
+    with pytest.raises(ValueError, match="precision"):
+        load_denoiser("noisy", optimized=True, precision="float64")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a CPU without bfloat16 arithmetic warns that it is slow
         half = load_denoiser("cycleisp-srgb", tmp_path / "srgb.pt", optimized=True, precision="bfloat16")
